@@ -1,0 +1,39 @@
+-- One row per landing file the loader has seen. A file is identified by what it is
+-- (extract, hospital, business date) and by its content hash: the same bytes load once.
+create table if not exists raw.load_ledger (
+    load_id          bigserial primary key,
+    file_kind        text        not null,          -- purchase | usage | claim | reference:<name>
+    hospital_code    text,                          -- null for reference data
+    business_date    date,                          -- null for reference data
+    source_file      text        not null,          -- path relative to the landing root
+    sha256           text        not null,
+    status           text        not null check (status in ('loaded', 'rejected')),
+    reject_reason    text,                          -- file-level reason code when rejected
+    reject_detail    text,
+    rows_read        integer     not null default 0,
+    rows_loaded      integer     not null default 0,
+    rows_quarantined integer     not null default 0,
+    seconds          numeric(10, 3),
+    loaded_at        timestamptz not null default now()
+);
+create unique index if not exists load_ledger_file_uq
+    on raw.load_ledger (file_kind, coalesce(hospital_code, ''), coalesce(business_date, '0001-01-01'), sha256);
+
+-- Row-level rejects. raw_value and row_data never hold an ID number: the loader writes the
+-- pseudonym in its place.
+create table if not exists raw.quarantine (
+    load_id       bigint      not null,             -- raw.load_ledger
+    file_kind     text        not null,
+    hospital_code text,
+    business_date date,
+    source_file   text        not null,
+    source_row    integer     not null,             -- 1 = first data row after the header
+    natural_key   text,
+    column_name   text,
+    raw_value     text,
+    reason_code   text        not null,
+    reason_detail text,
+    row_data      jsonb,
+    quarantined_at timestamptz not null default now()
+);
+create index if not exists quarantine_load_idx on raw.quarantine (load_id);

