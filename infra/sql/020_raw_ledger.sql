@@ -17,7 +17,7 @@ create table if not exists raw.load_ledger (
     loaded_at        timestamptz not null default now()
 );
 create unique index if not exists load_ledger_file_uq
-    on raw.load_ledger (file_kind, coalesce(hospital_code, ''), coalesce(business_date, '0001-01-01'), sha256);
+    on raw.load_ledger (file_kind, coalesce(hospital_code, ''), coalesce(business_date, date '0001-01-01'), sha256);
 
 -- Row-level rejects. raw_value and row_data never hold an ID number: the loader writes the
 -- pseudonym in its place.

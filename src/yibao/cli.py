@@ -1,1 +1,169 @@
-def main(): pass
+"""``yibao`` — the command line of the 医保 governance warehouse.
+
+    yibao db start|stop|reset|status     the embedded PostgreSQL (or report on the external one)
+    yibao url [--airflow]                 connection URL of the warehouse (psql, BI tools, outside checks)
+    yibao generate --out DIR …            a synthetic city's landing zone
+    yibao run --landing DIR --through D   the real nightly DAG (Airflow) on any landing directory
+    yibao load --landing DIR --through D  only the loader (no dbt, no GX, no publish), for debugging
+    yibao airflow …                       the airflow CLI with this project's environment
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date in YYYY-MM-DD form") from None
+
+
+def _latest_business_date(landing: Path) -> dt.date:
+    days = sorted(p.name for p in landing.iterdir() if p.is_dir() and p.name.isdigit() and len(p.name) == 8)
+    if not days:
+        raise SystemExit(f"{landing} has no <YYYYMMDD>/ business-date folders")
+    return dt.datetime.strptime(days[-1], "%Y%m%d").date()
+
+
+def cmd_db(args) -> int:
+    from . import db, pg
+
+    if args.action == "start":
+        print(pg.start())
+        db.bootstrap()
+    elif args.action == "stop":
+        pg.stop()
+        print("stopped")
+    elif args.action == "reset":
+        pg.reset()
+        print("embedded PostgreSQL stopped and its data directory deleted")
+    else:
+        from .config import settings
+
+        s = settings()
+        if s.embedded:
+            print(f"embedded PostgreSQL in {s.pgdata}: {'running' if pg.is_running(s) else 'stopped'} on port {s.pg_port}")
+        else:
+            print(f"external PostgreSQL: {pg.url(s)}")
+    return 0
+
+
+def cmd_url(args) -> int:
+    from . import pg
+    from .config import AIRFLOW_DB
+
+    print(pg.url(database=AIRFLOW_DB) if args.airflow else pg.url())
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from .generator import generate_city
+
+    summary = generate_city(
+        Path(args.out), seed=args.seed, hospitals=args.hospitals, start=args.start, end=args.end,
+        volume=args.volume, defect_rate=args.defect_rate,
+    )
+    print(summary)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .orchestrate import run_dag
+
+    landing = Path(args.landing).resolve()
+    if not landing.is_dir():
+        raise SystemExit(f"landing directory {landing} does not exist")
+    through = args.through or _latest_business_date(landing)
+    run_dag("nightly_ingest", through, {"landing": str(landing), "through": through.isoformat()}, landing=landing)
+    _print_results(through)
+    return 0
+
+
+def _print_results(through: dt.date) -> None:
+    from . import db
+
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute("select max(as_of_date) from audit.publish_log")
+        published = cur.fetchone()[0]
+        cur.execute(
+            "select table_name from information_schema.tables where table_schema = 'marts' order by 1"
+        )
+        tables = [r[0] for r in cur.fetchall()]
+        counts = []
+        for t in tables:
+            cur.execute(f'select count(*) from marts."{t}"')
+            counts.append((t, cur.fetchone()[0]))
+    print(f"\nPublished marts as of {published} (requested through {through}):")
+    for t, n in counts:
+        print(f"  marts.{t:<32} {n:>10,} rows")
+
+
+def cmd_load(args) -> int:
+    from . import db
+    from .loader import load_landing
+
+    db.bootstrap()
+    night = load_landing(Path(args.landing), args.through, since=args.since)
+    print(night.summary_text())
+    return 0
+
+
+def cmd_airflow(args) -> int:
+    from . import pg
+    from .orchestrate import ensure_airflow_db, run_airflow
+
+    pg.start()
+    ensure_airflow_db()
+    return run_airflow(*args.rest, check=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="yibao", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("db", help="embedded PostgreSQL: start, stop, reset, status")
+    p.add_argument("action", choices=["start", "stop", "reset", "status"])
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("url", help="print the warehouse connection URL")
+    p.add_argument("--airflow", action="store_true", help="the Airflow metadata database instead")
+    p.set_defaults(func=cmd_url)
+
+    p = sub.add_parser("generate", help="write a synthetic city's landing zone")
+    p.add_argument("--out", required=True, help="landing directory to write")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--hospitals", type=int, default=6)
+    p.add_argument("--start", type=_date, required=True)
+    p.add_argument("--end", type=_date, required=True)
+    p.add_argument("--volume", type=float, default=1.0, help="rows scale factor per hospital and day")
+    p.add_argument("--defect-rate", type=float, default=0.01)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("run", help="run the nightly DAG (real Airflow run) on a landing directory")
+    p.add_argument("--landing", required=True, help="landing directory laid out per DOMAIN.md §2-3")
+    p.add_argument("--through", type=_date, help="latest business date to load (default: newest folder)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("load", help="only load landing files into raw tables")
+    p.add_argument("--landing", required=True)
+    p.add_argument("--through", type=_date, required=True)
+    p.add_argument("--since", type=_date, help="backfill: only business dates from this one")
+    p.set_defaults(func=cmd_load)
+
+    p = sub.add_parser("airflow", help="the airflow CLI with this project's environment")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_airflow)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,488 @@
+"""The loader: landing files → raw tables, each file in one transaction, through a content-hash ledger.
+
+- Streaming: rows are checked in Python and streamed into ``COPY … FROM STDIN`` while PostgreSQL
+  ingests them; memory stays flat whatever the file size.
+- Idempotent: ``raw.load_ledger`` is unique on (kind, hospital, business date, sha256): the same
+  bytes load once; a corrected re-send (new bytes) loads as a newer version, history kept.
+- Atomic: ledger row, raw rows and quarantine rows of a file commit together; a load killed half way
+  leaves nothing and is redone by the next run.
+- Bad rows go to ``raw.quarantine`` with a reason code (see :mod:`yibao.rowcheck`); bad files are
+  recorded in the ledger as ``rejected`` with a reason, and the night goes on.
+- ``patient_id_no`` is validated and replaced by an HMAC pseudonym before anything is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import logging
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from decimal import Decimal
+from typing import Callable, Iterable, Iterator
+
+from . import codes, rowcheck
+from .contract import EXTRACTS, REFERENCE, Column
+from .landing import FileRejected, LandingFile, discover, fingerprint, read_manifest, read_rows
+from .pseudonym import Pseudonymiser
+from .rowcheck import RowRejected
+
+log = logging.getLogger("yibao.loader")
+
+DOCTOR_PATTERN = re.compile(r"^D\d{12}$")
+
+
+@dataclass
+class FileResult:
+    file: LandingFile
+    status: str  # loaded | rejected | skipped
+    load_id: int | None = None
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    reject_reason: str | None = None
+    reject_detail: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class NightResult:
+    through: dt.date
+    files: list[FileResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def load_ids(self) -> list[int]:
+        return [f.load_id for f in self.files if f.status == "loaded" and f.load_id is not None]
+
+    def summary_text(self) -> str:
+        loaded = [f for f in self.files if f.status == "loaded"]
+        rejected = [f for f in self.files if f.status == "rejected"]
+        skipped = [f for f in self.files if f.status == "skipped"]
+        rows = sum(f.rows_read for f in loaded)
+        secs = sum(f.seconds for f in self.files)
+        lines = [
+            f"Load through {self.through}: {len(loaded)} files loaded, {len(rejected)} rejected, "
+            f"{len(skipped)} already loaded (skipped)",
+            f"  rows read {rows:,}  loaded {sum(f.rows_loaded for f in loaded):,}  "
+            f"quarantined {sum(f.rows_quarantined for f in loaded):,}  in {secs:,.1f}s"
+            + (f" ({rows / secs:,.0f} rows/s)" if secs else ""),
+        ]
+        reasons: dict[str, int] = {}
+        for f in loaded:
+            for r, n in f.reasons.items():
+                reasons[r] = reasons.get(r, 0) + n
+        if reasons:
+            lines.append("  quarantined by reason: " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())))
+        for f in rejected:
+            lines.append(f"  REJECTED {f.file.relpath}: {f.reject_reason} ({f.reject_detail})")
+        for w in self.warnings:
+            lines.append(f"  note: {w}")
+        return "\n".join(lines)
+
+
+class _CopyStream(io.RawIOBase):
+    """A read()-able byte stream over an iterator of text chunks, for ``copy_expert``."""
+
+    def __init__(self, chunks: Iterator[str]):
+        self._chunks = chunks
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buf) < size:
+            try:
+                self._buf += next(self._chunks).encode("utf-8")
+            except StopIteration:
+                break
+        if size < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:size], self._buf[size:]
+        return out
+
+
+class _Sink:
+    """Collects CSV text for COPY in chunks of ~1 MB."""
+
+    def __init__(self):
+        self.buf = io.StringIO()
+        self.writer = csv.writer(self.buf, lineterminator="\n")
+
+    def take(self) -> str:
+        text = self.buf.getvalue()
+        self.buf.seek(0)
+        self.buf.truncate()
+        return text
+
+
+def _header_map(header: list[str], columns: tuple[Column, ...], f: LandingFile) -> tuple[list[int | None], list[tuple[int, str]]]:
+    """Map contract columns to positions in the file header (canonical or Chinese names)."""
+    names = [h.strip().lstrip("\ufeff").strip() for h in header]
+    by_name: dict[str, int] = {}
+    for i, name in enumerate(names):
+        by_name.setdefault(name, i)
+        by_name.setdefault(name.lower(), i)
+    positions: list[int | None] = []
+    used: set[int] = set()
+    missing = []
+    for col in columns:
+        pos = by_name.get(col.name, by_name.get(col.zh))
+        if pos is None:
+            if col.required:
+                missing.append(f"{col.name} ({col.zh})")
+        else:
+            used.add(pos)
+        positions.append(pos)
+    if missing:
+        raise FileRejected("missing_column", f"required column(s) missing from the header: {', '.join(missing)}")
+    extras = [(i, names[i]) for i in range(len(names)) if i not in used and names[i]]
+    return positions, extras
+
+
+class FileLoader:
+    """Loads one landing file inside the caller's transaction."""
+
+    def __init__(self, conn, pseudonymise: Pseudonymiser, catalog: dict[str, str] | None,
+                 hospitals: set[str] | None, today: dt.date):
+        self.conn = conn
+        self.pseudonymise = pseudonymise
+        self.catalog = catalog
+        self.hospitals = hospitals
+        self.today = today
+
+    # -- rows ---------------------------------------------------------------------------------
+    def _rows(self, f: LandingFile, columns: tuple[Column, ...], encoding: str | None, load_id: int,
+              result: FileResult, quarantine: list[tuple]) -> Iterator[str]:
+        rows = read_rows(f.path, encoding)
+        try:
+            header = next(rows)
+        except StopIteration:
+            raise FileRejected("empty_file", "no header row") from None
+        positions, extras = _header_map(header, columns, f)
+        ncols = len(header)
+        is_ref = f.is_reference
+        extract = None if is_ref else f.kind
+        key_col = None if is_ref else EXTRACTS[f.kind].key
+        folder_hosp = f.hospital_code
+        bdate = f.business_date.isoformat() if f.business_date else None
+        plan = [(c.name, c.kind, c.required, p) for c, p in zip(columns, positions)]
+        sink = _Sink()
+        write = sink.writer.writerow
+        matched_hosp = 0
+        catalog = self.catalog
+        pseudo = self.pseudonymise
+        id_cols: list[str] = []
+        n = 0
+        for n, fields in enumerate(rows, start=1):
+            result.rows_read += 1
+            values: dict[str, str | None] = {}
+            try:
+                if len(fields) != ncols and not (len(fields) < ncols and f.path.name.endswith(".xlsx")):
+                    if not any(x.strip() for x in fields):
+                        result.rows_read -= 1
+                        continue
+                    raise RowRejected("wrong_field_count", None, None, f"{len(fields)} fields, header has {ncols}")
+                for name, kind, required, pos in plan:
+                    raw = fields[pos].strip() if pos is not None and pos < len(fields) else ""
+                    if raw == "":
+                        if required:
+                            raise RowRejected("missing_required", name, "", "required field is empty")
+                        values[name] = None
+                        continue
+                    if kind == "id_number":
+                        values[name] = raw
+                        continue
+                    values[name] = rowcheck.convert(kind, name, raw)
+                if not is_ref:
+                    if values.get("quantity") is not None and Decimal(values["quantity"]) == 0:
+                        raise RowRejected("zero_quantity", "quantity", values["quantity"], "quantity ≠ 0")
+                    if values["hospital_code"] != folder_hosp:
+                        raise RowRejected("hospital_mismatch", "hospital_code", values["hospital_code"], f"must equal the folder's hospital {folder_hosp}")
+                    matched_hosp += 1
+                    pid = values.get("patient_id_no")
+                    sex = birth_year = None
+                    if pid is not None:
+                        reason = codes.validate_id_number(pid, self.today)
+                        if reason:
+                            values["patient_id_no"] = "hmac:" + pseudo(pid)
+                            raise RowRejected(f"bad_id_{reason}", "patient_id_no", values["patient_id_no"], "18-char 身份证号, real birth date, GB 11643 check character")
+                        sex, birth_year = codes.id_number_sex_birth_year(pid)
+                        values["patient_id_no"] = pseudo(pid)
+                    if extract == "purchase":
+                        rowcheck.check_purchase(values, catalog)
+                    elif extract == "usage":
+                        rowcheck.check_usage(values, catalog, DOCTOR_PATTERN)
+                    else:
+                        rowcheck.check_claim(values)
+                out = [load_id, bdate, f.relpath, n] if not is_ref else [load_id, n]
+                for name, kind, _, _ in plan:
+                    if kind == "id_number":
+                        out += [values[name], sex, birth_year]
+                    else:
+                        out.append(values[name])
+                if extras:
+                    out.append(json.dumps({h: fields[i] for i, h in extras if i < len(fields) and fields[i] != ""}, ensure_ascii=False))
+                else:
+                    out.append(None)
+                write(out)
+                result.rows_loaded += 1
+            except RowRejected as rej:
+                result.rows_quarantined += 1
+                result.reasons[rej.reason] = result.reasons.get(rej.reason, 0) + 1
+                row_data = {}
+                for name, kind, _, pos in plan:
+                    raw = fields[pos].strip() if pos is not None and pos < len(fields) else None
+                    if kind == "id_number" and raw:
+                        raw = pseudo(raw)
+                    row_data[name] = raw
+                value = rej.value
+                if rej.column == "patient_id_no" and value and not value.startswith("hmac:") and len(value) != 64:
+                    value = pseudo(value)
+                natural_key = row_data.get(key_col) if key_col else None
+                quarantine.append((load_id, f.kind, folder_hosp, bdate, f.relpath, n, natural_key, rej.column,
+                                   value, rej.reason, rej.detail, json.dumps(row_data, ensure_ascii=False)))
+            if sink.buf.tell() > (1 << 20):
+                yield sink.take()
+        tail = sink.take()
+        if tail:
+            yield tail
+        if not is_ref and n and matched_hosp == 0 and result.rows_read:
+            raise FileRejected("wrong_hospital_folder", f"no row has hospital_code {folder_hosp} of its folder")
+
+    # -- file -----------------------------------------------------------------------------------
+    def load(self, f: LandingFile, sha: str, encoding: str | None) -> FileResult:
+        result = FileResult(file=f, status="loaded")
+        started = time.perf_counter()
+        if not f.is_reference and self.hospitals is not None and f.hospital_code not in self.hospitals:
+            raise FileRejected("unknown_hospital", f"{f.hospital_code} is not in reference/hospitals.csv")
+        if not f.is_reference and codes.validate_hospital_code(f.hospital_code or ""):
+            raise FileRejected("unknown_hospital", f"folder {f.hospital_code} is not a hospital code (H + 11 digits)")
+        manifest = read_manifest(f) if not f.is_reference else None
+        if manifest and manifest.get("sha256") and manifest["sha256"] != sha:
+            raise FileRejected("manifest_mismatch", f"sha256 {sha[:12]}… differs from the manifest's {str(manifest['sha256'])[:12]}… (incomplete or altered file)")
+        cur = self.conn.cursor()
+        cur.execute(
+            "insert into raw.load_ledger (file_kind, hospital_code, business_date, source_file, sha256, status)"
+            " values (%s, %s, %s, %s, %s, 'loaded') returning load_id",
+            (f.kind, f.hospital_code, f.business_date, f.relpath, sha),
+        )
+        load_id = cur.fetchone()[0]
+        result.load_id = load_id
+        if f.is_reference:
+            columns = REFERENCE[f.name]
+            table = f"raw.ref_{f.name}"
+            target = ["load_id", "source_row", *[c.name for c in columns], "extra"]
+        else:
+            columns = EXTRACTS[f.kind].columns
+            table = f"raw.{f.kind}"
+            target = ["load_id", "business_date", "source_file", "source_row"]
+            for c in columns:
+                target += ["patient_key", "patient_sex", "patient_birth_year"] if c.kind == "id_number" else [c.name]
+            target.append("extra")
+        quarantine: list[tuple] = []
+        stream = _CopyStream(self._rows(f, columns, encoding, load_id, result, quarantine))
+        cur.copy_expert(f"copy {table} ({', '.join(target)}) from stdin with (format csv)", stream, size=1 << 16)
+        if manifest and manifest.get("rows") is not None and int(manifest["rows"]) != result.rows_read:
+            raise FileRejected("manifest_mismatch", f"{result.rows_read} data rows, the manifest says {manifest['rows']}")
+        if not f.is_reference:
+            self._quarantine_duplicates(cur, f, load_id, result)
+        if quarantine:
+            buf = io.StringIO()
+            csv.writer(buf, lineterminator="\n").writerows(quarantine)
+            buf.seek(0)
+            cur.copy_expert(
+                "copy raw.quarantine (load_id, file_kind, hospital_code, business_date, source_file, source_row,"
+                " natural_key, column_name, raw_value, reason_code, reason_detail, row_data) from stdin with (format csv)",
+                buf,
+            )
+        result.seconds = time.perf_counter() - started
+        cur.execute(
+            "update raw.load_ledger set rows_read = %s, rows_loaded = %s, rows_quarantined = %s, seconds = %s"
+            " where load_id = %s",
+            (result.rows_read, result.rows_loaded, result.rows_quarantined, round(result.seconds, 3), load_id),
+        )
+        return result
+
+    def _quarantine_duplicates(self, cur, f: LandingFile, load_id: int, result: FileResult) -> None:
+        """A natural key twice in one file: the file cannot say which is right, so both rows go."""
+        key = EXTRACTS[f.kind].key
+        table = f"raw.{f.kind}"
+        cur.execute(
+            f"""
+            with dup as (
+                select hospital_code, {key} from {table} where load_id = %(load_id)s
+                group by 1, 2 having count(*) > 1
+            ), moved as (
+                delete from {table} t using dup
+                where t.load_id = %(load_id)s and t.hospital_code = dup.hospital_code and t.{key} = dup.{key}
+                returning t.*
+            )
+            insert into raw.quarantine (load_id, file_kind, hospital_code, business_date, source_file, source_row,
+                                        natural_key, column_name, raw_value, reason_code, reason_detail, row_data)
+            select load_id, %(kind)s, hospital_code, business_date, source_file, source_row, {key}, %(key)s, {key},
+                   'duplicate_key', 'natural key appears more than once in this file',
+                   to_jsonb(moved) - 'load_id' - 'loaded_at'
+            from moved
+            """,
+            {"load_id": load_id, "kind": f.kind, "key": key},
+        )
+        moved = cur.rowcount
+        if moved > 0:
+            result.rows_loaded -= moved
+            result.rows_quarantined += moved
+            result.reasons["duplicate_key"] = result.reasons.get("duplicate_key", 0) + moved
+
+
+def _latest_reference(conn) -> tuple[dict[str, str] | None, set[str] | None]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "select consumable_code, status from raw.ref_consumable_catalog"
+            " where load_id = (select max(load_id) from raw.ref_consumable_catalog)"
+        )
+        rows = cur.fetchall()
+        catalog = {code: status for code, status in rows} if rows else None
+        cur.execute(
+            "select hospital_code from raw.ref_hospitals where load_id = (select max(load_id) from raw.ref_hospitals)"
+        )
+        hrows = cur.fetchall()
+        hospitals = {h for (h,) in hrows} if hrows else None
+    return catalog, hospitals
+
+
+def _already_loaded(conn, f: LandingFile, sha: str) -> bool:
+    with conn.cursor() as cur:
+        cur.execute(
+            "select 1 from raw.load_ledger where file_kind = %s and coalesce(hospital_code, '') = coalesce(%s, '')"
+            " and coalesce(business_date, date '0001-01-01') = coalesce(%s::date, date '0001-01-01') and sha256 = %s",
+            (f.kind, f.hospital_code, f.business_date, sha),
+        )
+        return cur.fetchone() is not None
+
+
+def _record_reject(conn, f: LandingFile, sha: str, rej: FileRejected, result: FileResult) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "insert into raw.load_ledger (file_kind, hospital_code, business_date, source_file, sha256, status,"
+            " reject_reason, reject_detail, rows_read, seconds) values (%s, %s, %s, %s, %s, 'rejected', %s, %s, %s, %s)"
+            " returning load_id",
+            (f.kind, f.hospital_code, f.business_date, f.relpath, sha, rej.reason, rej.detail, result.rows_read,
+             round(result.seconds, 3)),
+        )
+        result.load_id = cur.fetchone()[0]
+    conn.commit()
+
+
+def load_files(
+    conn,
+    files: Iterable[LandingFile],
+    pseudonymise: Pseudonymiser,
+    *,
+    today: dt.date | None = None,
+    progress: Callable[[FileResult], None] | None = None,
+) -> list[FileResult]:
+    """Load files in order; reference data first so extracts are checked against the latest catalog."""
+    today = today or dt.date.today()
+    results: list[FileResult] = []
+    catalog = hospitals = None
+    reference_checked = False
+    for f in files:
+        if not f.is_reference and not reference_checked:
+            catalog, hospitals = _latest_reference(conn)
+            if catalog is None or hospitals is None:
+                raise RuntimeError(
+                    "reference data missing: load <landing>/reference/hospitals.csv and consumable_catalog.csv "
+                    "before any extract (the loader checks hospitals and consumable codes against them)"
+                )
+            reference_checked = True
+        started = time.perf_counter()
+        try:
+            sha, encoding = fingerprint(f.path)
+        except FileRejected as rej:
+            sha = rej.sha
+            result = FileResult(file=f, status="rejected", reject_reason=rej.reason, reject_detail=rej.detail)
+            if not _already_loaded(conn, f, sha):
+                _record_reject(conn, f, sha, rej, result)
+            else:
+                result.status = "skipped"
+            results.append(result)
+            if progress:
+                progress(result)
+            continue
+        if _already_loaded(conn, f, sha):
+            result = FileResult(file=f, status="skipped")
+        else:
+            loader = FileLoader(conn, pseudonymise, catalog, hospitals, today)
+            try:
+                result = loader.load(f, sha, encoding)
+                conn.commit()
+            except FileRejected as rej:
+                conn.rollback()
+                result = FileResult(file=f, status="rejected", reject_reason=rej.reason, reject_detail=rej.detail,
+                                    seconds=time.perf_counter() - started)
+                _record_reject(conn, f, sha, rej, result)
+            except BaseException:
+                conn.rollback()
+                raise
+            if f.is_reference:
+                reference_checked = False  # re-read the catalog after a new reference version
+        results.append(result)
+        if progress:
+            progress(result)
+    return results
+
+
+def load_landing(
+    landing: Path,
+    through: dt.date,
+    *,
+    since: dt.date | None = None,
+    url: str | None = None,
+    pseudonymise: Pseudonymiser | None = None,
+    show_progress: bool | None = None,
+) -> NightResult:
+    """Load every not-yet-loaded landing file with business date ≤ ``through`` (≥ ``since``)."""
+    from . import db
+    from .pseudonym import load_key
+
+    pseudonymise = pseudonymise or Pseudonymiser(load_key())
+    files, warnings = discover(landing, through, since)
+    night = NightResult(through=through, warnings=warnings)
+    conn = db.connect() if url is None else __import__("psycopg2").connect(url)
+    bar = None
+    if show_progress is None:
+        show_progress = sys.stderr.isatty()
+    if show_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(files), unit="file", desc="loading", file=sys.stderr)
+
+    def progress(r: FileResult) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"{r.file.relpath} {r.status}")
+        if r.status == "loaded":
+            log.info("loaded %s: %d rows (%d quarantined) in %.2fs, %.0f rows/s", r.file.relpath, r.rows_read,
+                     r.rows_quarantined, r.seconds, r.rows_per_second)
+        elif r.status == "rejected":
+            log.warning("rejected %s: %s (%s)", r.file.relpath, r.reject_reason, r.reject_detail)
+
+    try:
+        night.files = load_files(conn, files, pseudonymise, progress=progress)
+    finally:
+        conn.close()
+        if bar is not None:
+            bar.close()
+    return night

@@ -1,0 +1,119 @@
+"""The night's steps, called by the Airflow tasks (dags/nightly_ingest.py) and by tests.
+
+load → validate the raw batch → dbt build into ``marts_build`` → validate the marts → publish
+(swap ``marts_build`` and ``marts`` in one transaction). Each step is idempotent: re-running it for
+the same night gives the same warehouse.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from pathlib import Path
+
+from . import db
+
+log = logging.getLogger("yibao.pipeline")
+
+BUILD_SCHEMA = "marts_build"
+PUBLISHED_SCHEMA = "marts"
+
+
+def _log_step(run_id: str, step: str, as_of: dt.date | None, status: str, seconds: float, detail: dict) -> None:
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            "insert into audit.run_log (run_id, step, as_of_date, status, seconds, detail) values (%s, %s, %s, %s, %s, %s)",
+            (run_id, step, as_of, status, round(seconds, 3), json.dumps(detail, default=str, ensure_ascii=False)),
+        )
+
+
+def setup() -> None:
+    """Create schemas, roles and raw tables (idempotent)."""
+    db.bootstrap()
+
+
+def load(landing: Path, through: dt.date, run_id: str, since: dt.date | None = None) -> dict:
+    from .loader import load_landing
+
+    started = time.perf_counter()
+    night = load_landing(Path(landing), through, since=since)
+    text = night.summary_text()
+    log.info("%s", text)
+    out = {
+        "through": through.isoformat(),
+        "load_ids": night.load_ids,
+        "files_loaded": sum(1 for f in night.files if f.status == "loaded"),
+        "files_rejected": sum(1 for f in night.files if f.status == "rejected"),
+        "files_skipped": sum(1 for f in night.files if f.status == "skipped"),
+        "rows_read": sum(f.rows_read for f in night.files),
+        "rows_loaded": sum(f.rows_loaded for f in night.files),
+        "rows_quarantined": sum(f.rows_quarantined for f in night.files),
+        "summary": text,
+    }
+    _log_step(run_id, "load", through, "ok", time.perf_counter() - started,
+              {k: v for k, v in out.items() if k not in ("load_ids", "summary")})
+    return out
+
+
+def validate_raw(through: dt.date, load_ids: list[int], run_id: str) -> dict:
+    from . import pg
+    from .quality import validate_night
+
+    started = time.perf_counter()
+    report = validate_night(pg.url(), through, load_ids, run_id)
+    log.info("%s", report.summary_text())
+    _log_step(run_id, "validate_raw", through, "failed" if report.errors else "ok", time.perf_counter() - started,
+              {"errors": len(report.errors), "warnings": len(report.warnings)})
+    report.raise_if_errors()
+    return {"errors": len(report.errors), "warnings": len(report.warnings)}
+
+
+def transform(through: dt.date, run_id: str) -> None:
+    from .transform import build
+
+    started = time.perf_counter()
+    try:
+        build(as_of=through, marts_schema=BUILD_SCHEMA)
+    except Exception:
+        _log_step(run_id, "transform", through, "failed", time.perf_counter() - started, {})
+        raise
+    _log_step(run_id, "transform", through, "ok", time.perf_counter() - started, {})
+
+
+def validate_marts(through: dt.date, run_id: str) -> dict:
+    from . import pg
+    from .quality import validate_marts as _validate
+
+    started = time.perf_counter()
+    report = _validate(pg.url(), BUILD_SCHEMA, through, run_id)
+    log.info("%s", report.summary_text())
+    _log_step(run_id, "validate_marts", through, "failed" if report.errors else "ok", time.perf_counter() - started,
+              {"errors": len(report.errors), "warnings": len(report.warnings)})
+    report.raise_if_errors()
+    return {"errors": len(report.errors), "warnings": len(report.warnings)}
+
+
+def publish(through: dt.date, run_id: str, files_loaded: int = 0) -> dict:
+    """Swap the validated build schema in as ``marts``, atomically; the old marts become the next build base."""
+    started = time.perf_counter()
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute("select nspname from pg_namespace where nspname in (%s, %s)", (BUILD_SCHEMA, PUBLISHED_SCHEMA))
+        present = {r[0] for r in cur.fetchall()}
+        if BUILD_SCHEMA not in present:
+            raise RuntimeError(f"nothing to publish: schema {BUILD_SCHEMA} does not exist (did the dbt build run?)")
+        cur.execute("lock table audit.publish_log in exclusive mode")
+        if PUBLISHED_SCHEMA in present:
+            cur.execute(f"alter schema {PUBLISHED_SCHEMA} rename to marts_previous")
+        cur.execute(f"alter schema {BUILD_SCHEMA} rename to {PUBLISHED_SCHEMA}")
+        if PUBLISHED_SCHEMA in present:
+            cur.execute(f"alter schema marts_previous rename to {BUILD_SCHEMA}")
+        cur.execute("select 1 from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
+                    " where n.nspname = 'audit' and p.proname = 'apply_marts_security'")
+        if cur.fetchone():
+            cur.execute("select audit.apply_marts_security(%s)", (PUBLISHED_SCHEMA,))
+        cur.execute("insert into audit.publish_log (as_of_date, run_id, load_ids) values (%s, %s, %s)",
+                    (through, run_id, files_loaded))
+    _log_step(run_id, "publish", through, "ok", time.perf_counter() - started, {})
+    return {"as_of_date": through.isoformat()}

@@ -1,0 +1,54 @@
+"""Shared fixtures: a private embedded PostgreSQL per test session (per xdist worker)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+TEST_KEY = "test-pseudonym-key-not-a-secret-0123456789"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def yibao_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("yibao_home")
+    os.environ["YIBAO_HOME"] = str(home)
+    os.environ["YIBAO_PG_PORT"] = str(_free_port())
+    os.environ["YIBAO_PSEUDONYM_KEY"] = TEST_KEY
+    os.environ.pop("YIBAO_DATABASE_URL", None)
+    return home
+
+
+@pytest.fixture(scope="session")
+def warehouse(yibao_home) -> str:
+    """URL of a bootstrapped, empty warehouse on a private embedded PostgreSQL."""
+    from yibao import db, pg
+
+    url = pg.start()
+    db.bootstrap()
+    yield url
+    pg.stop()
+
+
+@pytest.fixture
+def clean_warehouse(warehouse) -> str:
+    """The session warehouse with raw, audit and dbt schemas emptied (for tests that load from scratch)."""
+    from yibao import db
+
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            "select nspname from pg_namespace where nspname in"
+            " ('raw', 'audit', 'staging', 'intermediate', 'seeds', 'marts', 'marts_build')"
+        )
+        for (schema,) in cur.fetchall():
+            cur.execute(f"drop schema {schema} cascade")
+    db.bootstrap()
+    return warehouse
