@@ -43,7 +43,12 @@ def _through(params: dict, logical_date) -> str:
     max_active_runs=1,
     doc_md=__doc__,
     tags=["yibao", "ingest", "dbt", "gx"],
-    default_args={"owner": "yibao-data", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    # YIBAO_TASK_RETRIES=0 when run by hand (`yibao run`): fail fast instead of waiting out retries
+    default_args={
+        "owner": "yibao-data",
+        "retries": int(os.environ.get("YIBAO_TASK_RETRIES", "2")),
+        "retry_delay": timedelta(minutes=5),
+    },
     params={
         "landing": Param(os.environ.get("YIBAO_LANDING", ""), type="string", description="landing directory"),
         "through": Param("", type="string", description="business date YYYY-MM-DD; empty = day before the run"),

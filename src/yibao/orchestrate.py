@@ -84,4 +84,18 @@ def run_dag(dag_id: str, logical_date: dt.date, conf: dict, landing: Path | None
     ensure_airflow_db()
     # the logical date is the run's moment: 03:00 Asia/Shanghai on the day after the business date
     when = dt.datetime.combine(logical_date + dt.timedelta(days=1), dt.time(3, 0)).isoformat() + "+08:00"
+    os.environ.setdefault("YIBAO_TASK_RETRIES", "0")
     run_airflow("dags", "test", dag_id, when, "--conf", json.dumps(conf), landing=landing)
+    state = dag_run_state(dag_id)
+    if state != "success":
+        raise SystemExit(f"DAG {dag_id} run for {logical_date} ended {state}: see the task logs above")
+
+
+def dag_run_state(dag_id: str) -> str | None:
+    """State of the newest run of ``dag_id`` in Airflow's metadata database."""
+    import psycopg2
+
+    with psycopg2.connect(pg.url(database=AIRFLOW_DB)) as conn, conn.cursor() as cur:
+        cur.execute("select state from dag_run where dag_id = %s order by id desc limit 1", (dag_id,))
+        row = cur.fetchone()
+    return row[0] if row else None
