@@ -97,6 +97,7 @@ class _CopyStream(io.RawIOBase):
     def __init__(self, chunks: Iterator[str]):
         self._chunks = chunks
         self._buf = b""
+        self.error: BaseException | None = None  # raised by the row iterator; psycopg2 would hide it
 
     def readable(self) -> bool:
         return True
@@ -107,6 +108,9 @@ class _CopyStream(io.RawIOBase):
                 self._buf += next(self._chunks).encode("utf-8")
             except StopIteration:
                 break
+            except BaseException as exc:
+                self.error = exc
+                raise
         if size < 0:
             out, self._buf = self._buf, b""
         else:
@@ -181,7 +185,7 @@ class FileLoader:
         plan = [(c.name, c.kind, c.required, p) for c, p in zip(columns, positions)]
         sink = _Sink()
         write = sink.writer.writerow
-        matched_hosp = 0
+        mismatched_hosp = 0
         catalog = self.catalog
         pseudo = self.pseudonymise
         id_cols: list[str] = []
@@ -210,8 +214,8 @@ class FileLoader:
                     if values.get("quantity") is not None and Decimal(values["quantity"]) == 0:
                         raise RowRejected("zero_quantity", "quantity", values["quantity"], "quantity ≠ 0")
                     if values["hospital_code"] != folder_hosp:
+                        mismatched_hosp += 1
                         raise RowRejected("hospital_mismatch", "hospital_code", values["hospital_code"], f"must equal the folder's hospital {folder_hosp}")
-                    matched_hosp += 1
                     pid = values.get("patient_id_no")
                     sex = birth_year = None
                     if pid is not None:
@@ -259,8 +263,11 @@ class FileLoader:
         tail = sink.take()
         if tail:
             yield tail
-        if not is_ref and n and matched_hosp == 0 and result.rows_read:
-            raise FileRejected("wrong_hospital_folder", f"no row has hospital_code {folder_hosp} of its folder")
+        if not is_ref and mismatched_hosp >= 2 and mismatched_hosp * 2 > result.rows_read:
+            raise FileRejected(
+                "wrong_hospital_folder",
+                f"{mismatched_hosp} of {result.rows_read} rows name another hospital than the folder's {folder_hosp}",
+            )
 
     # -- file -----------------------------------------------------------------------------------
     def load(self, f: LandingFile, sha: str, encoding: str | None) -> FileResult:
@@ -294,7 +301,12 @@ class FileLoader:
             target.append("extra")
         quarantine: list[tuple] = []
         stream = _CopyStream(self._rows(f, columns, encoding, load_id, result, quarantine))
-        cur.copy_expert(f"copy {table} ({', '.join(target)}) from stdin with (format csv)", stream, size=1 << 16)
+        try:
+            cur.copy_expert(f"copy {table} ({', '.join(target)}) from stdin with (format csv)", stream, size=1 << 16)
+        except Exception:
+            if stream.error is not None:
+                raise stream.error from None
+            raise
         if manifest and manifest.get("rows") is not None and int(manifest["rows"]) != result.rows_read:
             raise FileRejected("manifest_mismatch", f"{result.rows_read} data rows, the manifest says {manifest['rows']}")
         if not f.is_reference:
@@ -362,6 +374,13 @@ def _latest_reference(conn) -> tuple[dict[str, str] | None, set[str] | None]:
     return catalog, hospitals
 
 
+def _safe_manifest(f: LandingFile) -> dict | None:
+    try:
+        return read_manifest(f)
+    except FileRejected:
+        return None
+
+
 def _already_loaded(conn, f: LandingFile, sha: str) -> bool:
     with conn.cursor() as cur:
         cur.execute(
@@ -412,6 +431,10 @@ def load_files(
             sha, encoding = fingerprint(f.path)
         except FileRejected as rej:
             sha = rej.sha
+            manifest = None if f.is_reference else _safe_manifest(f)
+            if manifest and manifest.get("sha256") and manifest["sha256"] != sha:
+                rej = FileRejected("manifest_mismatch", f"sha256 {sha[:12]}… differs from the manifest's "
+                                   f"{str(manifest['sha256'])[:12]}… (incomplete or altered file; {rej.detail})", sha)
             result = FileResult(file=f, status="rejected", reject_reason=rej.reason, reject_detail=rej.detail)
             if not _already_loaded(conn, f, sha):
                 _record_reject(conn, f, sha, rej, result)

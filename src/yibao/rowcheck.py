@@ -3,8 +3,8 @@
 A row carries at most one reason (the first that fails, in the order below), so quarantine counts
 are exact per defect class:
 
-1. ``wrong_field_count``, ``missing_required``, ``bad_date`` / ``bad_datetime`` / ``bad_number`` /
-   ``bad_flag`` / ``too_many_decimals``
+1. ``wrong_field_count``, ``missing_required``, ``bad_date`` / ``bad_number`` /
+   ``bad_flag`` / ``too_many_decimals`` (``bad_date`` covers datetimes too)
 2. ``zero_quantity``, ``nonpositive_price``, ``hospital_mismatch``
 3. codes: ``bad_id_format`` / ``bad_id_birth_date`` / ``bad_id_check_char``, ``bad_uscc_format`` /
    ``bad_uscc_check_char``, ``bad_udi_format`` / ``bad_udi_check_digit``, ``bad_consumable_format``,
@@ -99,7 +99,7 @@ def convert(slot_kind: str, name: str, value: str) -> str | None:
     if slot_kind == "timestamp":
         iso = parse_datetime(value)
         if iso is None:
-            raise RowRejected("bad_datetime", name, value, "expected a date then HH:MM:SS")
+            raise RowRejected("bad_date", name, value, "expected a date then HH:MM:SS")
         return iso
     if slot_kind in DECIMALS:
         m = NUMBER.match(value.replace(",", "") if "," in value else value)

@@ -1,0 +1,307 @@
+"""The loader loses nothing, doubles nothing, explains every refused row and never stores an ID number."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import datetime as dt
+import importlib.util
+import json
+import logging
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from yibao import db
+from yibao.loader import load_landing
+
+FIXTURES = Path(__file__).parent / "fixtures"
+HOSP = "H41070200001"
+# the shape of a mainland ID number (region, birth date, sequence, check), not inside a hex pseudonym
+ID_SHAPE = re.compile(
+    r"(?<![0-9A-Za-z])[1-9]\d{5}(19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])\d{3}[0-9Xx](?![0-9A-Za-z])"
+)
+FILE_REJECT_CLASSES = {"truncated_file": "manifest_mismatch", "bad_manifest": "manifest_mismatch"}
+
+
+def _worked_example(out: Path) -> Path:
+    spec = importlib.util.spec_from_file_location("we", FIXTURES / "make_worked_example.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(out)
+    return out
+
+
+def _query(sql: str, params=()) -> list[tuple]:
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def _raw_counts() -> dict[str, int]:
+    tables = [r[0] for r in _query("select table_name from information_schema.tables where table_schema = 'raw'")]
+    return {t: _query(f"select count(*) from raw.{t}")[0][0] for t in sorted(tables)}
+
+
+@pytest.fixture(scope="module")
+def small_city(tmp_path_factory) -> Path:
+    from yibao.generator import generate_city
+
+    landing = tmp_path_factory.mktemp("city") / "landing"
+    generate_city(landing, seed=3, hospitals=6, start=dt.date(2025, 1, 1), end=dt.date(2025, 1, 4), volume=0.6,
+                  defect_rate=0.03)
+    return landing
+
+
+def _data_rows(path: Path) -> int:
+    from yibao.landing import fingerprint, read_rows
+
+    _, enc = fingerprint(path)
+    return sum(1 for row in read_rows(path, enc) if any(c.strip() for c in row)) - 1
+
+
+def test_every_injected_defect_ends_as_its_reason_and_no_good_row_is_lost(clean_warehouse, small_city):
+    night = load_landing(small_city, dt.date(2025, 1, 4), show_progress=False)
+    truth = json.loads((small_city / "_generator" / "defects.json").read_text(encoding="utf-8"))
+    truth = truth["defects"] if isinstance(truth, dict) else truth
+    rejected_files = {f.file.relpath: f.reject_reason for f in night.files if f.status == "rejected"}
+
+    expected_rows = collections.Counter(
+        d["class"] for d in truth if d["class"] not in FILE_REJECT_CLASSES and d["file"] not in rejected_files
+    )
+    got_rows = collections.Counter(dict(_query("select reason_code, count(*) from raw.quarantine group by 1")))
+    assert got_rows == expected_rows
+
+    expected_files = {d["file"]: FILE_REJECT_CLASSES[d["class"]] for d in truth if d["class"] in FILE_REJECT_CLASSES}
+    assert rejected_files == expected_files
+
+    # nothing lost: for every loaded file, each data row is either in raw or in quarantine, once
+    for f in night.files:
+        if f.status != "loaded" or f.file.is_reference:
+            continue
+        n = _data_rows(f.file.path)
+        in_raw = _query(f"select source_row from raw.{f.file.kind} where load_id = %s", (f.load_id,))
+        in_q = _query("select source_row from raw.quarantine where load_id = %s", (f.load_id,))
+        rows = sorted(r[0] for r in in_raw + in_q)
+        assert rows == list(range(1, n + 1)), f.file.relpath
+        assert f.rows_read == n and f.rows_loaded + f.rows_quarantined == n
+
+    # quarantine rows explain themselves: file, row, column, reason, detail
+    missing = _query("select count(*) from raw.quarantine where source_file is null or reason_detail is null")
+    assert missing[0][0] == 0
+
+
+def test_loading_twice_or_all_nights_again_changes_nothing(clean_warehouse, small_city):
+    load_landing(small_city, dt.date(2025, 1, 2), show_progress=False)
+    load_landing(small_city, dt.date(2025, 1, 4), show_progress=False)
+    first = _raw_counts()
+    again = load_landing(small_city, dt.date(2025, 1, 4), show_progress=False)
+    assert {f.status for f in again.files} == {"skipped"}
+    assert _raw_counts() == first
+    # a backfill of one date re-processes exactly that date's files, and they are already loaded
+    backfill = load_landing(small_city, dt.date(2025, 1, 3), since=dt.date(2025, 1, 3), show_progress=False)
+    extract_files = [f for f in backfill.files if not f.file.is_reference]
+    assert extract_files and {f.file.business_date for f in extract_files} == {dt.date(2025, 1, 3)}
+    assert _raw_counts() == first
+
+
+def test_late_file_is_caught_up_and_resent_correction_supersedes(clean_warehouse, tmp_path):
+    landing = _worked_example(tmp_path / "landing")
+    load_landing(landing, dt.date(2025, 1, 31), show_progress=False)
+    # a late file for an earlier date, and P1 re-sent two months later with its payment filled in
+    late = landing / "20250111" / HOSP / "purchase.csv"
+    late.parent.mkdir(parents=True)
+    src = (landing / "20250110" / HOSP / "purchase.csv").read_text(encoding="utf-8").splitlines()
+    late.write_text("\n".join([src[0], src[1].replace("P1,", "P2,", 1)]) + "\n", encoding="utf-8")
+    resent = landing / "20250320" / HOSP / "purchase.csv"
+    resent.parent.mkdir(parents=True)
+    resent.write_text("\n".join([src[0], src[1].replace(",,\n", "").rstrip(",") + ",2025-03-18,7000.00"]) + "\n",
+                      encoding="utf-8")
+    night = load_landing(landing, dt.date(2025, 3, 31), show_progress=False)
+    loaded = {f.file.relpath for f in night.files if f.status == "loaded"}
+    assert f"20250111/{HOSP}/purchase.csv" in loaded and f"20250320/{HOSP}/purchase.csv" in loaded
+    versions = _query(
+        "select business_date, paid_date from raw.purchase where purchase_line_id = 'P1' order by business_date, load_id"
+    )
+    assert versions == [(dt.date(2025, 1, 10), None), (dt.date(2025, 3, 20), dt.date(2025, 3, 18))]
+
+
+def test_formats_gb18030_chinese_headers_bom_gzip_xlsx_and_extra_columns(clean_warehouse, tmp_path):
+    import gzip
+
+    import openpyxl
+
+    landing = _worked_example(tmp_path / "landing")
+    from yibao.contract import EXTRACTS
+
+    zh = {c.name: c.zh for c in EXTRACTS["claim"].columns}
+    base = (landing / "20250120" / HOSP / "claim.csv").read_text(encoding="utf-8").splitlines()
+    header = base[0].split(",")
+    row = base[1].split(",")
+
+    def variant(day: str, sid: str) -> list[str]:
+        r = list(row)
+        r[0] = sid
+        return r
+
+    # GB18030 with Chinese headers, YYYYMMDD dates and an extra column 备注
+    d = landing / "20250121" / HOSP
+    d.mkdir(parents=True)
+    with open(d / "claim.csv", "w", encoding="gb18030", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([f" {zh[h]} " for h in header] + ["备注"])
+        r = variant("20250121", "G1")
+        r[header.index("settled_at")] = "20250121 08:00:00"
+        w.writerow(r + ["住院结算（中文备注）"])
+    # UTF-8 with BOM and YYYY/MM/DD
+    d = landing / "20250122" / HOSP
+    d.mkdir(parents=True)
+    r = variant("20250122", "B1")
+    r[header.index("admission_date")] = "2025/01/05"
+    (d / "claim.csv").write_text("\ufeff" + ",".join(header) + "\n" + ",".join(r) + "\n", encoding="utf-8")
+    # gzip
+    d = landing / "20250123" / HOSP
+    d.mkdir(parents=True)
+    with gzip.open(d / "claim.csv.gz", "wt", encoding="utf-8", newline="") as fh:
+        fh.write(",".join(header) + "\n" + ",".join(variant("20250123", "Z1")) + "\n")
+    # xlsx with text cells
+    d = landing / "20250124" / HOSP
+    d.mkdir(parents=True)
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(header)
+    ws.append(variant("20250124", "X1"))
+    wb.save(d / "claim.xlsx")
+
+    night = load_landing(landing, dt.date(2025, 1, 31), show_progress=False)
+    assert not [f for f in night.files if f.status == "rejected"]
+    got = dict(_query("select settlement_id, settled_at from raw.claim where settlement_id in ('G1','B1','Z1','X1')"))
+    assert set(got) == {"G1", "B1", "Z1", "X1"}
+    assert got["G1"] == dt.datetime(2025, 1, 21, 8, 0)
+    assert _query("select admission_date from raw.claim where settlement_id = 'B1'")[0][0] == dt.date(2025, 1, 5)
+    assert _query("select extra from raw.claim where settlement_id = 'G1'")[0][0] == {"备注": "住院结算（中文备注）"}
+    assert _query("select count(*) from raw.quarantine")[0][0] == 0
+
+
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("missing_column", "missing_column"),
+        ("undecodable", "undecodable"),
+        ("wrong_folder", "wrong_hospital_folder"),
+        ("unknown_hospital", "unknown_hospital"),
+        ("manifest_rows", "manifest_mismatch"),
+    ],
+)
+def test_file_level_rejects_are_recorded_and_the_night_goes_on(clean_warehouse, tmp_path, case, reason):
+    landing = _worked_example(tmp_path / "landing")
+    d = landing / "20250126" / HOSP
+    src = (landing / "20250120" / HOSP / "claim.csv").read_text(encoding="utf-8").splitlines()
+    if case == "unknown_hospital":
+        d = landing / "20250126" / "H41070299999"
+    d.mkdir(parents=True)
+    target = d / "claim.csv"
+    if case == "missing_column":
+        cols = src[0].split(",")
+        i = cols.index("fund_paid")
+        target.write_text("\n".join(",".join(x for j, x in enumerate(line.split(",")) if j != i) for line in src) + "\n")
+    elif case == "undecodable":
+        target.write_bytes(src[0].encode() + b"\n" + b"\xff\xfe\x00\x81\x30" * 10 + b"\n")
+    elif case == "wrong_folder":
+        body = [src[1].replace("S1,", f"W{i},", 1).replace(HOSP, "H41070300009") for i in range(3)]
+        target.write_text("\n".join([src[0], *body]) + "\n", encoding="utf-8")
+    elif case == "unknown_hospital":
+        target.write_text("\n".join([src[0], src[1].replace(HOSP, "H41070299999")]) + "\n", encoding="utf-8")
+    elif case == "manifest_rows":
+        target.write_text("\n".join(src) + "\n", encoding="utf-8")
+        (d / "_manifest.json").write_text(json.dumps({"claim": {"rows": 5}}), encoding="utf-8")
+    night = load_landing(landing, dt.date(2025, 12, 31), show_progress=False)
+    rejected = [f for f in night.files if f.status == "rejected"]
+    assert [(f.file.relpath, f.reject_reason) for f in rejected] == [(str(target.relative_to(landing)), reason)]
+    assert all(f.status == "loaded" for f in night.files if f not in rejected)
+    # the ledger remembers the rejection: the same bytes are not retried, a corrected file would be
+    ledger = _query("select status, reject_reason, reject_detail from raw.load_ledger where source_file = %s",
+                    (str(target.relative_to(landing)),))
+    assert ledger[0][:2] == ("rejected", reason) and ledger[0][2]
+    assert {f.status for f in load_landing(landing, dt.date(2025, 12, 31), show_progress=False).files} == {"skipped"}
+
+
+def test_duplicate_natural_key_in_one_file_quarantines_both_rows(clean_warehouse, tmp_path):
+    landing = _worked_example(tmp_path / "landing")
+    path = landing / "20250120" / HOSP / "claim.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join([lines[0], lines[1], lines[1].replace("100000.00", "100001.00", 1).replace("15000.00", "15001.00")]) + "\n")
+    load_landing(landing, dt.date(2025, 1, 31), show_progress=False)
+    assert _query("select count(*) from raw.claim where settlement_id = 'S1'")[0][0] == 0
+    assert _query("select source_row, reason_code from raw.quarantine order by 1") == [(1, "duplicate_key"), (2, "duplicate_key")]
+
+
+def _big_landing(tmp_path: Path, rows: int) -> Path:
+    landing = _worked_example(tmp_path / "landing")
+    for p in list(landing.iterdir()):
+        if p.name != "reference":
+            shutil.rmtree(p)
+    src = _worked_example(tmp_path / "src")
+    lines = (src / "20250120" / HOSP / "claim.csv").read_text(encoding="utf-8").splitlines()
+    d = landing / "20250120" / HOSP
+    d.mkdir(parents=True)
+    with open(d / "claim.csv", "w", encoding="utf-8") as fh:
+        fh.write(lines[0] + "\n")
+        tail = lines[1].split(",", 1)[1]
+        for i in range(rows):
+            fh.write(f"K{i},{tail}\n")
+    return landing
+
+
+def test_load_killed_mid_file_leaves_nothing_and_the_rerun_completes(clean_warehouse, tmp_path):
+    landing = _big_landing(tmp_path, 300_000)
+    code = (
+        "import datetime as dt, sys\nfrom pathlib import Path\nfrom yibao.loader import load_landing\n"
+        f"load_landing(Path({str(landing)!r}), dt.date(2025, 1, 31), show_progress=False)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until the claim file's COPY is streaming
+        busy = _query("select count(*) from pg_stat_activity where query ilike 'copy raw.claim%%' and state = 'active'")
+        if busy[0][0]:
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("the loader never started copying")
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.5)  # the server notices the dead connection and rolls back
+    assert _query("select count(*) from raw.claim")[0][0] == 0
+    assert _query("select count(*) from raw.load_ledger where file_kind = 'claim'")[0][0] == 0
+    night = load_landing(landing, dt.date(2025, 1, 31), show_progress=False)
+    claim = [f for f in night.files if f.file.kind == "claim"]
+    assert [f.status for f in claim] == ["loaded"]
+    assert _query("select count(*), count(distinct settlement_id) from raw.claim")[0] == (300_000, 300_000)
+
+
+def test_no_raw_id_number_anywhere_after_a_run(clean_warehouse, small_city, caplog):
+    caplog.set_level(logging.DEBUG)
+    load_landing(small_city, dt.date(2025, 1, 4), show_progress=False)
+    # the landing really did carry ID numbers (so the scan below can fail)
+    sample = (small_city / "20250101").rglob("claim.csv")
+    assert any(ID_SHAPE.search(p.read_text(encoding="utf-8", errors="ignore")) for p in sample)
+    hits = []
+    columns = _query(
+        "select table_schema, table_name, column_name from information_schema.columns"
+        " where table_schema not in ('pg_catalog', 'information_schema')"
+        " and data_type in ('text', 'character varying', 'jsonb', 'json')"
+    )
+    for schema, table, column in columns:
+        for (value,) in _query(f'select "{column}"::text from "{schema}"."{table}" where "{column}" is not null'):
+            if ID_SHAPE.search(value):
+                hits.append((schema, table, column, value[:40]))
+    assert hits == []
+    assert not ID_SHAPE.search(caplog.text)
