@@ -310,6 +310,9 @@ class FileLoader:
         if manifest and manifest.get("rows") is not None and int(manifest["rows"]) != result.rows_read:
             raise FileRejected("manifest_mismatch", f"{result.rows_read} data rows, the manifest says {manifest['rows']}")
         if not f.is_reference:
+            # BRIN ranges written by COPY stay unsummarized (and so match every query) until summarised:
+            # without this, every "where load_id = …" below would scan the whole table.
+            cur.execute("select brin_summarize_new_values(%s::regclass)", (f"raw.{f.kind}_load_brin",))
             self._quarantine_duplicates(cur, f, load_id, result)
         if quarantine:
             buf = io.StringIO()
@@ -332,14 +335,20 @@ class FileLoader:
         """A natural key twice in one file: the file cannot say which is right, so both rows go."""
         key = EXTRACTS[f.kind].key
         table = f"raw.{f.kind}"
+        # two statements on purpose: fresh rows have no statistics, and a join of the aggregate with the
+        # table would be planned as a nested loop that re-aggregates for every row
+        cur.execute(
+            f"select {key} from {table} where load_id = %s group by hospital_code, {key} having count(*) > 1",
+            (load_id,),
+        )
+        dups = [r[0] for r in cur.fetchall()]
+        if not dups:
+            return
         cur.execute(
             f"""
-            with dup as (
-                select hospital_code, {key} from {table} where load_id = %(load_id)s
-                group by 1, 2 having count(*) > 1
-            ), moved as (
-                delete from {table} t using dup
-                where t.load_id = %(load_id)s and t.hospital_code = dup.hospital_code and t.{key} = dup.{key}
+            with moved as (
+                delete from {table} t
+                where t.load_id = %(load_id)s and t.{key} = any(%(dups)s)
                 returning t.*
             )
             insert into raw.quarantine (load_id, file_kind, hospital_code, business_date, source_file, source_row,
@@ -349,7 +358,7 @@ class FileLoader:
                    to_jsonb(moved) - 'load_id' - 'loaded_at'
             from moved
             """,
-            {"load_id": load_id, "kind": f.kind, "key": key},
+            {"load_id": load_id, "kind": f.kind, "key": key, "dups": dups},
         )
         moved = cur.rowcount
         if moved > 0:
