@@ -30,8 +30,15 @@ def _log_step(run_id: str, step: str, as_of: dt.date | None, status: str, second
 
 
 def setup() -> None:
-    """Create schemas, roles and raw tables (idempotent)."""
-    db.bootstrap()
+    """Create schemas, roles and raw tables (idempotent) on the embedded server.
+
+    In production the nightly login may not create objects: the bootstrap runs once per deployment
+    (``warehouse-init`` in infra/compose, see docs/deployment.md), not in the nightly task.
+    """
+    from .config import settings
+
+    if settings().embedded:
+        db.bootstrap()
 
 
 def load(landing: Path, through: dt.date, run_id: str, since: dt.date | None = None) -> dict:
