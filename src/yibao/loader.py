@@ -63,7 +63,8 @@ class NightResult:
 
     @property
     def load_ids(self) -> list[int]:
-        return [f.load_id for f in self.files if f.status == "loaded" and f.load_id is not None]
+        """Ledger ids of this run's files, loaded and rejected (the night's batch for validation)."""
+        return [f.load_id for f in self.files if f.status in ("loaded", "rejected") and f.load_id is not None]
 
     def summary_text(self) -> str:
         loaded = [f for f in self.files if f.status == "loaded"]

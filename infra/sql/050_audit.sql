@@ -1,0 +1,97 @@
+-- Data-quality results and the scope of each validation run (yibao.quality, expectations/).
+-- Idempotent: create ... if not exists / create or replace.
+
+-- One row per check result: a check that passes gives one row (hospital_code null, failed 0);
+-- a check that fails gives one row per hospital it failed for (hospital_code null when the check
+-- has no hospital, e.g. reference data). Re-validating a run replaces its rows (run_id + stage).
+create table if not exists audit.dq_results (
+    night_date    date        not null,     -- raw: the night's business date; marts: the as-of date
+    run_id        text        not null,
+    stage         text        not null check (stage in ('raw', 'marts')),
+    suite         text        not null,     -- GX expectation suite
+    check_name    text        not null,     -- meta.check of the expectation
+    severity      text        not null check (severity in ('error', 'warning')),
+    hospital_code text,
+    evaluated     bigint      not null default 0,   -- rows (files, deliveries) the check looked at
+    failed        bigint      not null default 0,   -- of which failed
+    detail        text,
+    recorded_at   timestamptz not null default now()
+);
+create index if not exists dq_results_run_idx on audit.dq_results (run_id, stage);
+create index if not exists dq_results_night_idx on audit.dq_results (night_date, stage);
+comment on table audit.dq_results is '数据质量检查结果 (每晚: raw 批次与 marts 构建)';
+
+-- The scope of a validation run: the night's load ids (stage raw) or the mart schema and as-of
+-- date (stage marts). GX reads its batches through the views below, which show the run named by
+-- the session setting yibao.dq_run_id (yibao.quality sets it on GX's connection; to inspect a
+-- run by hand: set yibao.dq_run_id = '<run_id>'; select * from audit.dq_night_purchase;).
+create table if not exists audit.dq_runs (
+    run_id       text        not null,
+    stage        text        not null check (stage in ('raw', 'marts')),
+    night_date   date        not null,     -- raw: the night's business date; marts: the as-of date
+    min_load_id  bigint,                   -- raw: bounds of the night's load ids (lets the views
+    max_load_id  bigint,                   --      use the BRIN indexes on load_id)
+    schema_name  text,                     -- marts: the schema validated
+    started_at   timestamptz not null default now(),
+    primary key (run_id, stage)
+);
+comment on table audit.dq_runs is '数据质量校验运行的范围 (当晚装载批次 / 待发布的 marts 模式)';
+
+-- The night's load ids (stage raw): ledger ids of the files loaded, and rejected, that night.
+create table if not exists audit.dq_run_loads (
+    run_id   text   not null,
+    load_id  bigint not null,
+    primary key (run_id, load_id)
+);
+
+-- The views GX validates. Dropped and created again on every bootstrap, so a change of columns
+-- (here or in the raw tables) never blocks it; nothing depends on them.
+drop view if exists audit.dq_night, audit.dq_night_purchase, audit.dq_night_usage, audit.dq_night_claim,
+    audit.dq_night_loads, audit.dq_night_quarantine, audit.dq_marts_run;
+
+-- The night's rows. The range condition lets PostgreSQL use the BRIN index on load_id, so a
+-- check reads the night's rows, never the whole history.
+create view audit.dq_night as
+select r.run_id, r.night_date, r.min_load_id, r.max_load_id
+from audit.dq_runs r
+where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true);
+
+create view audit.dq_night_purchase as
+select r.run_id, r.night_date, t.*
+from audit.dq_runs r
+join audit.dq_run_loads l on l.run_id = r.run_id
+join raw.purchase t on t.load_id = l.load_id and t.load_id between r.min_load_id and r.max_load_id
+where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true);
+
+create view audit.dq_night_usage as
+select r.run_id, r.night_date, t.*
+from audit.dq_runs r
+join audit.dq_run_loads l on l.run_id = r.run_id
+join raw.usage t on t.load_id = l.load_id and t.load_id between r.min_load_id and r.max_load_id
+where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true);
+
+create view audit.dq_night_claim as
+select r.run_id, r.night_date, t.*
+from audit.dq_runs r
+join audit.dq_run_loads l on l.run_id = r.run_id
+join raw.claim t on t.load_id = l.load_id and t.load_id between r.min_load_id and r.max_load_id
+where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true);
+
+create view audit.dq_night_loads as
+select r.run_id, r.night_date, t.*
+from audit.dq_runs r
+join audit.dq_run_loads l on l.run_id = r.run_id
+join raw.load_ledger t on t.load_id = l.load_id
+where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true);
+
+create view audit.dq_night_quarantine as
+select r.run_id, r.night_date, t.*
+from audit.dq_runs r
+join audit.dq_run_loads l on l.run_id = r.run_id
+join raw.quarantine t on t.load_id = l.load_id
+where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true);
+
+create view audit.dq_marts_run as
+select r.run_id, r.night_date as as_of_date, r.schema_name
+from audit.dq_runs r
+where r.stage = 'marts' and r.run_id = current_setting('yibao.dq_run_id', true);
