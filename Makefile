@@ -15,13 +15,12 @@ DEMO_HOSPITALS ?= 6
 DEMO_START ?= 2025-01-01
 DEMO_END ?= 2026-01-05
 DEMO_VOLUME ?= 0.3
-SYSTEM_PACKAGES := fonts-noto-cjk poppler-utils
 
-.PHONY: run test setup system-deps db-start db-stop db-reset demo-data airflow-ui reports lint bench clean
+.PHONY: run test setup system-deps db-start db-stop db-reset demo-data airflow-ui lint bench bi-check clean
 
 run: setup db-start demo-data ## fresh clone → populated marts via the real DAGs
 	$(YIBAO) run --landing $(YIBAO_HOME)/landing
-	@$(YIBAO) reports --latest-month || true
+	$(YIBAO) reports
 	@echo
 	@echo "Warehouse: $$($(YIBAO) url)   (schema marts; psql \"$$($(YIBAO) url)\")"
 	@echo "Demo landing zone: $(YIBAO_HOME)/landing    reports: $(YIBAO_HOME)/reports"
@@ -40,9 +39,10 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --python $$($(PYTHON) -c 'import sys; print(sys.executable)')
 	touch $@
 
-system-deps: ## CJK fonts for reports, pdftotext/pdftoppm for report tests (Debian packages)
+system-deps: ## CJK fonts for reports, pdftotext/pdftoppm for report tests, fast font subsetting (Debian packages)
 	@missing=""; fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || missing="$$missing fonts-noto-cjk"; \
 	command -v pdftotext >/dev/null || missing="$$missing poppler-utils"; \
+	ldconfig -p | grep -q libharfbuzz-subset || missing="$$missing libharfbuzz-subset0"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "Please install:$$missing (e.g. sudo apt-get install$$missing)"; exit 1; fi; \
@@ -71,6 +71,9 @@ lint:
 
 bench: setup db-start ## loader vs psql \copy on a one-million-row night
 	$(BIN)/python benchmarks/loader_vs_copy.py
+
+bi-check: db-start ## install Superset in its own venv, import the dashboard, run every chart as bi_reader
+	infra/superset/verify.sh
 
 clean:
 	rm -rf $(VENV) $(TOOLS)

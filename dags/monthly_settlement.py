@@ -19,6 +19,7 @@ Logic lives in `yibao.reports` (reads only the `marts` schema); this file only w
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pendulum
@@ -35,7 +36,12 @@ MARTS_PUBLISHED = Asset("yibao://marts/published")
     max_active_runs=1,
     doc_md=__doc__,
     tags=["yibao", "reports", "settlement"],
-    default_args={"owner": "yibao-data", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    # YIBAO_TASK_RETRIES=0 when run by hand (`yibao reports`): fail fast instead of waiting out retries
+    default_args={
+        "owner": "yibao-data",
+        "retries": int(os.environ.get("YIBAO_TASK_RETRIES", "2")),
+        "retry_delay": timedelta(minutes=5),
+    },
     params={
         "month": Param(
             "",

@@ -94,12 +94,15 @@ def nightly_ingest():
         return pipeline.validate_marts(dt.date.fromisoformat(through), run_id)
 
     @task(outlets=[MARTS_PUBLISHED])
-    def publish(through: str, checked: dict, loaded: dict, run_id=None) -> dict:
+    def publish(through: str, checked: dict, loaded: dict, run_id=None, outlet_events=None) -> dict:
         import datetime as dt
 
         from yibao import pipeline
 
-        return pipeline.publish(dt.date.fromisoformat(through), run_id, loaded["files_loaded"])
+        published = pipeline.publish(dt.date.fromisoformat(through), run_id, loaded["files_loaded"])
+        if outlet_events is not None:
+            outlet_events[MARTS_PUBLISHED].extra = {"as_of_date": through}
+        return published
 
     loaded = load()
     raw_ok = validate_raw(loaded)

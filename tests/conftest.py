@@ -38,9 +38,8 @@ def warehouse(yibao_home) -> str:
     pg.stop()
 
 
-@pytest.fixture
-def clean_warehouse(warehouse) -> str:
-    """The session warehouse with raw, audit and dbt schemas emptied (for tests that load from scratch)."""
+def reset_warehouse() -> None:
+    """Drop and re-create the warehouse schemas (raw, audit, dbt's) of the session's server."""
     from yibao import db
 
     with db.connect() as conn, conn.cursor() as cur:
@@ -51,4 +50,17 @@ def clean_warehouse(warehouse) -> str:
         for (schema,) in cur.fetchall():
             cur.execute(f"drop schema {schema} cascade")
     db.bootstrap()
+
+
+@pytest.fixture
+def clean_warehouse(warehouse) -> str:
+    """The session warehouse emptied, for a test that loads from scratch."""
+    reset_warehouse()
+    return warehouse
+
+
+@pytest.fixture(scope="module")
+def module_warehouse(warehouse) -> str:
+    """The session warehouse emptied once for a whole module (e.g. one expensive DAG run shared by its tests)."""
+    reset_warehouse()
     return warehouse

@@ -4,6 +4,7 @@
     yibao url [--airflow]                 connection URL of the warehouse (psql, BI tools, outside checks)
     yibao generate --out DIR …            a synthetic city's landing zone
     yibao run --landing DIR --through D   the real nightly DAG (Airflow) on any landing directory
+    yibao reports [--month YYYY-MM]       monthly settlement reports (real monthly_settlement DAG)
     yibao load --landing DIR --through D  only the loader (no dbt, no GX, no publish), for debugging
     yibao airflow …                       the airflow CLI with this project's environment
 """
@@ -104,6 +105,28 @@ def _print_results(through: dt.date) -> None:
         print(f"  marts.{t:<32} {n:>10,} rows")
 
 
+def cmd_reports(args) -> int:
+    from . import db
+    from .orchestrate import run_dag
+
+    if args.month:
+        month = dt.date.fromisoformat(args.month + "-01")
+    else:
+        with db.connect() as conn, conn.cursor() as cur:
+            cur.execute("select max(as_of_date) from audit.publish_log")
+            as_of = cur.fetchone()[0]
+        if as_of is None:
+            raise SystemExit("nothing published yet: run `yibao run` first")
+        nxt = as_of + dt.timedelta(days=1)
+        month = (as_of.replace(day=1) if nxt.day == 1 else (as_of.replace(day=1) - dt.timedelta(days=1)).replace(day=1))
+    last_day = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+    run_dag("monthly_settlement", last_day, {"month": f"{month:%Y-%m}"})
+    from .config import settings
+
+    print(f"monthly settlement reports for {month:%Y-%m}: {settings().reports_dir / f'{month:%Y-%m}'}")
+    return 0
+
+
 def cmd_load(args) -> int:
     from . import db
     from .loader import load_landing
@@ -150,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--landing", required=True, help="landing directory laid out per DOMAIN.md §2-3")
     p.add_argument("--through", type=_date, help="latest business date to load (default: newest folder)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("reports", help="render a month's settlement reports (real monthly_settlement DAG run)")
+    p.add_argument("--month", help="YYYY-MM (default: the latest month whose last day is published)")
+    p.set_defaults(func=cmd_reports)
 
     p = sub.add_parser("load", help="only load landing files into raw tables")
     p.add_argument("--landing", required=True)
