@@ -1,0 +1,320 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['hospital_code', 'settlement_id'],
+    on_schema_change='fail',
+    indexes=[
+        {'columns': ['hospital_code', 'settlement_id'], 'unique': true},
+        {'columns': ['hospital_code', 'visit_id']},
+        {'columns': ['hospital_code', 'reversal_of']},
+        {'columns': ['hospital_code', 'insurance_type_code', 'settlement_date']},
+        {'columns': ['_batch_at']},
+    ]
+) }}
+
+-- R6 deductions (不合理费用扣除) on the latest version of every settlement.
+-- A reversal (冲正) is a settlement with reversal_of set; the settlement it names is reversed.
+-- A visit's effective settlement is its latest settled_at among settlements that are neither a
+-- reversal nor reversed (ties: the greater settlement_id). The visit's deduction attaches to it:
+-- round(sum of the visit's unreasonable_excess x fund_paid / total_amount, 2) clamped to
+-- [0, fund_paid], 0 when total_amount is 0; every other settlement carries 0.
+-- declared_amount = fund_paid - negotiated_drug_amount (R7), counted in the settlement's month.
+--
+-- Incremental: re-classifies every settlement of a visit touched since this table was written:
+-- a changed settlement (new or old version's visit), a settlement whose reversal changed, or a
+-- visit whose usage lines were re-priced (current or previous visit of the line).
+
+{%- set claim_columns = [
+    'hospital_code', 'settlement_id', 'visit_id', 'patient_key', 'reversal_of',
+    'insurance_type_code', 'medical_category_code', 'principal_diagnosis_code', 'drg_code',
+    'patient_sex', 'patient_birth_year',
+    'total_amount', 'fund_paid_amount', 'other_fund_paid_amount', 'account_paid_amount',
+    'cash_paid_amount', 'negotiated_drug_amount',
+    'admission_date', 'discharge_date', 'settled_at',
+    'business_date', 'load_id', 'source_row',
+] %}
+{%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
+
+with
+
+{% if is_incremental() %}
+
+changed_claims as (
+
+    select *
+    from {{ ref('stg_claims') }}
+    where {{ loaded_since(wm) }}
+
+),
+
+previous_versions as (
+
+    select stored.*
+    from {{ this }} as stored
+    inner join changed_claims
+        on stored.hospital_code = changed_claims.hospital_code
+       and stored.settlement_id = changed_claims.settlement_id
+
+),
+
+repriced_usage as (
+
+    select hospital_code, visit_id, _prior_visit_ids
+    from {{ ref('int_usage_priced_against_payment_standard') }}
+    where _batch_at > '{{ wm.batch_at }}'::timestamptz
+
+),
+
+reversal_targets as (
+
+    select hospital_code, reversal_of as settlement_id
+    from changed_claims
+    where reversal_of is not null
+
+    union
+
+    select hospital_code, reversal_of as settlement_id
+    from previous_versions
+    where reversal_of is not null
+
+),
+
+touched_visits as (
+
+    select hospital_code, visit_id from changed_claims
+    union
+    select hospital_code, visit_id from previous_versions
+    union
+    select stored.hospital_code, stored.visit_id
+    from {{ this }} as stored
+    inner join reversal_targets
+        on stored.hospital_code = reversal_targets.hospital_code
+       and stored.settlement_id = reversal_targets.settlement_id
+    union
+    select hospital_code, visit_id from repriced_usage
+    union
+    select repriced_usage.hospital_code, prior.visit_id
+    from repriced_usage
+    cross join lateral jsonb_array_elements_text(repriced_usage._prior_visit_ids) as prior (visit_id)
+
+),
+
+claims as (
+
+    select
+        {% for c in claim_columns %}changed_claims.{{ c }},
+        {% endfor -%}
+        (
+            select coalesce(jsonb_agg(distinct prior.code order by prior.code), '[]'::jsonb)
+            from (
+                select jsonb_array_elements_text(previous_versions._prior_insurance_type_codes) as code
+                union all
+                select previous_versions.insurance_type_code
+            ) as prior
+            where prior.code is not null
+        ) as _prior_insurance_type_codes,
+        (
+            select coalesce(jsonb_agg(distinct prior.day order by prior.day), '[]'::jsonb)
+            from (
+                select jsonb_array_elements_text(previous_versions._prior_settlement_dates) as day
+                union all
+                select previous_versions.settlement_date::text
+            ) as prior
+            where prior.day is not null
+        ) as _prior_settlement_dates
+    from changed_claims
+    left join previous_versions
+        on changed_claims.hospital_code = previous_versions.hospital_code
+       and changed_claims.settlement_id = previous_versions.settlement_id
+
+    union all
+
+    select
+        {% for c in claim_columns %}stored.{{ c }},
+        {% endfor -%}
+        stored._prior_insurance_type_codes,
+        stored._prior_settlement_dates
+    from {{ this }} as stored
+    inner join touched_visits
+        on stored.hospital_code = touched_visits.hospital_code
+       and stored.visit_id = touched_visits.visit_id
+    where not exists (
+        select 1
+        from changed_claims
+        where changed_claims.hospital_code = stored.hospital_code
+          and changed_claims.settlement_id = stored.settlement_id
+    )
+
+),
+
+reversals as (
+
+    -- every reversal link visible after this build: the changed settlements and the stored
+    -- ones that did not change
+    select hospital_code, reversal_of
+    from changed_claims
+    where reversal_of is not null
+
+    union
+
+    select stored.hospital_code, stored.reversal_of
+    from {{ this }} as stored
+    inner join claims
+        on stored.hospital_code = claims.hospital_code
+       and stored.reversal_of = claims.settlement_id
+    where not exists (
+        select 1
+        from changed_claims
+        where changed_claims.hospital_code = stored.hospital_code
+          and changed_claims.settlement_id = stored.settlement_id
+    )
+
+),
+
+visit_excess as (
+
+    select
+        usage_lines.hospital_code,
+        usage_lines.visit_id,
+        sum(usage_lines.unreasonable_excess_amount) as visit_excess_amount
+    from {{ ref('int_usage_priced_against_payment_standard') }} as usage_lines
+    where (usage_lines.hospital_code, usage_lines.visit_id) in (
+        select hospital_code, visit_id from claims
+    )
+    group by 1, 2
+
+),
+
+{% else %}
+
+claims as (
+
+    select
+        {% for c in claim_columns %}{{ c }},
+        {% endfor -%}
+        '[]'::jsonb as _prior_insurance_type_codes,
+        '[]'::jsonb as _prior_settlement_dates
+    from {{ ref('stg_claims') }}
+
+),
+
+reversals as (
+
+    select distinct hospital_code, reversal_of
+    from claims
+    where reversal_of is not null
+
+),
+
+visit_excess as (
+
+    select
+        hospital_code,
+        visit_id,
+        sum(unreasonable_excess_amount) as visit_excess_amount
+    from {{ ref('int_usage_priced_against_payment_standard') }}
+    group by 1, 2
+
+),
+
+{% endif %}
+
+classified as (
+
+    select
+        claims.*,
+        claims.settled_at::date as settlement_date,
+        claims.reversal_of is not null as is_reversal,
+        exists (
+            select 1
+            from reversals
+            where reversals.hospital_code = claims.hospital_code
+              and reversals.reversal_of = claims.settlement_id
+        ) as is_reversed
+    from claims
+
+),
+
+effective_settlements as (
+
+    select distinct on (hospital_code, visit_id)
+        hospital_code,
+        visit_id,
+        settlement_id
+    from classified
+    where not is_reversal
+      and not is_reversed
+      and visit_id is not null
+      and settled_at is not null
+    order by hospital_code, visit_id, settled_at desc, settlement_id desc
+
+),
+
+deducted as (
+
+    select
+        classified.*,
+        effective_settlements.settlement_id is not null as is_effective_settlement,
+        case
+            when effective_settlements.settlement_id is not null
+                then coalesce(visit_excess.visit_excess_amount, 0)
+        end::numeric(18, 2) as visit_excess_amount
+    from classified
+    left join effective_settlements
+        on classified.hospital_code = effective_settlements.hospital_code
+       and classified.settlement_id = effective_settlements.settlement_id
+    left join visit_excess
+        on classified.hospital_code = visit_excess.hospital_code
+       and classified.visit_id = visit_excess.visit_id
+
+)
+
+select
+    -- ids
+    hospital_code,
+    settlement_id,
+    visit_id,
+    patient_key,
+    reversal_of,
+    -- codes
+    insurance_type_code,
+    medical_category_code,
+    principal_diagnosis_code,
+    drg_code,
+    -- patient attributes
+    patient_sex,
+    patient_birth_year,
+    -- amounts
+    total_amount,
+    fund_paid_amount,
+    other_fund_paid_amount,
+    account_paid_amount,
+    cash_paid_amount,
+    negotiated_drug_amount,
+    (fund_paid_amount - coalesce(negotiated_drug_amount, 0))::numeric(18, 2) as declared_amount,
+    visit_excess_amount,
+    case
+        when not is_effective_settlement then 0
+        when total_amount is null or total_amount = 0 then 0
+        else greatest(
+            least(round(visit_excess_amount * fund_paid_amount / total_amount, 2), fund_paid_amount),
+            0
+        )
+    end::numeric(18, 2) as deduction_amount,
+    -- flags
+    is_reversal,
+    is_reversed,
+    is_effective_settlement,
+    -- dates
+    admission_date,
+    discharge_date,
+    settled_at,
+    settlement_date,
+    -- lineage
+    business_date,
+    load_id,
+    source_row,
+    _prior_insurance_type_codes,
+    _prior_settlement_dates,
+    {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
+from deducted

@@ -1,0 +1,97 @@
+-- 加载汇总 for operators and BI: per business date, hospital and extract, the files seen, rows
+-- read, loaded and quarantined, and the quarantine and file-rejection reasons with counts.
+-- Reference files (no business date) are not included.
+with files as (
+
+    select *
+    from {{ ref('stg_load_ledger') }}
+    where business_date is not null
+      and business_date <= {{ as_of_date() }}
+
+),
+
+file_totals as (
+
+    select
+        business_date,
+        hospital_code,
+        file_kind,
+        count(*) as file_count,
+        count(*) filter (where load_status = 'loaded') as loaded_file_count,
+        count(*) filter (where load_status = 'rejected') as rejected_file_count,
+        sum(rows_read) as rows_read,
+        sum(rows_loaded) as rows_loaded,
+        sum(rows_quarantined) as rows_quarantined,
+        sum(load_seconds) as load_seconds,
+        max(loaded_at) as last_loaded_at
+    from files
+    group by 1, 2, 3
+
+),
+
+rejections as (
+
+    select
+        business_date,
+        hospital_code,
+        file_kind,
+        jsonb_object_agg(reason, file_count) as rejected_files_by_reason
+    from (
+        select business_date, hospital_code, file_kind,
+               coalesce(reject_reason_code, 'unknown') as reason, count(*) as file_count
+        from files
+        where load_status = 'rejected'
+        group by 1, 2, 3, 4
+    ) as reasons
+    group by 1, 2, 3
+
+),
+
+quarantine as (
+
+    select
+        business_date,
+        hospital_code,
+        file_kind,
+        jsonb_object_agg(reason_code, row_count) as quarantined_rows_by_reason,
+        sum(row_count) as quarantine_row_count
+    from (
+        select files.business_date, files.hospital_code, files.file_kind,
+               quarantine.reason_code, count(*) as row_count
+        from {{ ref('stg_quarantine_rows') }} as quarantine
+        inner join files
+            on quarantine.load_id = files.load_id
+        group by 1, 2, 3, 4
+    ) as reasons
+    group by 1, 2, 3
+
+)
+
+select
+    -- ids
+    file_totals.business_date,
+    file_totals.hospital_code,
+    file_totals.file_kind,
+    -- counts
+    file_totals.file_count::integer as file_count,
+    file_totals.loaded_file_count::integer as loaded_file_count,
+    file_totals.rejected_file_count::integer as rejected_file_count,
+    file_totals.rows_read::bigint as rows_read,
+    file_totals.rows_loaded::bigint as rows_loaded,
+    file_totals.rows_quarantined::bigint as rows_quarantined,
+    coalesce(quarantine.quarantine_row_count, 0)::bigint as quarantine_row_count,
+    -- reasons
+    coalesce(quarantine.quarantined_rows_by_reason, '{}'::jsonb) as quarantined_rows_by_reason,
+    coalesce(rejections.rejected_files_by_reason, '{}'::jsonb) as rejected_files_by_reason,
+    -- timing
+    file_totals.load_seconds::numeric(12, 3) as load_seconds,
+    file_totals.last_loaded_at
+from file_totals
+left join rejections
+    on file_totals.business_date = rejections.business_date
+   and file_totals.hospital_code is not distinct from rejections.hospital_code
+   and file_totals.file_kind = rejections.file_kind
+left join quarantine
+    on file_totals.business_date = quarantine.business_date
+   and file_totals.hospital_code is not distinct from quarantine.hospital_code
+   and file_totals.file_kind = quarantine.file_kind

@@ -1,0 +1,214 @@
+"""Run the dbt project (``dbt_project/``) in-process.
+
+``run_dbt`` is the one entry point: it points dbt at the project and its ``profiles.yml``, passes the
+warehouse connection through the ``YIBAO_PG*`` environment variables the profile reads, sets the
+vars (``as_of_date``, ``marts_schema``) and raises :class:`TransformError` naming every failing
+node. dbt's log goes to a file (``<YIBAO_HOME>/logs/dbt/dbt.log``), not to stdout.
+
+Parse once, run many: the project is parsed with only ``marts_schema`` as a var (so the saved
+partial-parse state stays valid from one night to the next; a changed ``--vars`` would force a
+full re-parse), and the command then runs on that manifest with the night's ``as_of_date``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from .config import PROJECT_ROOT, settings
+
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+_ENV_LOCK = threading.Lock()
+_FAILED = {"error", "fail", "runtime error"}
+
+
+@dataclass
+class NodeFailure:
+    name: str
+    unique_id: str
+    status: str
+    message: str
+
+
+class TransformError(RuntimeError):
+    """A dbt command failed; ``failures`` lists the failing nodes and their messages."""
+
+    def __init__(
+        self, command: list[str], failures: list[NodeFailure], detail: str = ""
+    ):
+        self.command = command
+        self.failures = failures
+        lines = [f"dbt {' '.join(command)} failed"]
+        lines += [f"  {f.name} [{f.status}]: {f.message}" for f in failures]
+        if detail:
+            lines.append(f"  {detail}")
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class DbtRun:
+    """What a successful ``run_dbt`` did (node name -> status), for logs and tests."""
+
+    command: list[str]
+    statuses: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def connection_env(url: str) -> dict[str, str]:
+    """The profile's environment variables for a ``postgresql://user:pw@host:port/db`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"not a PostgreSQL URL: {parts.scheme}://…")
+    return {
+        "YIBAO_PGHOST": parts.hostname or "127.0.0.1",
+        "YIBAO_PGPORT": str(parts.port or 5432),
+        "YIBAO_PGUSER": unquote(parts.username or "postgres"),
+        "YIBAO_PGPASSWORD": unquote(parts.password or ""),
+        "YIBAO_PGDATABASE": unquote(parts.path.lstrip("/")) or "yibao",
+    }
+
+
+def log_dir() -> Path:
+    return Path(os.environ.get("DBT_LOG_PATH") or settings().home / "logs" / "dbt")
+
+
+@contextmanager
+def _environment(values: dict[str, str]):
+    """Set environment variables for the duration of a dbt call (dbt reads os.environ)."""
+    with _ENV_LOCK:
+        saved = {k: os.environ.get(k) for k in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for key, old in saved.items():
+                if old is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = old
+
+
+def _common_args(vars_: dict[str, str]) -> list[str]:
+    return [
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+        "--vars",
+        json.dumps(vars_, sort_keys=True),
+    ]
+
+
+def _log_args() -> list[str]:
+    # stdout: errors only; the full log goes to a file
+    return [
+        "--quiet",
+        "--log-path",
+        str(log_dir()),
+        "--log-level-file",
+        "info",
+        "--no-use-colors",
+    ]
+
+
+def _failures(result) -> list[NodeFailure]:
+    out = []
+    for r in getattr(result, "results", None) or []:
+        status = str(getattr(r.status, "value", r.status))
+        if status in _FAILED:
+            node = r.node
+            out.append(
+                NodeFailure(
+                    node.name, node.unique_id, status, (r.message or "").strip()
+                )
+            )
+    return out
+
+
+def run_dbt(
+    args: list[str],
+    *,
+    as_of: dt.date | None = None,
+    marts_schema: str = "marts",
+    url: str | None = None,
+) -> DbtRun:
+    """Run one dbt command (e.g. ``["build"]``, ``["test", "--select", "test_type:unit"]``).
+
+    ``as_of`` is the latest loaded business date (required by every command that runs SQL);
+    ``marts_schema`` the schema the marts are built into; ``url`` the warehouse (default: the
+    configured one, ``yibao.pg.url()``). Raises :class:`TransformError` on failure.
+    """
+    import time
+
+    from dbt.cli.main import dbtRunner
+
+    from . import pg
+
+    if not args:
+        raise ValueError("run_dbt needs a dbt command, e.g. ['build']")
+    started = time.perf_counter()
+    env = connection_env(url or pg.url())
+    log_dir().mkdir(parents=True, exist_ok=True)
+    parse_vars = {"marts_schema": marts_schema}
+    run_vars = dict(parse_vars)
+    if as_of is not None:
+        run_vars["as_of_date"] = as_of.isoformat()
+    command = list(args)
+
+    with _environment(env):
+        manifest = None
+        if command[0] not in ("parse", "deps", "clean", "debug", "init"):
+            parsed = dbtRunner().invoke(
+                ["parse", *_common_args(parse_vars), *_log_args()]
+            )
+            if not parsed.success:
+                raise TransformError(["parse"], [], _exception_text(parsed))
+            manifest = parsed.result
+        invocation = [*command, *_common_args(run_vars), *_log_args()]
+        result = dbtRunner(manifest=manifest).invoke(invocation)
+
+    failures = _failures(result.result)
+    if not result.success or failures:
+        raise TransformError(
+            command, failures, "" if failures else _exception_text(result)
+        )
+    run = DbtRun(command, seconds=time.perf_counter() - started)
+    for r in getattr(result.result, "results", None) or []:
+        run.statuses[r.node.name] = str(getattr(r.status, "value", r.status))
+    return run
+
+
+def _exception_text(result) -> str:
+    exc = getattr(result, "exception", None)
+    return (
+        f"{type(exc).__name__}: {exc}"
+        if exc
+        else "see the dbt log in " + str(log_dir())
+    )
+
+
+def build(
+    as_of: dt.date,
+    marts_schema: str = "marts",
+    url: str | None = None,
+    *,
+    full_refresh: bool = False,
+    select: list[str] | None = None,
+) -> DbtRun:
+    """``dbt build`` through ``as_of``: seeds, models, unit tests and data tests.
+
+    Incremental models catch up on everything newer than what their target holds;
+    ``full_refresh`` rebuilds them from scratch (needed to go back to an earlier as-of date).
+    """
+    args = ["build"]
+    if full_refresh:
+        args.append("--full-refresh")
+    if select:
+        args += ["--select", *select]
+    return run_dbt(args, as_of=as_of, marts_schema=marts_schema, url=url)

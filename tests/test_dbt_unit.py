@@ -1,0 +1,810 @@
+"""The dbt project end to end on a small hand-made raw dataset (DOMAIN.md §8 worked example).
+
+One embedded PostgreSQL (the session ``warehouse``), raw rows inserted with SQL, then four builds:
+
+  night A  through 2025-06-30 into marts_build   (first build: everything from scratch)
+  night B  through 2025-09-30 into marts          (intermediate models incremental; late and
+                                                   corrected files arrive in between)
+  night C  through 2025-12-31 into marts_build   (lags two nights: must catch up)
+  check    through 2025-12-31 into marts_check with --full-refresh
+
+Every ``dbt build`` also runs the unit tests (one per rule case) and the data tests. The test
+asserts the §8 monthly, annual and consumption figures to the cent, and that the incrementally
+built marts equal the full rebuild row for row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal as D
+
+import pytest
+
+from yibao import transform
+
+H1 = "H41070200001"  # §8: surplus branch (March-December 95,000.00 a month)
+H2 = "H41070200002"  # §8 alternative: overspend branch (March-December 110,000.00 a month)
+STENT = "C0202011234567812345"  # a selected coronary stent of batch B1 (selected_price 700.00)
+STENT_OTHER = "C0202011234567854321"  # same category, another brand, not selected
+SUPPLIER = "914403001922038216"
+
+A, B, C = dt.date(2025, 6, 30), dt.date(2025, 9, 30), dt.date(2025, 12, 31)
+MART_TABLES = [
+    "fct_usage_pricing",
+    "fct_procurement_compliance",
+    "fct_supplier_payment",
+    "fct_settlement_monthly",
+    "fct_settlement_annual",
+    "fct_settlement_deduction",
+    "fct_budget_consumption",
+    "fct_abnormal_use_alerts",
+    "fct_evaluation_quarterly",
+    "fct_platform_purchasing_monthly",
+    "fct_load_summary",
+    "dim_hospital",
+    "dim_consumable",
+    "dim_date",
+]
+
+REFERENCE = {
+    "hospitals": (
+        ["hospital_code", "hospital_name", "level", "county_code", "ownership"],
+        [
+            (H1, "示例市第一人民医院", "三级", "410702", "public"),
+            (H2, "示例市第二人民医院", "二级", "410702", "public"),
+        ],
+    ),
+    "consumable_catalog": (
+        ["consumable_code", "generic_name", "category_code", "is_high_value", "status"],
+        [
+            (STENT, "冠状动脉药物洗脱支架", "C020201", True, "active"),
+            (STENT_OTHER, "冠状动脉药物洗脱支架", "C020201", True, "active"),
+        ],
+    ),
+    "vbp_batches": (
+        ["batch_id", "batch_name", "category_prefix", "cycle_start", "cycle_end"],
+        [("B1", "冠脉支架集采", "C020201", dt.date(2025, 1, 1), dt.date(2025, 12, 31))],
+    ),
+    "vbp_products": (
+        [
+            "batch_id",
+            "product_group",
+            "consumable_code",
+            "manufacturer",
+            "selected_price",
+            "pre_vbp_price",
+        ],
+        [("B1", "G1", STENT, "示例医疗", D("700.00"), D("13000.00"))],
+    ),
+    "vbp_agreed_volumes": (
+        ["batch_id", "hospital_code", "product_group", "base_qty", "agreed_ratio"],
+        [("B1", H1, "G1", D(100), D("0.55"))],
+    ),
+    "fund_budgets": (
+        ["year", "hospital_code", "insurance_type", "annual_budget"],
+        [(2025, H1, "310", D("1200000.00")), (2025, H2, "310", D("1200000.00"))],
+    ),
+    "settlement_params": (
+        ["year", "surplus_retention_rate", "overspend_share_rate"],
+        [(2025, D("0.6"), D("0.3"))],
+    ),
+}
+
+PURCHASE_COLS = [
+    "purchase_line_id",
+    "order_date",
+    "delivery_date",
+    "consumable_code",
+    "supplier_uscc",
+    "quantity",
+    "unit_price",
+    "amount",
+    "via_platform",
+    "paid_date",
+    "paid_amount",
+]
+USAGE_COLS = [
+    "usage_id",
+    "visit_id",
+    "patient_key",
+    "dept_code",
+    "doctor_code",
+    "surgery_id",
+    "consumable_code",
+    "quantity",
+    "charge_unit_price",
+    "charge_amount",
+    "used_at",
+]
+CLAIM_COLS = [
+    "settlement_id",
+    "visit_id",
+    "patient_key",
+    "insurance_type",
+    "medical_category",
+    "settled_at",
+    "principal_diagnosis",
+    "total_amount",
+    "fund_paid",
+    "other_fund_paid",
+    "account_paid",
+    "cash_paid",
+    "negotiated_drug_amount",
+    "reversal_of",
+]
+
+
+def purchase(line_id, delivery, qty, price, code=STENT, platform=True, paid=None):
+    qty, price = D(qty), D(price)
+    return (
+        line_id,
+        delivery - dt.timedelta(days=3),
+        delivery,
+        code,
+        SUPPLIER,
+        qty,
+        price,
+        (qty * price).quantize(D("0.01")),
+        platform,
+        paid,
+        None,
+    )
+
+
+def usage(
+    usage_id, visit, used_at, qty, price, code=STENT, patient="PK1", surgery=None
+):
+    qty, price = D(qty), D(price)
+    return (
+        usage_id,
+        visit,
+        patient,
+        "0301",
+        "D410702000001",
+        surgery,
+        code,
+        qty,
+        price,
+        (qty * price).quantize(D("0.01")),
+        used_at,
+    )
+
+
+def claim(
+    settlement_id,
+    visit,
+    settled_at,
+    fund,
+    total=None,
+    negotiated="0",
+    reversal_of=None,
+    patient="PK1",
+    category="21",
+):
+    fund, negotiated = D(fund), D(negotiated)
+    total = D(total) if total is not None else fund
+    return (
+        settlement_id,
+        visit,
+        patient,
+        "310",
+        category,
+        settled_at,
+        "I21.000",
+        total,
+        fund,
+        D(0),
+        D(0),
+        total - fund,
+        negotiated,
+        reversal_of,
+    )
+
+
+def ts(y, m, d, hh=10):
+    return dt.datetime(y, m, d, hh, 0, 0)
+
+
+def _extract_files(hospital):
+    """(night loaded, business_date, kind, rows) of one hospital: §8 January-February, the
+    monthly claims of March-December, and files that arrive late or re-send corrections."""
+    monthly_fund = "95000.00" if hospital == H1 else "110000.00"
+    monthly_total = "100000.00" if hospital == H1 else "120000.00"
+    files = [
+        # S1 is first delivered with a wrong fund_paid and corrected by a re-send on 2025-07-10
+        (
+            "A",
+            dt.date(2025, 1, 15),
+            "claim",
+            [claim("S1", "V1", ts(2025, 1, 15), "70000.00", "100000.00")],
+        ),
+        (
+            "A",
+            dt.date(2025, 1, 20),
+            "claim",
+            [
+                claim(
+                    "S2",
+                    "V2",
+                    ts(2025, 1, 20),
+                    "40000.00",
+                    "50000.00",
+                    negotiated="5000.00",
+                    patient="PK2",
+                )
+            ],
+        ),
+        # U1 is first delivered against the wrong visit and price; corrected on 2025-07-10
+        (
+            "A",
+            dt.date(2025, 1, 10),
+            "usage",
+            [usage("U1", "V9", ts(2025, 1, 10), "2", "750.00")],
+        ),
+        (
+            "A",
+            dt.date(2025, 2, 5),
+            "claim",
+            [
+                claim(
+                    "S4",
+                    "V2",
+                    ts(2025, 2, 5),
+                    "-40000.00",
+                    "-50000.00",
+                    negotiated="-5000.00",
+                    reversal_of="S2",
+                    patient="PK2",
+                )
+            ],
+        ),
+        (
+            "A",
+            dt.date(2025, 2, 10),
+            "claim",
+            [claim("S3", "V3", ts(2025, 2, 10), "60000.00", "70000.00")],
+        ),
+        # §8 reference price: two purchases delivered the same day and a use the next day (its
+        # visit has no settlement, so no deduction)
+        (
+            "A",
+            dt.date(2025, 6, 16),
+            "purchase",
+            [
+                purchase("P3", dt.date(2025, 6, 16), "1", "700.00"),
+                purchase("P4", dt.date(2025, 6, 16), "1", "737.50"),
+            ],
+        ),
+        (
+            "A",
+            dt.date(2025, 6, 17),
+            "usage",
+            [usage("U2", "V99", ts(2025, 6, 17), "1", "750.00")],
+        ),
+        # U3 is untraceable until P1 arrives and must then be re-priced although it never changes
+        (
+            "A",
+            dt.date(2025, 3, 1),
+            "usage",
+            [usage("U3", "V98", ts(2025, 3, 1), "1", "720.00")],
+        ),
+        # U4 is first charged to S3's visit (a deduction on S3), then moved to a visit without a
+        # settlement: S3's deduction must go back to 0 although S3 never changes
+        (
+            "A",
+            dt.date(2025, 2, 10),
+            "usage",
+            [usage("U4", "V3", ts(2025, 2, 10), "1", "800.00")],
+        ),
+        (
+            "B",
+            dt.date(2025, 7, 10),
+            "usage",
+            [usage("U4", "V98", ts(2025, 2, 10), "1", "800.00")],
+        ),
+        # M05 is first delivered with the wrong settlement date (05-20), corrected to 05-15
+        (
+            "B",
+            dt.date(2025, 7, 10),
+            "claim",
+            [
+                claim(
+                    "M05",
+                    "VM05",
+                    ts(2025, 5, 15),
+                    monthly_fund,
+                    monthly_total,
+                    patient="PK5",
+                )
+            ],
+        ),
+        # a late file: business date 2025-01-06 (before night A's as-of date) loaded only before
+        # night B; U1 and U3 become traceable and must be re-priced
+        (
+            "B",
+            dt.date(2025, 1, 6),
+            "purchase",
+            [
+                purchase(
+                    "P1", dt.date(2025, 1, 5), "10", "700.00", paid=dt.date(2025, 1, 20)
+                )
+            ],
+        ),
+        (
+            "B",
+            dt.date(2025, 7, 10),
+            "claim",
+            [claim("S1", "V1", ts(2025, 1, 15), "80000.00", "100000.00")],
+        ),
+        (
+            "B",
+            dt.date(2025, 7, 10),
+            "usage",
+            [usage("U1", "V1", ts(2025, 1, 10), "2", "800.00")],
+        ),
+        # §8 supplier payment: delivered on Sunday 2025-09-28 (an adjusted working day), unpaid
+        (
+            "B",
+            dt.date(2025, 9, 28),
+            "purchase",
+            [purchase("P2", dt.date(2025, 9, 28), "5", "700.00", platform=False)],
+        ),
+        # loaded before night C but dated after its as-of date: must be ignored (no 2026 budget,
+        # so counting it would fail the missing-budget check)
+        (
+            "C",
+            dt.date(2026, 1, 5),
+            "claim",
+            [claim("S2026", "V2026", ts(2026, 1, 5), "1000.00")],
+        ),
+    ]
+    for month in range(3, 13):
+        day = dt.date(2025, month, 15)
+        # July's file is loaded ahead, before night A (whose as-of date must ignore it)
+        night = "A" if day <= A or month == 7 else "B" if day <= B else "C"
+        settled = ts(2025, month, 20 if month == 5 else 15)
+        files.append(
+            (
+                night,
+                day,
+                "claim",
+                [
+                    claim(
+                        f"M{month:02d}",
+                        f"VM{month:02d}",
+                        settled,
+                        monthly_fund,
+                        monthly_total,
+                        patient=f"PK{month}",
+                    )
+                ],
+            )
+        )
+    return files
+
+
+def _insert(cur, table, columns, rows, lineage):
+    cols = list(lineage) + columns
+    placeholders = ", ".join(["%s"] * len(cols))
+    for i, row in enumerate(rows, start=1):
+        values = [lineage[k] if k != "source_row" else i for k in lineage] + list(row)
+        cur.execute(
+            f"insert into {table} ({', '.join(cols)}) values ({placeholders})", values
+        )
+
+
+def _ledger(cur, kind, hospital, business_date, source_file, n) -> int:
+    cur.execute(
+        "insert into raw.load_ledger (file_kind, hospital_code, business_date, source_file, sha256,"
+        " status, rows_read, rows_loaded) values (%s, %s, %s, %s, md5(random()::text), 'loaded', %s, %s)"
+        " returning load_id",
+        (kind, hospital, business_date, source_file, n, n),
+    )
+    return cur.fetchone()[0]
+
+
+def load_reference(cur, names=tuple(REFERENCE)) -> None:
+    for name in names:
+        columns, rows = REFERENCE[name]
+        lid = _ledger(
+            cur, f"reference:{name}", None, None, f"reference/{name}.csv", len(rows)
+        )
+        _insert(
+            cur, f"raw.ref_{name}", columns, rows, {"load_id": lid, "source_row": None}
+        )
+
+
+def load_night(cur, night: str) -> None:
+    """The extract files the loader would have loaded before ``night``'s build."""
+    columns = {"purchase": PURCHASE_COLS, "usage": USAGE_COLS, "claim": CLAIM_COLS}
+    files = sorted(
+        (day, kind, hospital, rows)
+        for hospital in (H1, H2)
+        for loaded, day, kind, rows in _extract_files(hospital)
+        if loaded == night
+    )
+    for day, kind, hospital, rows in files:
+        path = f"{day:%Y%m%d}/{hospital}/{kind}.csv"
+        lid = _ledger(cur, kind, hospital, day, path, len(rows))
+        _insert(
+            cur,
+            f"raw.{kind}",
+            ["hospital_code", *columns[kind]],
+            [(hospital, *r) for r in rows],
+            {
+                "load_id": lid,
+                "business_date": day,
+                "source_file": path,
+                "source_row": None,
+            },
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built(warehouse, tmp_path_factory):
+    """The dataset loaded and the four builds run; yields (connection, runs, url).
+
+    Unit tests run in the last two builds only (they do not depend on the data)."""
+    import os
+
+    import psycopg2
+
+    from yibao import db
+
+    url = warehouse
+    saved_target = os.environ.get("DBT_TARGET_PATH")
+    os.environ["DBT_TARGET_PATH"] = str(
+        tmp_path_factory.mktemp("dbt_target")
+    )  # not the shared one
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute(
+        "select nspname from pg_namespace where nspname in ('raw', 'audit', 'staging', 'intermediate',"
+        " 'seeds', 'marts', 'marts_build', 'marts_check')"
+    )
+    for (schema,) in cur.fetchall():
+        cur.execute(f"drop schema {schema} cascade")
+    db.bootstrap()
+    runs = {}
+    load_reference(cur)
+    load_night(cur, "A")
+    no_unit = ["build", "--exclude", "test_type:unit"]
+    runs["A"] = transform.run_dbt(no_unit, as_of=A, marts_schema="marts_build", url=url)
+    load_night(cur, "B")
+    load_reference(
+        cur, ["fund_budgets"]
+    )  # re-delivered snapshot: consumption recomputed
+    runs["B"] = transform.run_dbt(no_unit, as_of=B, marts_schema="marts", url=url)
+    load_night(cur, "C")
+    load_reference(cur, ["vbp_products"])  # re-delivered snapshot: every line re-priced
+    runs["C"] = transform.build(C, marts_schema="marts_build", url=url)
+    runs["check"] = transform.build(
+        C, marts_schema="marts_check", url=url, full_refresh=True
+    )
+    yield conn, runs, url
+    conn.close()
+    if saved_target is None:
+        os.environ.pop("DBT_TARGET_PATH", None)
+    else:
+        os.environ["DBT_TARGET_PATH"] = saved_target
+
+
+def _rows(conn, sql, *params):
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def test_unit_and_data_tests_ran(built):
+    runs = built[1]
+    statuses = runs["check"].statuses
+    unit = [
+        n
+        for n in statuses
+        if n.startswith(
+            ("r1_", "r2_", "r3_", "r5_", "r6_", "r7_", "r8_", "r9_", "r10_")
+        )
+    ]
+    assert len(unit) >= 15, sorted(statuses)
+    assert all(statuses[n] == "pass" for n in unit)
+    assert statuses["assert_claims_have_fund_budget"] == "pass"
+
+
+def test_monthly_settlement_worked_example(built):
+    conn = built[0]
+    rows = {
+        r[0].month: r[1:]
+        for r in _rows(
+            conn,
+            """
+            select settlement_month, monthly_quota_amount, declared_amount, deduction_amount,
+                   reasonable_amount, paid_amount, deferred_amount, negotiated_drug_amount
+            from marts_build.fct_settlement_monthly
+            where hospital_code = %s and insurance_type = '310' and budget_year = 2025
+            order by settlement_month""",
+            H1,
+        )
+    }
+    assert sorted(rows) == list(range(1, 13))
+    q = D("100000.00")
+    assert rows[1] == (
+        q,
+        D("115000.00"),
+        D("160.00"),
+        D("114840.00"),
+        D("100000.00"),
+        D("14840.00"),
+        D("5000.00"),
+    )
+    assert rows[2] == (
+        q,
+        D("25000.00"),
+        D("0.00"),
+        D("25000.00"),
+        D("25000.00"),
+        D("0.00"),
+        D("-5000.00"),
+    )
+    for m in range(3, 13):
+        assert rows[m] == (
+            q,
+            D("95000.00"),
+            D("0.00"),
+            D("95000.00"),
+            D("95000.00"),
+            D("0.00"),
+            D("0.00"),
+        )
+
+
+def test_annual_settlement_both_branches(built):
+    conn = built[0]
+    got = {
+        r[0]: r[1:]
+        for r in _rows(
+            conn,
+            """
+            select hospital_code, annual_budget_amount, reasonable_amount, monthly_paid_amount,
+                   entitlement_amount, year_end_payment_amount
+            from marts_build.fct_settlement_annual where settlement_year = 2025 and insurance_type = '310'""",
+        )
+    }
+    assert got[H1] == (
+        D("1200000.00"),
+        D("1089840.00"),
+        D("1075000.00"),
+        D("1155936.00"),
+        D("80936.00"),
+    )
+    assert got[H2] == (
+        D("1200000.00"),
+        D("1239840.00"),
+        D("1125000.00"),
+        D("1211952.00"),
+        D("86952.00"),
+    )
+
+
+def test_budget_consumption_worked_example(built):
+    conn = built[0]
+    (row,) = _rows(
+        conn,
+        """
+        select consumed_amount, consumption_rate, time_elapsed, pace, projected_year_end_amount, alert_level
+        from marts_build.fct_budget_consumption
+        where hospital_code = %s and insurance_type = '310' and as_of_date = '2025-01-31'""",
+        H1,
+    )
+    assert row == (
+        D("115000.00"),
+        D("0.0958"),
+        D("0.0849"),
+        D("1.1284"),
+        D("1354032.26"),
+        "red",
+    )
+    (n_days,) = _rows(
+        conn,
+        """select count(*) from marts_build.fct_budget_consumption
+                                where hospital_code = %s""",
+        H1,
+    )[0]
+    assert n_days == 365
+
+
+def test_supplier_payment_due_date_across_national_day(built):
+    conn = built[0]
+    (row,) = _rows(
+        conn,
+        """
+        select due_date, payment_status, overdue_workdays from marts_build.fct_supplier_payment
+        where hospital_code = %s and purchase_line_id = 'P2'""",
+        H1,
+    )
+    assert row == (dt.date(2025, 11, 14), "overdue", 33)
+    (paid,) = _rows(
+        conn,
+        """
+        select payment_status, overdue_workdays from marts_build.fct_supplier_payment
+        where hospital_code = %s and purchase_line_id = 'P1'""",
+        H1,
+    )
+    assert paid == ("paid_on_time", 0)
+
+
+def test_usage_pricing_reference_prices(built):
+    conn = built[0]
+    got = {
+        r[0]: r[1:]
+        for r in _rows(
+            conn,
+            """
+            select usage_id, visit_id, reference_price, payment_standard_price, markup_excess_amount,
+                   standard_excess_amount, unreasonable_excess_amount, is_untraceable
+            from marts_build.fct_usage_pricing where hospital_code = %s""",
+            H1,
+        )
+    }
+    assert got["U1"] == (
+        "V1",
+        D("700.0000"),
+        D("700.0000"),
+        D("200.00"),
+        D("200.00"),
+        D("200.00"),
+        False,
+    )
+    assert got["U2"] == (
+        "V99",
+        D("737.5000"),
+        D("700.0000"),
+        D("12.50"),
+        D("50.00"),
+        D("50.00"),
+        False,
+    )
+    assert got["U3"] == (
+        "V98",
+        D("700.0000"),
+        D("700.0000"),
+        D("20.00"),
+        D("20.00"),
+        D("20.00"),
+        False,
+    )
+    assert got["U4"] == (
+        "V98",
+        D("700.0000"),
+        D("700.0000"),
+        D("100.00"),
+        D("100.00"),
+        D("100.00"),
+        False,
+    )
+
+
+def test_incremental_builds_equal_full_rebuild(built):
+    conn = built[0]
+    for table in MART_TABLES:
+        columns = [
+            c
+            for (c,) in _rows(
+                conn,
+                """
+                select column_name from information_schema.columns
+                where table_schema = 'marts_check' and table_name = %s and column_name not like '\\_%%'
+                order by ordinal_position""",
+                table,
+            )
+        ]
+        assert columns, table
+        cols = ", ".join(columns)
+        diff = _rows(
+            conn,
+            f"""
+            (select {cols} from marts_build.{table} except all select {cols} from marts_check.{table})
+            union all
+            (select {cols} from marts_check.{table} except all select {cols} from marts_build.{table})""",
+        )
+        assert diff == [], (
+            f"{table}: incremental build differs from a full rebuild: {diff[:5]}"
+        )
+
+
+def test_procurement_compliance_agreed_volume(built):
+    conn = built[0]
+    (row,) = _rows(
+        conn,
+        """
+        select agreed_qty, purchased_selected_qty, price_violation_count, compliance_status
+        from marts_build.fct_procurement_compliance where hospital_code = %s""",
+        H1,
+    )
+    # ceil(100 x 0.55) = 55 in exact decimals; bought 10 + 1 + 1 + 5; one line at 737.50
+    assert row == (D(55), D("17.0000"), 1, "behind")
+
+
+def test_uncovered_year_fails_the_build_naming_it(built):
+    conn = built[0]
+    with conn.cursor() as cur:
+        day = dt.date(2027, 1, 4)
+        lid = _ledger(cur, "purchase", H1, day, "x", 1)
+        _insert(
+            cur,
+            "raw.purchase",
+            ["hospital_code", *PURCHASE_COLS],
+            [(H1, *purchase("P2027", day, "1", "700.00"))],
+            {
+                "load_id": lid,
+                "business_date": day,
+                "source_file": "x",
+                "source_row": None,
+            },
+        )
+        cur.execute("update raw.ref_vbp_batches set cycle_end = '2027-12-31'")
+    try:
+        with pytest.raises(transform.TransformError) as err:
+            transform.run_dbt(
+                [
+                    "run",
+                    "--select",
+                    "stg_purchase_lines",
+                    "int_vbp_purchases_in_cycle",
+                    "int_vbp_purchase_lines_due",
+                ],
+                as_of=day,
+                marts_schema="marts_check",
+                url=built[2],
+            )
+        assert "int_vbp_purchase_lines_due" in str(err.value)
+        assert "does not cover year(s) 2027" in str(err.value)
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("delete from raw.purchase where load_id = %s", (lid,))
+            cur.execute("delete from raw.load_ledger where load_id = %s", (lid,))
+            cur.execute("update raw.ref_vbp_batches set cycle_end = '2025-12-31'")
+
+
+def test_claims_without_budget_fail_the_build(built):
+    """R7: a month with claims but no budget row is an error surfaced by the checks (runs last:
+    it leaves an unbudgeted settlement in the intermediate tables)."""
+    conn = built[0]
+    with conn.cursor() as cur:
+        day = dt.date(2025, 12, 20)
+        lid = _ledger(cur, "claim", H1, day, "late/claim.csv", 1)
+        row = list(claim("S390", "V390", ts(2025, 12, 20), "500.00"))
+        row[CLAIM_COLS.index("insurance_type")] = "390"
+        _insert(
+            cur,
+            "raw.claim",
+            ["hospital_code", *CLAIM_COLS],
+            [(H1, *row)],
+            {
+                "load_id": lid,
+                "business_date": day,
+                "source_file": "late/claim.csv",
+                "source_row": None,
+            },
+        )
+    with pytest.raises(transform.TransformError) as err:
+        transform.run_dbt(
+            [
+                "build",
+                "--select",
+                "stg_claims",
+                "int_claims_with_deductions",
+                "int_settlement_daily_totals",
+                "assert_claims_have_fund_budget",
+                "--exclude",
+                "test_type:unit",
+            ],
+            as_of=C,
+            marts_schema="marts_check",
+            url=built[2],
+        )
+    assert [f.name for f in err.value.failures] == ["assert_claims_have_fund_budget"]
+    assert err.value.failures[0].status == "fail"
