@@ -87,20 +87,56 @@ def cmd_run(args) -> int:
 
 
 def _print_results(through: dt.date) -> None:
+    """One screen for the operator: what the run loaded, refused and published."""
     from . import db
 
     with db.connect() as conn, conn.cursor() as cur:
+        cur.execute("select run_id from audit.run_log where step = 'load' order by logged_at desc limit 1")
+        row = cur.fetchone()
+        run_id = row[0] if row else None
+        cur.execute("select step, status, seconds, detail from audit.run_log where run_id = %s order by logged_at",
+                    (run_id,))
+        steps = cur.fetchall()
+        cur.execute(
+            "select l.reject_reason, count(*), min(l.source_file) from raw.load_ledger l"
+            " where l.status = 'rejected' and l.loaded_at >= (select min(logged_at) - interval '1 hour'"
+            " from audit.run_log where run_id = %s) group by 1 order by 2 desc",
+            (run_id,),
+        )
+        rejects = cur.fetchall()
+        cur.execute(
+            "select suite || '.' || check_name, severity, sum(failed) from audit.dq_results"
+            " where run_id = %s and failed > 0 group by 1, 2 order by 2, 3 desc",
+            (run_id,),
+        )
+        checks = cur.fetchall()
         cur.execute("select max(as_of_date) from audit.publish_log")
         published = cur.fetchone()[0]
-        cur.execute(
-            "select table_name from information_schema.tables where table_schema = 'marts' order by 1"
-        )
+        cur.execute("select table_name from information_schema.tables where table_schema = 'marts' order by 1")
         tables = [r[0] for r in cur.fetchall()]
         counts = []
         for t in tables:
             cur.execute(f'select count(*) from marts."{t}"')
             counts.append((t, cur.fetchone()[0]))
-    print(f"\nPublished marts as of {published} (requested through {through}):")
+    print(f"\n=== night through {through} (run {run_id}) ===")
+    for step, status, seconds, detail in steps:
+        extra = ""
+        if step == "load" and detail:
+            extra = (f"files {detail.get('files_loaded', 0)} loaded / {detail.get('files_rejected', 0)} rejected /"
+                     f" {detail.get('files_skipped', 0)} already loaded; rows {detail.get('rows_read', 0):,} read,"
+                     f" {detail.get('rows_loaded', 0):,} loaded, {detail.get('rows_quarantined', 0):,} quarantined")
+        elif detail and ("errors" in detail or "warnings" in detail):
+            extra = f"{detail.get('errors', 0)} errors, {detail.get('warnings', 0)} warnings"
+        print(f"  {step:<15} {status:<7} {float(seconds or 0):7.1f}s  {extra}")
+    if rejects:
+        print("  rejected files: " + "; ".join(f"{r} ×{n} (e.g. {f})" for r, n, f in rejects))
+    if checks:
+        print("  checks that found something (failed rows):")
+        for name, severity, failed in checks[:15]:
+            print(f"    {severity:<7} {name:<55} {failed:>8,}")
+        if len(checks) > 15:
+            print(f"    … {len(checks) - 15} more in audit.dq_results")
+    print(f"\nPublished marts as of {published}:")
     for t, n in counts:
         print(f"  marts.{t:<32} {n:>10,} rows")
 
