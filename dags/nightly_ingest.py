@@ -63,10 +63,11 @@ def nightly_ingest():
         from yibao import pipeline
         from yibao.config import settings
 
-        pipeline.setup()
         landing = Path(params.get("landing") or settings().demo_landing)
         through = dt.date.fromisoformat(_through(params, logical_date))
-        return pipeline.load(landing, through, run_id)
+        with pipeline.airflow_connection("yibao_loader"):
+            pipeline.setup()
+            return pipeline.load(landing, through, run_id)
 
     @task
     def validate_raw(loaded: dict, run_id=None) -> dict:
@@ -74,7 +75,8 @@ def nightly_ingest():
 
         from yibao import pipeline
 
-        return pipeline.validate_raw(dt.date.fromisoformat(loaded["through"]), loaded["load_ids"], run_id)
+        with pipeline.airflow_connection("yibao_transformer"):
+            return pipeline.validate_raw(dt.date.fromisoformat(loaded["through"]), loaded["load_ids"], run_id)
 
     @task
     def transform(loaded: dict, checked: dict, run_id=None) -> str:
@@ -82,7 +84,8 @@ def nightly_ingest():
 
         from yibao import pipeline
 
-        pipeline.transform(dt.date.fromisoformat(loaded["through"]), run_id)
+        with pipeline.airflow_connection("yibao_transformer"):
+            pipeline.transform(dt.date.fromisoformat(loaded["through"]), run_id)
         return loaded["through"]
 
     @task
@@ -91,7 +94,8 @@ def nightly_ingest():
 
         from yibao import pipeline
 
-        return pipeline.validate_marts(dt.date.fromisoformat(through), run_id)
+        with pipeline.airflow_connection("yibao_transformer"):
+            return pipeline.validate_marts(dt.date.fromisoformat(through), run_id)
 
     @task(outlets=[MARTS_PUBLISHED])
     def publish(through: str, checked: dict, loaded: dict, run_id=None, outlet_events=None) -> dict:
@@ -99,7 +103,8 @@ def nightly_ingest():
 
         from yibao import pipeline
 
-        published = pipeline.publish(dt.date.fromisoformat(through), run_id, loaded["files_loaded"])
+        with pipeline.airflow_connection("yibao_transformer"):
+            published = pipeline.publish(dt.date.fromisoformat(through), run_id, loaded["files_loaded"])
         if outlet_events is not None:
             outlet_events[MARTS_PUBLISHED].extra = {"as_of_date": through}
         return published

@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import db
@@ -19,6 +21,37 @@ log = logging.getLogger("yibao.pipeline")
 
 BUILD_SCHEMA = "marts_build"
 PUBLISHED_SCHEMA = "marts"
+
+
+@contextmanager
+def airflow_connection(conn_id: str):
+    """Inside an Airflow task, use the Airflow connection ``conn_id`` (if defined) for the warehouse.
+
+    Production defines ``yibao_loader`` (load) and ``yibao_transformer`` (validate, dbt, publish) as
+    Airflow connections (env ``AIRFLOW_CONN_*``, the metadata DB or a secrets backend), so credentials
+    live in Airflow, not in code; without them the embedded server or ``YIBAO_DATABASE_URL`` is used.
+    """
+    url = None
+    try:
+        from airflow.sdk import Connection
+
+        url = Connection.get(conn_id).get_uri()
+    except Exception:  # noqa: BLE001 - not defined (or not inside Airflow): keep the default
+        url = None
+    if not url:
+        yield
+        return
+    url = url.replace("postgres://", "postgresql://", 1).split("?", 1)[0]
+    previous = os.environ.get("YIBAO_DATABASE_URL")
+    os.environ["YIBAO_DATABASE_URL"] = url
+    log.info("warehouse connection: Airflow connection %s", conn_id)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("YIBAO_DATABASE_URL", None)
+        else:
+            os.environ["YIBAO_DATABASE_URL"] = previous
 
 
 def _log_step(run_id: str, step: str, as_of: dt.date | None, status: str, seconds: float, detail: dict) -> None:
