@@ -27,7 +27,7 @@ run: setup db-start demo-data ## fresh clone → populated marts via the real DA
 	@echo "Airflow UI: make airflow-ui, then http://127.0.0.1:8080 (user admin, password in $(YIBAO_HOME)/airflow/simple_auth_manager_passwords.json.generated)"
 
 test: setup ## the whole suite
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q tests
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --basetemp=$(CURDIR)/.pytest-tmp tests
 
 setup: $(VENV)/.synced system-deps
 

@@ -56,8 +56,9 @@ def airflow_bin() -> str:
     return str(exe) if exe.exists() else (shutil.which("airflow") or "airflow")
 
 
-def run_airflow(*args: str, landing: Path | None = None, check: bool = True) -> int:
+def run_airflow(*args: str, landing: Path | None = None, check: bool = True, extra_env: dict | None = None) -> int:
     env = airflow_env(landing)
+    env.update(extra_env or {})
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     proc = subprocess.run([airflow_bin(), *args], env=env)
     if check and proc.returncode != 0:
@@ -84,8 +85,9 @@ def run_dag(dag_id: str, logical_date: dt.date, conf: dict, landing: Path | None
     ensure_airflow_db()
     # the logical date is the run's moment: 03:00 Asia/Shanghai on the day after the business date
     when = dt.datetime.combine(logical_date + dt.timedelta(days=1), dt.time(3, 0)).isoformat() + "+08:00"
-    os.environ.setdefault("YIBAO_TASK_RETRIES", "0")
-    run_airflow("dags", "test", dag_id, when, "--conf", json.dumps(conf), landing=landing)
+    # a run by hand fails fast instead of waiting out the production retry delays
+    retries = {"YIBAO_TASK_RETRIES": os.environ.get("YIBAO_TASK_RETRIES", "0")}
+    run_airflow("dags", "test", dag_id, when, "--conf", json.dumps(conf), landing=landing, extra_env=retries)
     state = dag_run_state(dag_id)
     if state != "success":
         raise SystemExit(f"DAG {dag_id} run for {logical_date} ended {state}: see the task logs above")
