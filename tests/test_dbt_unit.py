@@ -472,18 +472,17 @@ def built(warehouse, tmp_path_factory):
     runs = {}
     load_reference(cur)
     load_night(cur, "A")
-    no_unit = ["build", "--exclude", "test_type:unit"]
-    runs["A"] = transform.run_dbt(no_unit, as_of=A, marts_schema="marts_build", url=url)
+    runs["A"] = transform.build(A, marts_schema="marts_build", url=url)
     load_night(cur, "B")
     load_reference(
         cur, ["fund_budgets"]
     )  # re-delivered snapshot: consumption recomputed
-    runs["B"] = transform.run_dbt(no_unit, as_of=B, marts_schema="marts", url=url)
+    runs["B"] = transform.build(B, marts_schema="marts", url=url)
     load_night(cur, "C")
     load_reference(cur, ["vbp_products"])  # re-delivered snapshot: every line re-priced
-    runs["C"] = transform.build(C, marts_schema="marts_build", url=url)
+    runs["C"] = transform.build(C, marts_schema="marts_build", url=url, unit_tests=True)
     runs["check"] = transform.build(
-        C, marts_schema="marts_check", url=url, full_refresh=True
+        C, marts_schema="marts_check", url=url, full_refresh=True, unit_tests=True
     )
     yield conn, runs, url
     conn.close()
@@ -726,6 +725,25 @@ def test_procurement_compliance_agreed_volume(built):
     )
     # ceil(100 x 0.55) = 55 in exact decimals; bought 10 + 1 + 1 + 5; one line at 737.50
     assert row == (D(55), D("17.0000"), 1, "behind")
+
+
+def test_build_back_in_time_falls_back_to_full_refresh(built):
+    """Incremental targets hold rows through 2025-12-31: a build through 2025-09-30 cannot be
+    incremental, so build() rebuilds from scratch (and months after September disappear)."""
+    conn, _, url = built
+    run = transform.build(B, marts_schema="marts_check", url=url)
+    assert run.statuses["fct_usage_pricing"] == "success"
+    months = _rows(
+        conn, "select max(settlement_month) from marts_check.fct_settlement_monthly"
+    )
+    assert months == [(dt.date(2025, 9, 1),)]
+    (consumed,) = _rows(
+        conn,
+        "select consumed_amount from marts_check.fct_budget_consumption"
+        " where hospital_code = %s and as_of_date = (select max(as_of_date) from marts_check.fct_budget_consumption)",
+        H1,
+    )
+    assert consumed == (D("805000.00"),)  # declared 115,000 + 25,000 + 7 x 95,000 through September
 
 
 def test_uncovered_year_fails_the_build_naming_it(built):

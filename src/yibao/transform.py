@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import threading
 from contextlib import contextmanager
@@ -24,6 +25,10 @@ from urllib.parse import unquote, urlsplit
 from .config import PROJECT_ROOT, settings
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+BACK_IN_TIME = (
+    "an incremental build cannot go back in time"  # raised by macros/incremental.sql
+)
+log = logging.getLogger(__name__)
 _ENV_LOCK = threading.Lock()
 _FAILED = {"error", "fail", "runtime error"}
 
@@ -199,16 +204,37 @@ def build(
     url: str | None = None,
     *,
     full_refresh: bool = False,
+    unit_tests: bool = False,
     select: list[str] | None = None,
 ) -> DbtRun:
-    """``dbt build`` through ``as_of``: seeds, models, unit tests and data tests.
+    """``dbt build`` through ``as_of``: seeds, models and data tests (and unit tests if asked).
 
-    Incremental models catch up on everything newer than what their target holds;
-    ``full_refresh`` rebuilds them from scratch (needed to go back to an earlier as-of date).
+    Incremental models catch up on everything newer than what their target holds. A build
+    through a date earlier than an incremental target already holds cannot be incremental
+    (rows of later business dates would stay): it is retried once as a full refresh.
+    Unit tests do not depend on the data; CI runs them (``unit_tests=True`` or
+    ``run_dbt(["test", "--select", "test_type:unit"], as_of=...)``).
     """
     args = ["build"]
-    if full_refresh:
-        args.append("--full-refresh")
     if select:
         args += ["--select", *select]
-    return run_dbt(args, as_of=as_of, marts_schema=marts_schema, url=url)
+    if not unit_tests:
+        args += ["--exclude", "test_type:unit"]
+    try:
+        return run_dbt(
+            args + (["--full-refresh"] if full_refresh else []),
+            as_of=as_of,
+            marts_schema=marts_schema,
+            url=url,
+        )
+    except TransformError as exc:
+        if full_refresh or BACK_IN_TIME not in str(exc):
+            raise
+        log.warning(
+            "%s: rebuilding through %s with --full-refresh",
+            exc.failures[0].message.splitlines()[-1] if exc.failures else exc,
+            as_of,
+        )
+        return run_dbt(
+            args + ["--full-refresh"], as_of=as_of, marts_schema=marts_schema, url=url
+        )

@@ -5,7 +5,7 @@ with selected as (
     select
         consumable_code,
         string_agg(distinct batch_id, ',' order by batch_id) as vbp_batch_ids,
-        min(selected_price) as min_selected_price
+        min(selected_price)::numeric(18, 4) as min_selected_price
     from {{ ref('stg_vbp_products') }}
     group by 1
 
