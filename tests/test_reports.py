@@ -24,8 +24,8 @@ from psycopg2.extras import execute_values
 openpyxl = pytest.importorskip("openpyxl")
 pytestmark = pytest.mark.xdist_group("reports")  # one worker renders once for the whole file
 
-from yibao import pg
-from yibao.config import Settings
+from yibao import pg  # noqa: E402
+from yibao.config import Settings  # noqa: E402
 
 H1, H2 = "H41070200001", "H41070300002"
 HOSPITALS = [
@@ -228,7 +228,7 @@ def load_fixture(url: str) -> None:
     conn = psycopg2.connect(url)
     with conn, conn.cursor() as cur:
         cur.execute(DDL)
-        ins = lambda table, rows: execute_values(cur, f"insert into marts.{table} values %s", rows)
+        ins = lambda table, rows: execute_values(cur, f"insert into marts.{table} values %s", rows)  # noqa: E731
         ins("dim_hospital", [(*h, "public") for h in HOSPITALS])
         ins("dim_consumable", CONSUMABLES)
         ins("fct_settlement_monthly", monthly)
@@ -480,7 +480,7 @@ def test_deductions_sheet(rendered, marts_url, month, code):
         got = [r2 for r2 in rows if ws.cell(r2, 1).value == sid and r2 not in claim_rows]
         assert [ws.cell(x, cols["使用明细号"]).value for x in got] == [line[0] for line in lines]
         assert sum(cents(ws.cell(x, cols["不合理费用"]).value) for x in got) == excess
-        for x, (_, code_, qty, charge, ref, std, unreasonable) in zip(got, lines):
+        for x, (_, code_, qty, charge, ref, std, _unreasonable) in zip(got, lines):
             assert ws.cell(x, cols["医保耗材代码"]).value == code_  # text, all 20 characters
             assert Decimal(repr(ws.cell(x, cols["数量"]).value)) == qty
             for header, price in (("收费单价", charge), ("参考价（采购价）", ref), ("支付标准", std)):

@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from superset_api import SupersetAPI, create_app
+from superset_api import SupersetAPI, create_app  # noqa: E402 - after the sys.path set-up above
 
 
 def bundle(src: Path) -> tuple[bytes, list[str]]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import PROJECT_ROOT
 from . import pg
+from .config import PROJECT_ROOT
 
 INFRA_SQL = PROJECT_ROOT / "infra" / "sql"
 

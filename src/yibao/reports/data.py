@@ -67,7 +67,7 @@ class MonthData:
 
     def for_hospital(self, code: str) -> HospitalMonth:
         hospital = next(h for h in self.hospitals if h.code == code)
-        pick = lambda rows: [r for r in rows if r["hospital_code"] == code]
+        pick = lambda rows: [r for r in rows if r["hospital_code"] == code]  # noqa: E731
         claims = None if self.deduction_claims is None else pick(self.deduction_claims)
         return HospitalMonth(
             data=self,

@@ -542,7 +542,7 @@ def _city_summary(book: Book, d: MonthData, head: str) -> None:
     name = "全市汇总"
     ws = book.sheet(name, f"全市 {month_label(d.month)} 医保基金结算汇总", head)
     month_rows, ytd_rows = city.settlement_totals(d)
-    label = lambda rows: [{**r, "insurance": insurance_label(r["insurance_type"]) if r["insurance_type"] else "全市合计"}
+    label = lambda rows: [{**r, "insurance": insurance_label(r["insurance_type"]) if r["insurance_type"] else "全市合计"}  # noqa: E731
                           for r in rows]
     cols = [Col("险种", "insurance", width=26), Col("医院数", "hospitals", "int")] + CITY_AMOUNT_COLS
     row = 3
