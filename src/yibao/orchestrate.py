@@ -68,10 +68,10 @@ def run_airflow(*args: str, landing: Path | None = None, check: bool = True, ext
 
 def ensure_airflow_db() -> None:
     """Migrate Airflow's metadata database once per Airflow version (idempotent)."""
-    import airflow  # noqa: F401 - version marker
+    from importlib.metadata import version  # importing airflow here would create ~/airflow
 
     s = settings()
-    marker = s.airflow_home / f".migrated-{airflow.__version__}"
+    marker = s.airflow_home / f".migrated-{version('apache-airflow')}"
     if marker.exists():
         return
     run_airflow("db", "migrate")
