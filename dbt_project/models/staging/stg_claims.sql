@@ -1,28 +1,8 @@
 -- 医保结算记录: latest version of each settlement delivered through the as-of date.
 -- Latest = greatest (business_date, load_id, source_row) per (hospital_code, settlement_id).
-with source as (
+with latest as (
 
-    select *
-    from {{ source('raw', 'claim') }}
-    where business_date <= {{ as_of_date() }}
-      and hospital_code is not null
-      and settlement_id is not null
-
-),
-
-latest as (
-
-    select source.*
-    from source
-    where not exists (
-        select 1
-        from {{ source('raw', 'claim') }} as newer
-        where newer.hospital_code = source.hospital_code
-          and newer.settlement_id = source.settlement_id
-          and newer.business_date <= {{ as_of_date() }}
-          and (newer.business_date, newer.load_id, newer.source_row)
-              > (source.business_date, source.load_id, source.source_row)
-    )
+    {{ latest_version(source('raw', 'claim'), 'settlement_id') }}
 
 ),
 

@@ -1,30 +1,8 @@
 -- 采购入库明细: latest version of each purchase line delivered through the as-of date.
 -- Latest = greatest (business_date, load_id, source_row) per (hospital_code, purchase_line_id).
--- Written as "no newer version exists" (not a window) so that a filter on load_id from an
--- incremental model reaches the raw scan.
-with source as (
+with latest as (
 
-    select *
-    from {{ source('raw', 'purchase') }}
-    where business_date <= {{ as_of_date() }}
-      and hospital_code is not null
-      and purchase_line_id is not null
-
-),
-
-latest as (
-
-    select source.*
-    from source
-    where not exists (
-        select 1
-        from {{ source('raw', 'purchase') }} as newer
-        where newer.hospital_code = source.hospital_code
-          and newer.purchase_line_id = source.purchase_line_id
-          and newer.business_date <= {{ as_of_date() }}
-          and (newer.business_date, newer.load_id, newer.source_row)
-              > (source.business_date, source.load_id, source.source_row)
-    )
+    {{ latest_version(source('raw', 'purchase'), 'purchase_line_id') }}
 
 ),
 

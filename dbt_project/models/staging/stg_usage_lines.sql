@@ -1,28 +1,8 @@
 -- 高值耗材使用(收费)明细: latest version of each usage line delivered through the as-of date.
 -- Latest = greatest (business_date, load_id, source_row) per (hospital_code, usage_id).
-with source as (
+with latest as (
 
-    select *
-    from {{ source('raw', 'usage') }}
-    where business_date <= {{ as_of_date() }}
-      and hospital_code is not null
-      and usage_id is not null
-
-),
-
-latest as (
-
-    select source.*
-    from source
-    where not exists (
-        select 1
-        from {{ source('raw', 'usage') }} as newer
-        where newer.hospital_code = source.hospital_code
-          and newer.usage_id = source.usage_id
-          and newer.business_date <= {{ as_of_date() }}
-          and (newer.business_date, newer.load_id, newer.source_row)
-              > (source.business_date, source.load_id, source.source_row)
-    )
+    {{ latest_version(source('raw', 'usage'), 'usage_id') }}
 
 ),
 

@@ -1,0 +1,21 @@
+{#
+    The latest version of each natural key of a raw extract, through the as-of date: the row with the
+    greatest (business_date, load_id, source_row) per (hospital_code, key). Written as "no newer version
+    exists" rather than a window so that a filter on load_id from an incremental model reaches the scan.
+#}
+{% macro latest_version(relation, key) %}
+    select source.*
+    from {{ relation }} as source
+    where source.business_date <= {{ as_of_date() }}
+      and source.hospital_code is not null
+      and source.{{ key }} is not null
+      and not exists (
+          select 1
+          from {{ relation }} as newer
+          where newer.hospital_code = source.hospital_code
+            and newer.{{ key }} = source.{{ key }}
+            and newer.business_date <= {{ as_of_date() }}
+            and (newer.business_date, newer.load_id, newer.source_row)
+                > (source.business_date, source.load_id, source.source_row)
+      )
+{% endmacro %}
