@@ -1,13 +1,16 @@
 """Loader throughput against PostgreSQL's own bulk path, and loader memory against file size.
 
-1. Generates (once) a one-night city of about a million rows (40 hospitals, volume 95).
+1. Generates (once) a one-night city of about a million rows (40 hospitals, volume 133).
 2. Loads its plain .csv extracts with the loader (all checks, pseudonymisation, ledger, quarantine)
    into a fresh database, and the same files with ``psql \\copy`` into index-free all-text tables on
-   the same server; prints rows/s for both and their ratio.
+   the same server; prints rows/s for both, their ratio, and the CPU seconds each side spent (the
+   client process: loader or psql; the server: every PostgreSQL process). On a shared machine the
+   CPU figures are steadier than wall-clock ones; ``--repeat`` interleaves several rounds and keeps
+   each contender's best.
 3. Builds one claim file of 100k rows and one of 1M rows, loads each in a child process and prints
    the child's peak RSS (flat memory = the same RSS for both).
 
-Run: ``make bench`` (or ``.venv/bin/python benchmarks/loader_vs_copy.py [--rows-scale 95]``).
+Run: ``make bench`` (or ``.venv/bin/python benchmarks/loader_vs_copy.py [--repeat 3] [--skip-rss]``).
 Prints figures; asserts nothing about time.
 """
 
@@ -21,6 +24,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from yibao import pg
@@ -29,6 +33,8 @@ from yibao.contract import EXTRACTS
 
 NIGHT = dt.date(2025, 3, 3)
 BENCH_DB = "yibao_bench"
+KEY = b"benchmark-key-0123456789"
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def ensure_city(root: Path, volume: float, hospitals: int) -> Path:
@@ -52,6 +58,59 @@ def fresh_db(name: str) -> str:
         cur.execute(f'create database "{name}"')
     admin.close()
     return pg.url(database=name)
+
+
+def checkpoint(url: str) -> None:
+    """Start each timed phase with no dirty buffers or pending WAL of the previous one."""
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("checkpoint")
+    conn.close()
+
+
+def server_cpu() -> float:
+    """CPU seconds used so far by the embedded server: the postmaster, its live children and the
+    children it has reaped (backends that have exited; waits a moment so a backend that has just
+    ended is reaped and counted)."""
+    time.sleep(0.5)
+    pid = int((settings().pgdata / "postmaster.pid").read_text().split()[0])
+
+    def stat(p: int) -> list[str]:
+        with open(f"/proc/{p}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()
+
+    s = stat(pid)  # fields after the command: state ppid ... utime(12) stime(13) cutime(14) cstime(15)
+    total = sum(int(x) for x in s[11:15])
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == pid:
+            continue
+        try:
+            c = stat(int(entry))
+        except OSError:
+            continue
+        if int(c[1]) == pid:
+            total += int(c[11]) + int(c[12])
+    return total / TICK
+
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def self_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+@dataclass
+class Run:
+    wall: float
+    client_cpu: float
+    server_cpu: float
 
 
 def plain_csv_files(landing: Path) -> list[tuple[Path, str]]:
@@ -79,8 +138,10 @@ def count_rows(files) -> int:
     return n
 
 
-def run_loader(landing: Path, files, url: str) -> float:
-    """Load the same plain-CSV files through the loader (reference first); returns seconds for extracts."""
+def run_loader(landing: Path, files, url: str, workers: int) -> tuple[Run, list]:
+    """Load the same plain-CSV files through the loader (reference first); times the extracts only.
+
+    Client CPU counts this process and its loader worker processes (``workers`` > 1)."""
     import psycopg2
 
     from yibao import db
@@ -92,38 +153,49 @@ def run_loader(landing: Path, files, url: str) -> float:
     db.bootstrap(conn)
     wanted = {p for p, _ in files}
     all_files, _ = discover(landing, NIGHT, NIGHT)
-    pseudo = Pseudonymiser(b"benchmark-key-0123456789")
+    pseudo = Pseudonymiser(KEY)
     load_files(conn, [f for f in all_files if f.is_reference], pseudo)
     extracts = [f for f in all_files if f.path in wanted]
-    t = time.perf_counter()
-    load_files(conn, extracts, pseudo)
-    secs = time.perf_counter() - t
+    checkpoint(url)
+    c0, s0, t0 = self_cpu() + children_cpu(), server_cpu(), time.perf_counter()
+    results = load_files(conn, extracts, pseudo, workers=workers, url=url)
+    run = Run(time.perf_counter() - t0, self_cpu() + children_cpu() - c0, server_cpu() - s0)
     conn.close()
-    return secs
+    return run, results
 
 
-def run_copy(files, url: str) -> float:
+def run_copy(files, url: str) -> Run:
     """psql \\copy of the same files into index-free all-text tables (one per extract)."""
     import psycopg2
 
+    widths: dict[str, int] = {}
+    script = []
+    for path, enc in files:
+        kind = path.name.split(".")[0]
+        with open(path, encoding=enc, newline="") as fh:
+            n = len(next(csv.reader(fh)))
+        widths[kind] = max(widths.get(kind, 0), n)
+        cols = [c.name for c in EXTRACTS[kind].columns]
+        cols += [f"extra{i}" for i in range(1, n - len(cols) + 1)]
+        pg_enc = "UTF8" if enc.startswith("utf-8") else "GB18030"
+        script.append(f"\\copy public.copy_{kind} ({', '.join(cols[:n])}) from '{path}' "
+                      f"with (format csv, header true, encoding '{pg_enc}')")
     conn = psycopg2.connect(url)
     conn.autocommit = True
     with conn.cursor() as cur:
         for e in EXTRACTS.values():
-            cols = ", ".join(f'"{c.name}" text' for c in e.columns)
+            names = [c.name for c in e.columns]
+            names += [f"extra{i}" for i in range(1, widths.get(e.name, 0) - len(names) + 1)]
+            cols = ", ".join(f'"{c}" text' for c in names)
             cur.execute(f"drop table if exists public.copy_{e.name}; create table public.copy_{e.name} ({cols})")
     conn.close()
     psql = str(pg.bin_dir() / "psql")
-    script = []
-    for path, enc in files:
-        kind = path.name.split(".")[0]
-        pg_enc = "UTF8" if enc.startswith("utf-8") else "GB18030"
-        script.append(f"\\copy public.copy_{kind} from '{path}' with (format csv, header true, encoding '{pg_enc}')")
     sql = Path(settings().home) / "bench_copy.sql"
     sql.write_text("\n".join(script) + "\n", encoding="utf-8")
-    t = time.perf_counter()
+    checkpoint(url)
+    c0, s0, t0 = children_cpu(), server_cpu(), time.perf_counter()
     subprocess.run([psql, "-q", "-X", "-v", "ON_ERROR_STOP=1", "-f", str(sql), url], check=True)
-    return time.perf_counter() - t
+    return Run(time.perf_counter() - t0, children_cpu() - c0, server_cpu() - s0)
 
 
 def build_single_file(landing: Path, out: Path, rows: int) -> Path:
@@ -166,7 +238,8 @@ def build_single_file(landing: Path, out: Path, rows: int) -> Path:
     return out
 
 
-def peak_rss_of_load(landing: Path, url: str) -> tuple[float, int, float]:
+def peak_rss_of_load(landing: Path, url: str) -> tuple[float, int, float, float]:
+    """(seconds, rows, CPU seconds, peak RSS in MB) of a child process loading ``landing``."""
     code = (
         "import datetime as dt, resource, sys, time\n"
         "from pathlib import Path\n"
@@ -177,46 +250,73 @@ def peak_rss_of_load(landing: Path, url: str) -> tuple[float, int, float]:
         "from yibao.pseudonym import Pseudonymiser\n"
         f"conn = psycopg2.connect({url!r}); db.bootstrap(conn)\n"
         f"files, _ = discover(Path({str(landing)!r}), dt.date({NIGHT.year}, {NIGHT.month}, {NIGHT.day}))\n"
-        "t = time.perf_counter()\n"
-        "res = load_files(conn, files, Pseudonymiser(b'benchmark-key-0123456789'))\n"
-        "print(time.perf_counter() - t, sum(r.rows_read for r in res if not r.file.is_reference))\n"
+        "t = time.perf_counter(); c = time.process_time()\n"
+        f"res = load_files(conn, files, Pseudonymiser({KEY!r}))\n"
+        "ru = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "print(time.perf_counter() - t, sum(r.rows_read for r in res if not r.file.is_reference),"
+        " time.process_time() - c, ru.ru_maxrss)\n"
     )
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    secs, rows = out.stdout.strip().splitlines()[-1].split()
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return float(secs), int(rows), max(rss, before) / 1024
+    secs, rows, cpu, rss = out.stdout.strip().splitlines()[-1].split()
+    return float(secs), int(rows), float(cpu), int(rss) / 1024
+
+
+def _line(name: str, r: Run, rows: int, note: str) -> str:
+    return (f"{name:<12}: {r.wall:7.2f}s {rows / r.wall:>10,.0f} rows/s | CPU client {r.client_cpu:6.2f}s"
+            f" server {r.server_cpu:6.2f}s  ({note})")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--volume", type=float, default=133.0)
     ap.add_argument("--hospitals", type=int, default=40)
+    ap.add_argument("--repeat", type=int, default=1, help="interleaved rounds; best of each is reported")
+    ap.add_argument("--workers", type=int, default=None, help="loader worker processes (default: as load_landing)")
     ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
     args = ap.parse_args()
+    from yibao.loader import default_workers
+
+    workers = args.workers or default_workers()
     pg.start()
     root = settings().home / "bench"
     landing = ensure_city(root, args.volume, args.hospitals)
-    files = plain_csv_files(landing)
-    rows = count_rows(files)
-    print(f"\nnight {NIGHT}: {len(files)} plain CSV extract files, {rows:,} data rows")
-
-    url = fresh_db(BENCH_DB)
-    loader_s = run_loader(landing, files, url)
-    copy_s = run_copy(files, url)
-    print(f"loader      : {loader_s:7.2f}s  {rows / loader_s:>10,.0f} rows/s  (checks, pseudonyms, ledger, quarantine)")
-    print(f"psql \\copy  : {copy_s:7.2f}s  {rows / copy_s:>10,.0f} rows/s  (index-free all-text tables)")
-    print(f"ratio loader/copy: {copy_s / loader_s:.2f}  (target ≥ 0.70)")
+    if not args.skip_throughput:
+        files = plain_csv_files(landing)
+        rows = count_rows(files)
+        print(f"\nnight {NIGHT}: {len(files)} plain CSV extract files, {rows:,} data rows; loader workers {workers} "
+              f"(machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+        loads: list[Run] = []
+        copies: list[Run] = []
+        for i in range(args.repeat):
+            url = fresh_db(BENCH_DB)
+            copies.append(run_copy(files, url))
+            run, results = run_loader(landing, files, url, workers)
+            loads.append(run)
+            loaded = [r for r in results if r.status == "loaded"]
+            if args.repeat > 1:
+                print(f"  round {i + 1}: loader {run.wall:6.2f}s (client CPU {run.client_cpu:5.2f}s, server "
+                      f"{run.server_cpu:5.2f}s), \\copy {copies[-1].wall:6.2f}s (server {copies[-1].server_cpu:5.2f}s)")
+        best_load = min(loads, key=lambda r: r.wall)
+        best_copy = min(copies, key=lambda r: r.wall)
+        print(_line("loader", best_load, rows, "checks, pseudonyms, ledger, quarantine"))
+        print(_line("psql \\copy", best_copy, rows, "index-free all-text tables"))
+        print(f"loaded {sum(r.rows_loaded for r in loaded):,} rows, quarantined "
+              f"{sum(r.rows_quarantined for r in loaded):,}, {len(loaded)} of {len(results)} files")
+        print(f"ratio loader/copy: {best_copy.wall / best_load.wall:.2f}  (target ≥ 0.70)")
+        lc = best_load.client_cpu + best_load.server_cpu
+        cc = best_copy.client_cpu + best_copy.server_cpu
+        print(f"CPU per row: loader {lc / rows * 1e6:.2f} µs (client {best_load.client_cpu / rows * 1e6:.2f} + server "
+              f"{best_load.server_cpu / rows * 1e6:.2f}), \\copy {cc / rows * 1e6:.2f} µs (client "
+              f"{best_copy.client_cpu / rows * 1e6:.2f} + server {best_copy.server_cpu / rows * 1e6:.2f})")
 
     if not args.skip_rss:
         print("\npeak RSS of a child process loading one claim file (flat memory = similar RSS):")
-        # the child's RSS is measured alone: RUSAGE_CHILDREN keeps the max over all children so far,
-        # so the small file is measured first
         for n in (100_000, 1_000_000):
             single = build_single_file(landing, root / f"single_{n}", n)
             u = fresh_db(f"{BENCH_DB}_rss")
-            secs, loaded, rss = peak_rss_of_load(single, u)
-            print(f"  {loaded:>9,} rows: {secs:6.1f}s  peak RSS {rss:7.1f} MB")
+            secs, loaded, cpu, rss = peak_rss_of_load(single, u)
+            print(f"  {loaded:>9,} rows: {secs:6.1f}s  CPU {cpu:6.1f}s  peak RSS {rss:7.1f} MB")
 
 
 if __name__ == "__main__":

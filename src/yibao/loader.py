@@ -16,19 +16,20 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import itertools
 import json
 import logging
 import re
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from decimal import Decimal
-from typing import Callable, Iterable, Iterator
+from pathlib import Path
 
 from . import codes, rowcheck
 from .contract import EXTRACTS, REFERENCE, Column
-from .landing import FileRejected, LandingFile, discover, fingerprint, read_manifest, read_rows
+from .landing import FileRejected, LandingFile, discover, fingerprint, open_rows, read_manifest
 from .pseudonym import Pseudonymiser
 from .rowcheck import RowRejected
 
@@ -93,44 +94,31 @@ class NightResult:
 
 
 class _CopyStream(io.RawIOBase):
-    """A read()-able byte stream over an iterator of text chunks, for ``copy_expert``."""
+    """A read()-able byte stream over an iterator of byte chunks, for ``copy_expert``.
 
-    def __init__(self, chunks: Iterator[str]):
+    Each read() hands over one whole chunk (psycopg2 sends whatever read() returns), so no bytes
+    are copied between chunk and socket.
+    """
+
+    def __init__(self, chunks: Iterator[bytes]):
         self._chunks = chunks
-        self._buf = b""
         self.error: BaseException | None = None  # raised by the row iterator; psycopg2 would hide it
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buf) < size:
-            try:
-                self._buf += next(self._chunks).encode("utf-8")
-            except StopIteration:
-                break
-            except BaseException as exc:
-                self.error = exc
-                raise
-        if size < 0:
-            out, self._buf = self._buf, b""
-        else:
-            out, self._buf = self._buf[:size], self._buf[size:]
-        return out
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            return b""
+        except BaseException as exc:
+            self.error = exc
+            raise
 
 
-class _Sink:
-    """Collects CSV text for COPY in chunks of ~1 MB."""
-
-    def __init__(self):
-        self.buf = io.StringIO()
-        self.writer = csv.writer(self.buf, lineterminator="\n")
-
-    def take(self) -> str:
-        text = self.buf.getvalue()
-        self.buf.seek(0)
-        self.buf.truncate()
-        return text
+BATCH_ROWS = 2000  # rows per COPY chunk (about half a megabyte)
+KEY_TRACK_LIMIT = 100_000  # natural keys held per file to rule out duplicates without asking the database
 
 
 def _header_map(header: list[str], columns: tuple[Column, ...], f: LandingFile) -> tuple[list[int | None], list[tuple[int, str]]]:
@@ -158,47 +146,113 @@ def _header_map(header: list[str], columns: tuple[Column, ...], f: LandingFile) 
 
 
 class FileLoader:
-    """Loads one landing file inside the caller's transaction."""
+    """Loads one landing file inside the caller's transaction.
+
+    ``context`` (optional) carries the memo tables of the fast row path; :func:`load_files` shares
+    one between the files of a night.
+    """
 
     def __init__(self, conn, pseudonymise: Pseudonymiser, catalog: dict[str, str] | None,
-                 hospitals: set[str] | None, today: dt.date):
+                 hospitals: set[str] | None, today: dt.date, *, context: rowcheck.FastContext | None = None):
         self.conn = conn
         self.pseudonymise = pseudonymise
         self.catalog = catalog
         self.hospitals = hospitals
         self.today = today
+        if context is None or context.catalog is not catalog:
+            context = rowcheck.FastContext(pseudonymise, catalog, today, DOCTOR_PATTERN)
+        self.context = context
 
     # -- rows ---------------------------------------------------------------------------------
     def _rows(self, f: LandingFile, columns: tuple[Column, ...], encoding: str | None, load_id: int,
-              result: FileResult, quarantine: list[tuple]) -> Iterator[str]:
-        rows = read_rows(f.path, encoding)
-        try:
-            header = next(rows)
-        except StopIteration:
-            raise FileRejected("empty_file", "no header row") from None
-        positions, extras = _header_map(header, columns, f)
-        ncols = len(header)
+              result: FileResult, quarantine: list[tuple], state: dict | None = None) -> Iterator[bytes]:
+        """COPY data of the file in chunks; quarantined rows are appended to ``quarantine``.
+
+        Each row goes through the file's compiled fast path (:meth:`rowcheck.FastContext.row_function`);
+        a row it does not accept is checked by the general path (:meth:`_general_row`), which writes
+        the clean row or finds the reason. ``state['maybe_duplicates']`` ends False when the natural
+        keys of the rows loaded were seen to be distinct (counted while the file has at most
+        ``KEY_TRACK_LIMIT`` rows, so memory stays flat), True when the database must look.
+        """
+        state = {} if state is None else state
+        state["mismatched_hosp"] = 0
+        state["maybe_duplicates"] = True
+        with open_rows(f.path, encoding) as rows:
+            try:
+                header = next(rows)
+            except StopIteration:
+                raise FileRejected("empty_file", "no header row") from None
+            positions, extras = _header_map(header, columns, f)
+            ncols = len(header)
+            is_ref = f.is_reference
+            folder_hosp = f.hospital_code
+            bdate = f.business_date.isoformat() if f.business_date else None
+            keys: set[str] | None = None if is_ref else set()
+            general = self._general_row(f, columns, positions, extras, ncols, load_id, result, quarantine, state, keys)
+            fast = None
+            if not is_ref:
+                fast = self.context.row_function(f.kind, columns, positions, ncols, extras, folder_hosp,
+                                                 f"{load_id},{bdate},{f.relpath},", keys)
+            numbered = enumerate(rows, start=1)
+            islice = itertools.islice
+            overflow = False
+            while True:
+                batch = list(islice(numbered, BATCH_ROWS))
+                if not batch:
+                    break
+                lines = [fast(r, n) for n, r in batch] if fast is not None else [None] * len(batch)
+                read = len(batch)
+                if not all(lines):
+                    for i, line in enumerate(lines):
+                        if not line:
+                            n, r = batch[i]
+                            line = general(r, n)
+                            if line is None:  # a blank line: not a row
+                                read -= 1
+                                line = ""
+                            lines[i] = line
+                result.rows_read += read
+                result.rows_loaded = result.rows_read - result.rows_quarantined
+                if keys is not None and (overflow or len(keys) > KEY_TRACK_LIMIT):
+                    overflow = True
+                    keys.clear()
+                chunk = "".join(lines)
+                if chunk:  # an empty read() would end the COPY
+                    yield chunk.encode("utf-8")
+        if keys is not None and not overflow and len(keys) == result.rows_loaded:
+            state["maybe_duplicates"] = False
+        if not is_ref and state["mismatched_hosp"] >= 2 and state["mismatched_hosp"] * 2 > result.rows_read:
+            raise FileRejected(
+                "wrong_hospital_folder",
+                f"{state['mismatched_hosp']} of {result.rows_read} rows name another hospital than the folder's {folder_hosp}",
+            )
+
+    def _general_row(self, f: LandingFile, columns: tuple[Column, ...], positions: list[int | None],
+                     extras: list[tuple[int, str]], ncols: int, load_id: int, result: FileResult,
+                     quarantine: list[tuple], state: dict, keys: set[str] | None = None,
+                     ) -> Callable[[list[str], int], str | None]:
+        """The general row path: ``row(fields, n)`` → the COPY line, '' when quarantined, None for a blank line.
+
+        Every contract check in order; the first that fails is the row's reason (:mod:`yibao.rowcheck`).
+        """
         is_ref = f.is_reference
         extract = None if is_ref else f.kind
         key_col = None if is_ref else EXTRACTS[f.kind].key
         folder_hosp = f.hospital_code
         bdate = f.business_date.isoformat() if f.business_date else None
         plan = [(c.name, c.kind, c.required, p) for c, p in zip(columns, positions)]
-        sink = _Sink()
-        write = sink.writer.writerow
-        mismatched_hosp = 0
         catalog = self.catalog
         pseudo = self.pseudonymise
-        id_cols: list[str] = []
-        n = 0
-        for n, fields in enumerate(rows, start=1):
-            result.rows_read += 1
+        xlsx = f.path.name.endswith(".xlsx")
+        buf = io.StringIO()
+        write = csv.writer(buf, lineterminator="\n").writerow
+
+        def row(fields: list[str], n: int) -> str | None:
             values: dict[str, str | None] = {}
             try:
-                if len(fields) != ncols and not (len(fields) < ncols and f.path.name.endswith(".xlsx")):
+                if len(fields) != ncols and not (len(fields) < ncols and xlsx):
                     if not any(x.strip() for x in fields):
-                        result.rows_read -= 1
-                        continue
+                        return None
                     raise RowRejected("wrong_field_count", None, None, f"{len(fields)} fields, header has {ncols}")
                 for name, kind, required, pos in plan:
                     raw = fields[pos].strip() if pos is not None and pos < len(fields) else ""
@@ -211,14 +265,14 @@ class FileLoader:
                         values[name] = raw
                         continue
                     values[name] = rowcheck.convert(kind, name, raw)
+                sex = birth_year = None
                 if not is_ref:
                     if values.get("quantity") is not None and Decimal(values["quantity"]) == 0:
                         raise RowRejected("zero_quantity", "quantity", values["quantity"], "quantity ≠ 0")
                     if values["hospital_code"] != folder_hosp:
-                        mismatched_hosp += 1
+                        state["mismatched_hosp"] += 1
                         raise RowRejected("hospital_mismatch", "hospital_code", values["hospital_code"], f"must equal the folder's hospital {folder_hosp}")
                     pid = values.get("patient_id_no")
-                    sex = birth_year = None
                     if pid is not None:
                         reason = codes.validate_id_number(pid, self.today)
                         if reason:
@@ -242,8 +296,12 @@ class FileLoader:
                     out.append(json.dumps({h: fields[i] for i, h in extras if i < len(fields) and fields[i] != ""}, ensure_ascii=False))
                 else:
                     out.append(None)
+                buf.seek(0)
+                buf.truncate()
                 write(out)
-                result.rows_loaded += 1
+                if keys is not None:
+                    keys.add(values[key_col])
+                return buf.getvalue()
             except RowRejected as rej:
                 result.rows_quarantined += 1
                 result.reasons[rej.reason] = result.reasons.get(rej.reason, 0) + 1
@@ -259,16 +317,9 @@ class FileLoader:
                 natural_key = row_data.get(key_col) if key_col else None
                 quarantine.append((load_id, f.kind, folder_hosp, bdate, f.relpath, n, natural_key, rej.column,
                                    value, rej.reason, rej.detail, json.dumps(row_data, ensure_ascii=False)))
-            if sink.buf.tell() > (1 << 20):
-                yield sink.take()
-        tail = sink.take()
-        if tail:
-            yield tail
-        if not is_ref and mismatched_hosp >= 2 and mismatched_hosp * 2 > result.rows_read:
-            raise FileRejected(
-                "wrong_hospital_folder",
-                f"{mismatched_hosp} of {result.rows_read} rows name another hospital than the folder's {folder_hosp}",
-            )
+                return ""
+
+        return row
 
     # -- file -----------------------------------------------------------------------------------
     def load(self, f: LandingFile, sha: str, encoding: str | None) -> FileResult:
@@ -301,9 +352,10 @@ class FileLoader:
                 target += ["patient_key", "patient_sex", "patient_birth_year"] if c.kind == "id_number" else [c.name]
             target.append("extra")
         quarantine: list[tuple] = []
-        stream = _CopyStream(self._rows(f, columns, encoding, load_id, result, quarantine))
+        state: dict = {}
+        stream = _CopyStream(self._rows(f, columns, encoding, load_id, result, quarantine, state))
         try:
-            cur.copy_expert(f"copy {table} ({', '.join(target)}) from stdin with (format csv)", stream, size=1 << 16)
+            cur.copy_expert(f"copy {table} ({', '.join(target)}) from stdin with (format csv)", stream)
         except Exception:
             if stream.error is not None:
                 raise stream.error from None
@@ -314,7 +366,8 @@ class FileLoader:
             # BRIN ranges written by COPY stay unsummarized (and so match every query) until summarised:
             # without this, every "where load_id = …" below would scan the whole table.
             cur.execute("select brin_summarize_new_values(%s::regclass)", (f"raw.{f.kind}_load_brin",))
-            self._quarantine_duplicates(cur, f, load_id, result)
+            if state.get("maybe_duplicates", True):
+                self._quarantine_duplicates(cur, f, load_id, result)
         if quarantine:
             buf = io.StringIO()
             csv.writer(buf, lineterminator="\n").writerows(quarantine)
@@ -336,8 +389,19 @@ class FileLoader:
         """A natural key twice in one file: the file cannot say which is right, so both rows go."""
         key = EXTRACTS[f.kind].key
         table = f"raw.{f.kind}"
-        # two statements on purpose: fresh rows have no statistics, and a join of the aggregate with the
-        # table would be planned as a nested loop that re-aggregates for every row
+        # Two statements on purpose: fresh rows have no statistics, and a join of the aggregate with the
+        # table would be planned as a nested loop that re-aggregates for every row. Both read the
+        # file's rows through the BRIN index on load_id: without statistics the planner may prefer a
+        # sequential scan of the table's whole history.
+        cur.execute("select current_setting('enable_seqscan')")
+        seqscan = cur.fetchone()[0]
+        cur.execute("set local enable_seqscan = off")
+        try:
+            self._move_duplicates(cur, f, key, table, load_id, result)
+        finally:
+            cur.execute("select set_config('enable_seqscan', %s, true)", (seqscan,))
+
+    def _move_duplicates(self, cur, f: LandingFile, key: str, table: str, load_id: int, result: FileResult) -> None:
         cur.execute(
             f"select {key} from {table} where load_id = %s group by hospital_code, {key} having count(*) > 1",
             (load_id,),
@@ -414,6 +478,41 @@ def _record_reject(conn, f: LandingFile, sha: str, rej: FileRejected, result: Fi
     conn.commit()
 
 
+def _load_one(conn, f: LandingFile, pseudonymise, catalog, hospitals, today: dt.date,
+              context: rowcheck.FastContext | None) -> tuple[FileResult, rowcheck.FastContext | None]:
+    """One file: fingerprint, ledger look-up, load in its own transaction (or record the rejection)."""
+    started = time.perf_counter()
+    try:
+        sha, encoding = fingerprint(f.path)
+    except FileRejected as rej:
+        sha = rej.sha
+        manifest = None if f.is_reference else _safe_manifest(f)
+        if manifest and manifest.get("sha256") and manifest["sha256"] != sha:
+            rej = FileRejected("manifest_mismatch", f"sha256 {sha[:12]}… differs from the manifest's "
+                               f"{str(manifest['sha256'])[:12]}… (incomplete or altered file; {rej.detail})", sha)
+        result = FileResult(file=f, status="rejected", reject_reason=rej.reason, reject_detail=rej.detail)
+        if not _already_loaded(conn, f, sha):
+            _record_reject(conn, f, sha, rej, result)
+        else:
+            result.status = "skipped"
+        return result, context
+    if _already_loaded(conn, f, sha):
+        return FileResult(file=f, status="skipped"), context
+    loader = FileLoader(conn, pseudonymise, catalog, hospitals, today, context=context)
+    try:
+        result = loader.load(f, sha, encoding)
+        conn.commit()
+    except FileRejected as rej:
+        conn.rollback()
+        result = FileResult(file=f, status="rejected", reject_reason=rej.reason, reject_detail=rej.detail,
+                            seconds=time.perf_counter() - started)
+        _record_reject(conn, f, sha, rej, result)
+    except BaseException:
+        conn.rollback()
+        raise
+    return result, loader.context
+
+
 def load_files(
     conn,
     files: Iterable[LandingFile],
@@ -421,13 +520,26 @@ def load_files(
     *,
     today: dt.date | None = None,
     progress: Callable[[FileResult], None] | None = None,
+    workers: int = 1,
+    url: str | None = None,
 ) -> list[FileResult]:
-    """Load files in order; reference data first so extracts are checked against the latest catalog."""
+    """Load files in order; reference data first so extracts are checked against the latest catalog.
+
+    With ``workers`` > 1 and the database ``url`` (and a :class:`Pseudonymiser`), a run of extract
+    files big enough to pay for it (``PARALLEL_MIN_BYTES``) is loaded by that many worker processes,
+    each with its own connection: one hospital's files stay in one worker, in order, so a hospital's
+    load ids still grow with the business date. Results come back in the order of ``files``.
+    """
     today = today or dt.date.today()
-    results: list[FileResult] = []
+    files = list(files)
+    results: list[FileResult | None] = [None] * len(files)
     catalog = hospitals = None
     reference_checked = False
-    for f in files:
+    context: rowcheck.FastContext | None = None
+    parallel = workers > 1 and url is not None and isinstance(getattr(pseudonymise, "_key", None), bytes)
+    i = 0
+    while i < len(files):
+        f = files[i]
         if not f.is_reference and not reference_checked:
             catalog, hospitals = _latest_reference(conn)
             if catalog is None or hospitals is None:
@@ -436,45 +548,190 @@ def load_files(
                     "before any extract (the loader checks hospitals and consumable codes against them)"
                 )
             reference_checked = True
-        started = time.perf_counter()
-        try:
-            sha, encoding = fingerprint(f.path)
-        except FileRejected as rej:
-            sha = rej.sha
-            manifest = None if f.is_reference else _safe_manifest(f)
-            if manifest and manifest.get("sha256") and manifest["sha256"] != sha:
-                rej = FileRejected("manifest_mismatch", f"sha256 {sha[:12]}… differs from the manifest's "
-                                   f"{str(manifest['sha256'])[:12]}… (incomplete or altered file; {rej.detail})", sha)
-            result = FileResult(file=f, status="rejected", reject_reason=rej.reason, reject_detail=rej.detail)
-            if not _already_loaded(conn, f, sha):
-                _record_reject(conn, f, sha, rej, result)
-            else:
-                result.status = "skipped"
-            results.append(result)
-            if progress:
-                progress(result)
-            continue
-        if _already_loaded(conn, f, sha):
-            result = FileResult(file=f, status="skipped")
-        else:
-            loader = FileLoader(conn, pseudonymise, catalog, hospitals, today)
-            try:
-                result = loader.load(f, sha, encoding)
-                conn.commit()
-            except FileRejected as rej:
-                conn.rollback()
-                result = FileResult(file=f, status="rejected", reject_reason=rej.reason, reject_detail=rej.detail,
-                                    seconds=time.perf_counter() - started)
-                _record_reject(conn, f, sha, rej, result)
-            except BaseException:
-                conn.rollback()
-                raise
-            if f.is_reference:
-                reference_checked = False  # re-read the catalog after a new reference version
-        results.append(result)
+        if parallel and not f.is_reference:
+            run = i
+            while run < len(files) and not files[run].is_reference:
+                run += 1
+            batch = list(range(i, run))
+            if len({files[j].hospital_code for j in batch}) > 1 and _size(files[j] for j in batch) >= PARALLEL_MIN_BYTES:
+                conn.commit()  # end the reference read: this connection waits while the workers load
+                _load_parallel(files, batch, results, pseudonymise, catalog, hospitals, today, url, workers, progress)
+                i = run
+                continue
+        result, context = _load_one(conn, f, pseudonymise, catalog, hospitals, today, context)
+        if f.is_reference and result.status == "loaded":
+            reference_checked = False  # re-read the catalog after a new reference version
+        results[i] = result
         if progress:
             progress(result)
-    return results
+        i += 1
+    return results  # type: ignore[return-value]
+
+
+# --- parallel loading -------------------------------------------------------------------------------
+
+PARALLEL_MIN_BYTES = 16 << 20  # below this a night loads faster in one process than starting workers
+
+
+def default_workers() -> int:
+    """Worker processes for :func:`load_landing`: ``YIBAO_LOAD_WORKERS``, else the CPU count (at most 8)."""
+    import os
+
+    env = os.environ.get("YIBAO_LOAD_WORKERS")
+    if env:
+        return max(1, int(env))
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _size(files: Iterable[LandingFile]) -> int:
+    total = 0
+    for f in files:
+        try:
+            total += f.path.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+def _load_parallel(files: list[LandingFile], batch: list[int], results: list, pseudonymise, catalog, hospitals,
+                   today: dt.date, url: str, workers: int, progress) -> None:
+    """Load ``files[j] for j in batch`` (extracts only) with worker processes; fill ``results[j]``."""
+    import os
+    import queue
+    import subprocess
+    import threading
+
+    groups: dict[str, list[int]] = {}
+    for j in batch:
+        groups.setdefault(files[j].hospital_code or "", []).append(j)
+    # biggest hospitals first, so that the last jobs to start are short ones
+    jobs = sorted(groups.values(), key=lambda g: -_size(files[j] for j in g))
+    n = min(workers, len(jobs))
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    init = {
+        "url": url,
+        "key": pseudonymise._key.hex(),
+        "today": today.isoformat(),
+        "catalog": catalog,
+        "hospitals": sorted(hospitals) if hospitals is not None else None,
+    }
+    inbox: queue.Queue = queue.Queue()
+    procs: list[subprocess.Popen] = []
+
+    def pump(w: int, stream) -> None:
+        for line in stream:
+            inbox.put((w, json.loads(line)))
+        inbox.put((w, None))
+
+    def send(w: int, message: dict) -> None:
+        procs[w].stdin.write(json.dumps(message, ensure_ascii=False) + "\n")
+        procs[w].stdin.flush()
+
+    failure: str | None = None
+    try:
+        for w in range(n):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-c", "from yibao.loader import _worker_main; _worker_main()"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, encoding="utf-8",
+            ))
+            threading.Thread(target=pump, args=(w, procs[w].stdout), daemon=True).start()
+            send(w, init)
+        running = n
+        while running:
+            w, msg = inbox.get()
+            if msg is None:
+                running -= 1
+                if failure is None and procs[w].wait() != 0:
+                    failure = f"loader worker {w} ended unexpectedly (exit code {procs[w].returncode})"
+                continue
+            if "result" in msg:
+                r = msg["result"]
+                j = r.pop("index")
+                result = FileResult(file=files[j], **r)
+                results[j] = result
+                if progress:
+                    progress(result)
+            elif "error" in msg:
+                failure = failure or msg["error"]
+            if "ready" in msg or "done" in msg:
+                if jobs and failure is None:
+                    send(w, {"job": [[j, str(files[j].path), files[j].relpath, files[j].kind, files[j].hospital_code,
+                                      files[j].business_date.isoformat()] for j in jobs.pop(0)]})
+                else:
+                    send(w, {"stop": True})
+            if failure is not None:
+                for p in procs:  # stop the others: their current file rolls back, the next run redoes it
+                    if p.poll() is None:
+                        p.terminate()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    if failure is not None:
+        raise RuntimeError(f"parallel load failed: {failure}")
+
+
+def _worker_main() -> None:
+    """A loader worker process: jobs (one hospital's files) in on stdin, results out on stdout.
+
+    It ends itself when its parent goes away (stdin closes without a 'stop'), so a killed load never
+    leaves a worker committing files behind it.
+    """
+    import os
+    import queue
+    import threading
+    import traceback
+
+    import psycopg2
+
+    from .pseudonym import Pseudonymiser as _P
+
+    out = sys.stdout
+    inbox: queue.Queue = queue.Queue()
+
+    def watch() -> None:
+        for line in sys.stdin:
+            msg = json.loads(line)
+            inbox.put(msg)
+            if msg.get("stop"):
+                return
+        os._exit(3)  # the parent is gone: drop the connection, the open transaction rolls back
+
+    threading.Thread(target=watch, daemon=True).start()
+
+    def say(message: dict) -> None:
+        out.write(json.dumps(message, ensure_ascii=False) + "\n")
+        out.flush()
+
+    try:
+        init = inbox.get()
+        conn = psycopg2.connect(init["url"])
+        pseudonymise = _P(bytes.fromhex(init["key"]))
+        today = dt.date.fromisoformat(init["today"])
+        catalog = init["catalog"]
+        hospitals = set(init["hospitals"]) if init["hospitals"] is not None else None
+        context = None
+        say({"ready": True})
+        while True:
+            msg = inbox.get()
+            if msg.get("stop"):
+                break
+            for j, path, relpath, kind, hosp, bdate in msg["job"]:
+                f = LandingFile(Path(path), relpath, kind, hosp, dt.date.fromisoformat(bdate))
+                result, context = _load_one(conn, f, pseudonymise, catalog, hospitals, today, context)
+                say({"result": {"index": j, "status": result.status, "load_id": result.load_id,
+                                "rows_read": result.rows_read, "rows_loaded": result.rows_loaded,
+                                "rows_quarantined": result.rows_quarantined, "reasons": result.reasons,
+                                "reject_reason": result.reject_reason, "reject_detail": result.reject_detail,
+                                "seconds": result.seconds}})
+            say({"done": True})
+        conn.close()
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
+        say({"error": traceback.format_exc()})
+        sys.exit(1)
 
 
 def load_landing(
@@ -485,9 +742,14 @@ def load_landing(
     url: str | None = None,
     pseudonymise: Pseudonymiser | None = None,
     show_progress: bool | None = None,
+    workers: int | None = None,
 ) -> NightResult:
-    """Load every not-yet-loaded landing file with business date ≤ ``through`` (≥ ``since``)."""
-    from . import db
+    """Load every not-yet-loaded landing file with business date ≤ ``through`` (≥ ``since``).
+
+    ``workers``: processes for a big night's extracts (default :func:`default_workers`; 1 = this
+    process only). Small nights always load in this process.
+    """
+    from . import db, pg
     from .pseudonym import load_key
 
     pseudonymise = pseudonymise or Pseudonymiser(load_key())
@@ -513,7 +775,8 @@ def load_landing(
             log.warning("rejected %s: %s (%s)", r.file.relpath, r.reject_reason, r.reject_detail)
 
     try:
-        night.files = load_files(conn, files, pseudonymise, progress=progress)
+        night.files = load_files(conn, files, pseudonymise, progress=progress,
+                                 workers=default_workers() if workers is None else workers, url=url or pg.url())
     finally:
         conn.close()
         if bar is not None:

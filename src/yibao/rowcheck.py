@@ -25,9 +25,11 @@ from . import codes
 from .contract import Column
 
 CENT = Decimal("0.01")
-NUMBER = re.compile(r"^[+-]?(\d+)(?:\.(\d+))?$")
-TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$")
-INT = re.compile(r"^\d{1,9}$")
+# ASCII digits only: PostgreSQL's numeric and time input read nothing else, so a full-width or
+# Arabic-Indic digit is a bad value of the row (quarantined), not a COPY error that stops the night.
+NUMBER = re.compile(r"^[+-]?(\d+)(?:\.(\d+))?$", re.ASCII)
+TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$", re.ASCII)
+INT = re.compile(r"^\d{1,9}$", re.ASCII)
 FLAGS = {"Y": "t", "N": "f", "y": "t", "n": "f", "是": "t", "否": "f", "1": "t", "0": "f", "TRUE": "t", "FALSE": "f"}
 DECIMALS = {"money": 2, "price": 4, "qty": 4, "rate": 8}
 
@@ -196,3 +198,334 @@ def check_claim(v: dict) -> None:
         raise RowRejected("missing_inpatient_dates", "admission_date", v["admission_date"], "inpatient claims need admission and discharge dates")
     if v["admission_date"] and v["discharge_date"] and v["discharge_date"] < v["admission_date"]:
         raise RowRejected("date_order", "discharge_date", v["discharge_date"], f"discharge_date ≥ admission_date {v['admission_date']}")
+
+
+# --- the fast path ------------------------------------------------------------------------------
+#
+# Nearly every delivered row is clean. For those, the loader runs a function compiled once per file
+# layout (straight-line code for the file's column positions, memo tables for values that repeat:
+# dates, times, amounts, codes) that either returns the row's COPY line or gives up. It gives up on
+# anything that is not plainly valid, and the row is then checked again by the general path above
+# (:func:`convert`, :func:`check_purchase` / :func:`check_usage` / :func:`check_claim`), which
+# decides the reason. So the fast path never decides a reason: it must only accept nothing that the
+# general path refuses, and write what the general path writes (tests/test_loader.py compares the
+# two on every row of generated cities with defects).
+
+
+class _Memo(dict):
+    """value → fn(value), computed once per distinct value; emptied (but for ``seed``) at ``limit`` entries."""
+
+    __slots__ = ("fn", "limit", "seed")
+
+    def __init__(self, fn, limit: int = 100_000, seed: dict | None = None):
+        super().__init__(seed or {})
+        self.fn = fn
+        self.limit = limit
+        self.seed = dict(seed or {})
+
+    def __missing__(self, key):
+        value = self.fn(key)
+        if len(self) >= self.limit:
+            self.clear()
+            self.update(self.seed)
+        self[key] = value
+        return value
+
+
+def _time_part(value: str) -> str | None:
+    """' HH:MM:SS': the time of 'DATE TIME' as :func:`parse_datetime` writes it, after the space; None when bad."""
+    iso = parse_datetime("2000-01-01 " + value)
+    return None if iso is None else iso[10:]
+
+
+_FAST_NUMBER = {  # plain numbers within the decimals allowed (the general path also strips ',')
+    kind: re.compile(rf"[+-]?[0-9]+(?:\.[0-9]{{1,{n}}})?\Z").match for kind, n in DECIMALS.items()
+}
+_FAST_INT = re.compile(r"[0-9]{1,9}\Z").match
+
+
+def _cents(value: str) -> int | None:
+    """A money amount (at most 2 decimals, no thousands separators) in integer cents; None otherwise."""
+    if _FAST_NUMBER["money"](value) is None:
+        return None
+    whole, _, frac = value.partition(".")
+    cents = abs(int(whole)) * 100 + int(frac.ljust(2, "0"))
+    return -cents if value[0] == "-" else cents
+
+
+def _sha256_class():
+    """CPython's built-in SHA-256 (cheaper per short message than OpenSSL's), else hashlib's."""
+    import hashlib
+
+    for module in ("_sha256", "_sha2"):
+        try:
+            return __import__(module).sha256
+        except (ImportError, AttributeError):
+            continue
+    return hashlib.sha256
+
+
+def fast_hmac(key: bytes):
+    """``value → HMAC-SHA256(key, value).hexdigest()`` from precomputed inner and outer states."""
+    import hashlib
+
+    sha256 = _sha256_class()
+    block = (key if len(key) <= 64 else hashlib.sha256(key).digest()).ljust(64, b"\0")
+    icopy = sha256(bytes(b ^ 0x36 for b in block)).copy
+    ocopy = sha256(bytes(b ^ 0x5C for b in block)).copy
+
+    def digest(value: str) -> str:
+        h = icopy()
+        h.update(value.encode())
+        o = ocopy()
+        o.update(h.digest())
+        return o.hexdigest()
+
+    return digest
+
+
+# the free-text columns of each extract: everything else the fast path writes has been checked
+# against a pattern or a code list, so only these can hold a character that needs CSV quoting
+_FREE_TEXT = {
+    "purchase": ("purchase_line_id", "product_name", "spec", "manufacturer", "invoice_no"),
+    "usage": ("usage_id", "visit_id", "dept_code", "surgery_id", "batch_no"),
+    "claim": ("settlement_id", "visit_id", "drg_code", "reversal_of"),
+}
+EXTRACT_KEYS = {"purchase": "purchase_line_id", "usage": "usage_id", "claim": "settlement_id"}
+
+
+class FastContext:
+    """Memo tables shared by the fast row functions of one load (bounded, so memory stays flat).
+
+    ``pseudonymise`` maps an ID number to its pseudonym; when it carries its key (``_key``), the
+    HMAC is computed by :func:`fast_hmac` (exactly HMAC-SHA256, checked against ``pseudonymise``
+    here) without ``hmac.new``'s per-call set-up.
+    """
+
+    def __init__(self, pseudonymise, catalog: dict[str, str] | None, today: dt.date, doctor_pattern: re.Pattern):
+        self.catalog = catalog
+        self.dates = _Memo(parse_date, 20_000, {"": ""})  # '' stays '' (an optional date left empty)
+        self.times = _Memo(_time_part, 100_000, {"": None})
+        self.cents = _Memo(_cents, 100_000, {"": 0})  # money(None) is 0 in check_claim
+        self.numbers = {
+            kind: _Memo(lambda v, m=m: m(v) is not None, 20_000, {"": True}) for kind, m in _FAST_NUMBER.items()
+        }
+        self.ints = _Memo(lambda v: _FAST_INT(v) is not None, 20_000, {"": True})
+        self.flags = dict(FLAGS, **{"": ""})
+
+        def birth_year(b: str) -> str | None:
+            """Birth year text of birth date 'YYYYMMDD' when validate_id_number accepts it, else None."""
+            if codes.validate_id_number(f"110101{b}0000", today) == "birth_date":
+                return None
+            return str(int(b[:4]))
+
+        self.births = _Memo(birth_year, 100_000)
+        self.pseudonym = pseudonymise
+        key = getattr(pseudonymise, "_key", None)
+        if isinstance(key, bytes):
+            digest = fast_hmac(key)
+            if all(digest(p) == pseudonymise(p) for p in ("sample-0123456789", "x", "身份证" * 30)):
+                self.pseudonym = digest
+        self.icd = _Memo(lambda v: not codes.validate_icd10(v), 20_000)
+        self.uscc = _Memo(lambda v: not codes.validate_uscc(v), 20_000)
+        self.udi = _Memo(lambda v: not codes.validate_udi_di(v), 20_000, {"": True})
+        self.doctor = _Memo(lambda v: doctor_pattern.match(v) is not None, 20_000)
+
+        def consumable_ok(code: str) -> bool:
+            if codes.validate_consumable_code(code):
+                return False
+            return catalog is None or code in catalog or (len(code) == 27 and code[:20] in catalog)
+
+        self.consumable = _Memo(consumable_ok, 20_000)
+        self._compiled: dict[str, object] = {}
+
+    def row_function(self, extract: str, columns: tuple[Column, ...], positions: list[int | None], ncols: int,
+                     extras: list[tuple[int, str]], folder_hosp: str, prefix: str, keys: set | None = None):
+        """``fast_row(fields, n)`` → the COPY line (str) or None (use the general path), for one file.
+
+        ``keys``: a set that receives the natural key of every row accepted. Returns None instead of
+        a function when the layout is not one the fast path handles.
+        """
+        used = [p for p in positions if p is not None]
+        lineage = prefix + folder_hosp  # 'load_id,business_date,source_file,' and the hospital code
+        if (extract not in _FREE_TEXT or len(used) != len(set(used)) or lineage.count(",") != 3
+                or any(c in lineage for c in '"\r\n')):
+            return None
+        src = _fast_source(extract, columns, positions, ncols, extras, keys is not None)
+        code = self._compiled.get(src)
+        if code is None:
+            code = self._compiled[src] = compile(src, f"<fast row: {extract}>", "exec")
+        env = {
+            "HOSP": folder_hosp,
+            "PREFIX": prefix,
+            "STRIP": str.strip,
+            "DATES": self.dates,
+            "TIMES": self.times,
+            "CENTS": self.cents,
+            "NUMBER": self.numbers,
+            "INTS": self.ints,
+            "FLAGS": self.flags,
+            "RIC": codes._RIC_RE.match,
+            "RIC_CHECK": codes._RIC_CHECK,
+            "BIRTH": self.births,
+            "SEX": {d: ",M," if int(d) % 2 else ",F," for d in "0123456789"},
+            "PSEUDONYM": self.pseudonym,
+            "ICD": self.icd,
+            "USCC": self.uscc,
+            "UDI": self.udi,
+            "DOCTOR": self.doctor,
+            "CONSUMABLE": self.consumable,
+            "INS": codes.INSURANCE_TYPES,
+            "MED": codes.MEDICAL_CATEGORIES,
+            "INPATIENT": codes.INPATIENT_CATEGORIES,
+            "amount_ok": _amount_ok,
+            "json_extra": _json_extra,
+            "KEYS_ADD": keys.add if keys is not None else None,
+        }
+        exec(code, env)  # noqa: S102 - source generated by _fast_source from the contract's columns
+        return env["fast_row"]
+
+
+def _amount_ok(q: str, p: str, amount: str) -> bool:
+    """:func:`check_line_amount` without raising (False when the general path would refuse or fail)."""
+    try:
+        expected = (Decimal(q) * Decimal(p)).quantize(CENT, ROUND_HALF_UP)
+        return not abs(expected - Decimal(amount)) > CENT
+    except ArithmeticError:
+        return False
+
+
+def _json_extra(pairs) -> str:
+    """The ``extra`` column as CSV text (the general path's JSON, quoted as csv.writer quotes it)."""
+    import json
+
+    text = json.dumps({h: v for h, v in pairs if v != ""}, ensure_ascii=False)
+    if '"' in text or "," in text or "\n" in text or "\r" in text:
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _fast_source(extract: str, columns: tuple[Column, ...], positions: list[int | None], ncols: int,
+                 extras: list[tuple[int, str]], track_keys: bool) -> str:
+    """Python source of ``fast_row(r, n)`` for one extract file layout (see the section comment).
+
+    Any exception inside means "not plainly valid" (e.g. a memo gave None for a bad date and the
+    concatenation failed): the row goes to the general path.
+    """
+    var: dict[str, str] = {}  # column name → local variable holding its text ('' = NULL)
+    kinds: dict[str, str] = {}
+    for col, pos in zip(columns, positions):
+        var[col.name] = "''" if pos is None else f"f{pos}"
+        kinds[col.name] = col.kind
+    V = var.__getitem__
+    claim = extract == "claim"
+    B: list[str] = [  # body, inside try
+        f"{', '.join(f'f{i}' for i in range(ncols))}{',' if ncols == 1 else ''} = map(STRIP, r)",
+    ]
+    required = [V(c.name) for c, p in zip(columns, positions) if c.required and p is not None]
+    if required:
+        B += [f"if not ({' and '.join(required)}):", "    return None"]
+    maybe_none: list[str] = []  # values a memo may have turned into None
+    out: list[str] = []
+    for col, pos in zip(columns, positions):
+        v = V(col.name)
+        k = col.kind
+        if pos is None:
+            out.append("',,'" if k == "id_number" else "''")
+            continue
+        if k == "id_number":  # codes.validate_id_number, then pseudonym, sex and birth year
+            b = [
+                f"RIC({v}).end",  # AttributeError on None: not 17 digits and a check character
+                f"if RIC_CHECK[2 * int({v}[:17], 13) % 11] != {v}[17]:",
+                "    return None",
+                f"{v} = PSEUDONYM({v}) + SEX[{v}[16]] + BIRTH[{v}[6:14]]",  # TypeError: bad birth date
+            ]
+            if col.required:
+                B += b
+            else:
+                B += [f"if {v}:"] + ["    " + x for x in b] + ["else:", f"    {v} = ',,'"]
+        elif k == "date":
+            B.append(f"{v} = DATES[{v}]")
+            maybe_none.append(v)
+        elif k == "timestamp":
+            B += [f"d, s, t = {v}.partition(' ')", f"{v} = DATES[d] + TIMES[t]"]  # TypeError: bad date or time
+        elif k in DECIMALS:
+            if claim and k == "money":  # integer cents, for the claim's identities below
+                B.append(f"c_{col.name} = CENTS[{v}]")
+            else:
+                B += [f"if not NUMBER[{k!r}][{v}]:", "    return None"]
+        elif k == "flag":
+            B.append(f"{v} = FLAGS[{v}]")  # KeyError: not a flag
+        elif k == "int":
+            B += [f"if not INTS[{v}]:", "    return None"]
+        elif k != "text":
+            raise ValueError(k)
+        out.append(v)
+    if claim:
+        for name in ("total_amount", "fund_paid", "other_fund_paid", "account_paid", "cash_paid",
+                     "negotiated_drug_amount"):
+            if var[name] == "''":
+                B.append(f"c_{name} = 0")
+    if maybe_none:
+        B += [f"if {' or '.join(f'{x} is None' for x in maybe_none)}:", "    return None"]
+    # stage 2: zero quantity, the folder's hospital
+    if "quantity" in var:
+        B += [f"if not {V('quantity')}.strip('+-0.'):", "    return None"]
+    B += [f"if {V('hospital_code')} != HOSP:", "    return None"]
+    # stages 3-5 per extract (any failure: the general path finds the reason)
+    if extract == "purchase":
+        B += [
+            f"if {V('unit_price')}[0] == '-' or not {V('unit_price')}.lstrip('+').strip('0.'):",
+            "    return None",
+            f"if not (USCC[{V('supplier_uscc')}] and CONSUMABLE[{V('consumable_code')}] and UDI[{V('udi_di')}]):",
+            "    return None",
+            f"if not amount_ok({V('quantity')}, {V('unit_price')}, {V('amount')}):",
+            "    return None",
+            f"if {V('delivery_date')} < {V('order_date')}:",
+            "    return None",
+        ]
+    elif extract == "usage":
+        B += [
+            f"if {V('charge_unit_price')}[0] == '-' or not {V('charge_unit_price')}.lstrip('+').strip('0.'):",
+            "    return None",
+            f"if not (DOCTOR[{V('doctor_code')}] and CONSUMABLE[{V('consumable_code')}] and UDI[{V('udi_di')}]):",
+            "    return None",
+            f"if not amount_ok({V('quantity')}, {V('charge_unit_price')}, {V('charge_amount')}):",
+            "    return None",
+        ]
+    else:
+        B += [
+            f"if {V('insurance_type')} not in INS or {V('medical_category')} not in MED"
+            f" or not ICD[{V('principal_diagnosis')}]:",
+            "    return None",
+            "parts = c_fund_paid + c_other_fund_paid + c_account_paid + c_cash_paid",  # TypeError: bad amount
+            "if c_total_amount - parts > 1 or parts - c_total_amount > 1:",
+            "    return None",
+            "if (c_negotiated_drug_amount < 0 or c_negotiated_drug_amount > c_fund_paid) if c_fund_paid >= 0"
+            " else (c_negotiated_drug_amount < c_fund_paid or c_negotiated_drug_amount > 0):",
+            "    return None",
+            f"if {V('medical_category')} in INPATIENT and not ({V('admission_date')} and {V('discharge_date')}):",
+            "    return None",
+            f"if {V('admission_date')} and {V('discharge_date')} and {V('discharge_date')} < {V('admission_date')}:",
+            "    return None",
+        ]
+    # a free-text field holding a comma, quote or line break needs CSV quoting: such rows go to csv.writer
+    free = [V(c) for c in _FREE_TEXT[extract] if var.get(c, "''") != "''"]
+    if free:
+        B += [
+            f"x = {' + '.join(free)}",
+            "if ',' in x or '\"' in x or '\\n' in x or '\\r' in x:",
+            "    return None",
+        ]
+    if track_keys:
+        B.append(f"KEYS_ADD({V(EXTRACT_KEYS[extract])})")
+    fields = "},{".join(out)
+    line = f"f'{{PREFIX}}{{n}},{{{fields}}},"
+    if extras:
+        pairs = ", ".join(f"({h!r}, r[{i}])" for i, h in extras)
+        B.append(f"return {line}' + json_extra(({pairs},)) + '\\n'")
+    else:
+        B.append(f"return {line}\\n'")
+    return "def fast_row(r, n):\n    try:\n" + "".join(f"        {b}\n" for b in B) + (
+        "    except Exception:\n        return None\n"
+    )
