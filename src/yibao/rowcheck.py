@@ -232,10 +232,9 @@ class _Memo(dict):
         return value
 
 
-def _time_part(value: str) -> str | None:
-    """' HH:MM:SS': the time of 'DATE TIME' as :func:`parse_datetime` writes it, after the space; None when bad."""
-    iso = parse_datetime("2000-01-01 " + value)
-    return None if iso is None else iso[10:]
+# a time that parse_datetime writes unchanged, 'HH:MM:SS', is one key of each (anything else: KeyError)
+_FAST_HH_MM = {f"{h:02d}:{m:02d}": True for h in range(24) for m in range(60)}
+_FAST_SS = {f":{s:02d}": True for s in range(60)}
 
 
 _FAST_NUMBER = {  # plain numbers within the decimals allowed (the general path also strips ',')
@@ -305,8 +304,7 @@ class FastContext:
     def __init__(self, pseudonymise, catalog: dict[str, str] | None, today: dt.date, doctor_pattern: re.Pattern):
         self.catalog = catalog
         self.dates = _Memo(parse_date, 20_000, {"": ""})  # '' stays '' (an optional date left empty)
-        self.times = _Memo(_time_part, 100_000, {"": None})
-        self.cents = _Memo(_cents, 100_000, {"": 0})  # money(None) is 0 in check_claim
+        self.cents = _Memo(_cents, 50_000, {"": 0})  # '' is 0, as money(None) in check_claim
         self.numbers = {
             kind: _Memo(lambda v, m=m: m(v) is not None, 20_000, {"": True}) for kind, m in _FAST_NUMBER.items()
         }
@@ -319,7 +317,7 @@ class FastContext:
                 return None
             return str(int(b[:4]))
 
-        self.births = _Memo(birth_year, 100_000)
+        self.births = _Memo(birth_year, 50_000)
         self.pseudonym = pseudonymise
         key = getattr(pseudonymise, "_key", None)
         if isinstance(key, bytes):
@@ -360,7 +358,8 @@ class FastContext:
             "PREFIX": prefix,
             "STRIP": str.strip,
             "DATES": self.dates,
-            "TIMES": self.times,
+            "HH_MM": _FAST_HH_MM,
+            "SS": _FAST_SS,
             "CENTS": self.cents,
             "NUMBER": self.numbers,
             "INTS": self.ints,
@@ -448,11 +447,13 @@ def _fast_source(extract: str, columns: tuple[Column, ...], positions: list[int 
             B.append(f"{v} = DATES[{v}]")
             maybe_none.append(v)
         elif k == "timestamp":
-            B += [f"d, s, t = {v}.partition(' ')", f"{v} = DATES[d] + TIMES[t]"]  # TypeError: bad date or time
+            B += [
+                f"d, s, t = {v}.partition(' ')",
+                "HH_MM[t[:5]], SS[t[5:]]",  # KeyError: not HH:MM:SS
+                f"{v} = DATES[d] + ' ' + t",  # TypeError: not a date
+            ]
         elif k in DECIMALS:
-            if claim and k == "money":  # integer cents, for the claim's identities below
-                B.append(f"c_{col.name} = CENTS[{v}]")
-            else:
+            if not (claim and k == "money"):  # a claim's amounts are checked together below
                 B += [f"if not NUMBER[{k!r}][{v}]:", "    return None"]
         elif k == "flag":
             B.append(f"{v} = FLAGS[{v}]")  # KeyError: not a flag
@@ -461,11 +462,10 @@ def _fast_source(extract: str, columns: tuple[Column, ...], positions: list[int 
         elif k != "text":
             raise ValueError(k)
         out.append(v)
-    if claim:
+    if claim:  # the amounts in integer cents (None when not a plain amount: TypeError below)
         for name in ("total_amount", "fund_paid", "other_fund_paid", "account_paid", "cash_paid",
                      "negotiated_drug_amount"):
-            if var[name] == "''":
-                B.append(f"c_{name} = 0")
+            B.append(f"c_{name} = CENTS[{var[name]}]")
     if maybe_none:
         B += [f"if {' or '.join(f'{x} is None' for x in maybe_none)}:", "    return None"]
     # stage 2: zero quantity, the folder's hospital
