@@ -7,7 +7,10 @@
    client process: loader or psql; the server: every PostgreSQL process). On a shared machine the
    CPU figures are steadier than wall-clock ones; ``--repeat`` interleaves several rounds and keeps
    each contender's best.
-3. Builds one claim file of 100k rows and one of 1M rows, loads each in a child process and prints
+3. Writes the loader's own output for those files (checked, pseudonymised rows) and times ``psql
+   \\copy`` of it into the real raw tables: the server's cost of storing rows the loader's way, which
+   no client-side speed-up can go below; prints the loader/copy ratio that cost alone allows.
+4. Builds one claim file of 100k rows and one of 1M rows, loads each in a child process and prints
    the child's peak RSS (flat memory = the same RSS for both).
 
 Run: ``make bench`` (or ``.venv/bin/python benchmarks/loader_vs_copy.py [--repeat 3] [--skip-rss]``).
@@ -21,6 +24,7 @@ import csv
 import datetime as dt
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -164,6 +168,24 @@ def run_loader(landing: Path, files, url: str, workers: int) -> tuple[Run, list]
     return run, results
 
 
+def fresh_loaded_db(landing: Path) -> str:
+    """A fresh bench database with the night's reference data loaded (the catalog the checks need)."""
+    import psycopg2
+
+    from yibao import db
+    from yibao.landing import discover
+    from yibao.loader import load_files
+    from yibao.pseudonym import Pseudonymiser
+
+    url = fresh_db(BENCH_DB)
+    conn = psycopg2.connect(url)
+    db.bootstrap(conn)
+    all_files, _ = discover(landing, NIGHT, NIGHT)
+    load_files(conn, [f for f in all_files if f.is_reference], Pseudonymiser(KEY))
+    conn.close()
+    return url
+
+
 def run_copy(files, url: str) -> Run:
     """psql \\copy of the same files into index-free all-text tables (one per extract)."""
     import psycopg2
@@ -193,6 +215,53 @@ def run_copy(files, url: str) -> Run:
     sql = Path(settings().home) / "bench_copy.sql"
     sql.write_text("\n".join(script) + "\n", encoding="utf-8")
     checkpoint(url)
+    c0, s0, t0 = children_cpu(), server_cpu(), time.perf_counter()
+    subprocess.run([psql, "-q", "-X", "-v", "ON_ERROR_STOP=1", "-f", str(sql), url], check=True)
+    return Run(time.perf_counter() - t0, children_cpu() - c0, server_cpu() - s0)
+
+
+def prepare_write_floor(landing: Path, files, url: str) -> Path:
+    """The loader's own output for ``files`` (rows checked and pseudonymised: never an ID number),
+    written by its row path under the bench directory, and a psql script that copies it into the
+    raw tables (untimed preparation for :func:`run_write_floor`)."""
+    import psycopg2
+
+    from yibao.landing import discover
+    from yibao.loader import FileLoader, FileResult, _latest_reference
+    from yibao.pseudonym import Pseudonymiser
+
+    out = Path(settings().home) / "bench" / "write_floor"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    conn = psycopg2.connect(url)
+    catalog, hospitals = _latest_reference(conn)
+    loader = FileLoader(conn, Pseudonymiser(KEY), catalog, hospitals, dt.date.today())
+    wanted = dict(files)
+    script = []
+    all_files, _ = discover(landing, NIGHT, NIGHT)
+    for i, f in enumerate(x for x in all_files if x.path in wanted):
+        columns = EXTRACTS[f.kind].columns
+        target = ["load_id", "business_date", "source_file", "source_row"]
+        for c in columns:
+            target += ["patient_key", "patient_sex", "patient_birth_year"] if c.kind == "id_number" else [c.name]
+        target.append("extra")
+        path = out / f"{i:04d}_{f.kind}.csv"
+        with open(path, "wb") as fh:
+            for chunk in loader._rows(f, columns, wanted[f.path], 10_000_000 + i, FileResult(file=f, status="x"), []):
+                fh.write(chunk)
+        script.append(f"\\copy raw.{f.kind} ({', '.join(target)}) from '{path}' with (format csv)")
+    conn.close()
+    sql = out / "floor.sql"
+    sql.write_text("\n".join(script) + "\n", encoding="utf-8")
+    return sql
+
+
+def run_write_floor(sql: Path, url: str) -> Run:
+    """psql \\copy of the loader's checked rows into the real raw tables, in one process: what the
+    server alone spends to store a night the loader's way (typed columns, lineage, BRIN index, WAL).
+    No client-side speed-up of the checks can make that cheaper."""
+    checkpoint(url)
+    psql = str(pg.bin_dir() / "psql")
     c0, s0, t0 = children_cpu(), server_cpu(), time.perf_counter()
     subprocess.run([psql, "-q", "-X", "-v", "ON_ERROR_STOP=1", "-f", str(sql), url], check=True)
     return Run(time.perf_counter() - t0, children_cpu() - c0, server_cpu() - s0)
@@ -288,15 +357,20 @@ def main() -> None:
               f"(machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
         loads: list[Run] = []
         copies: list[Run] = []
+        floors: list[Run] = []
+        floor_sql = prepare_write_floor(landing, files, fresh_loaded_db(landing))
         for i in range(args.repeat):
             url = fresh_db(BENCH_DB)
             copies.append(run_copy(files, url))
             run, results = run_loader(landing, files, url, workers)
             loads.append(run)
+            floors.append(run_write_floor(floor_sql, url))
             loaded = [r for r in results if r.status == "loaded"]
             if args.repeat > 1:
                 print(f"  round {i + 1}: loader {run.wall:6.2f}s (client CPU {run.client_cpu:5.2f}s, server "
-                      f"{run.server_cpu:5.2f}s), \\copy {copies[-1].wall:6.2f}s (server {copies[-1].server_cpu:5.2f}s)")
+                      f"{run.server_cpu:5.2f}s), \\copy {copies[-1].wall:6.2f}s (server {copies[-1].server_cpu:5.2f}s),"
+                      f" raw write {floors[-1].wall:6.2f}s (server {floors[-1].server_cpu:5.2f}s)")
+        shutil.rmtree(floor_sql.parent, ignore_errors=True)
         best_load = min(loads, key=lambda r: r.wall)
         best_copy = min(copies, key=lambda r: r.wall)
         print(_line("loader", best_load, rows, "checks, pseudonyms, ledger, quarantine"))
@@ -304,6 +378,13 @@ def main() -> None:
         print(f"loaded {sum(r.rows_loaded for r in loaded):,} rows, quarantined "
               f"{sum(r.rows_quarantined for r in loaded):,}, {len(loaded)} of {len(results)} files")
         print(f"ratio loader/copy: {best_copy.wall / best_load.wall:.2f}  (target ≥ 0.70)")
+        floor = min(floors, key=lambda r: r.server_cpu)
+        cpus = os.cpu_count() or 1
+        print(_line("raw write", floor, rows, "psql \\copy of the loader's checked rows into the raw tables"))
+        print(f"  storing the rows the loader's way costs the server {floor.server_cpu / rows * 1e6:.2f} µs of CPU per row"
+              f" (\\copy into text: {best_copy.server_cpu / rows * 1e6:.2f} µs): even with free checks, {cpus} CPUs store"
+              f" at most {rows / (floor.server_cpu / cpus):,.0f} rows/s, a ratio of at most"
+              f" {best_copy.wall / (floor.server_cpu / cpus):.2f}")
         lc = best_load.client_cpu + best_load.server_cpu
         cc = best_copy.client_cpu + best_copy.server_cpu
         print(f"CPU per row: loader {lc / rows * 1e6:.2f} µs (client {best_load.client_cpu / rows * 1e6:.2f} + server "

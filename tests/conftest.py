@@ -18,6 +18,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
+def free_port():
+    """A function giving a TCP port free on 127.0.0.1 now (for a private embedded server)."""
+    return _free_port
+
+
+@pytest.fixture(scope="session")
 def yibao_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("yibao_home")
     os.environ["YIBAO_HOME"] = str(home)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import calendar
 import json
 import shutil
-import socket
 import subprocess
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -254,14 +253,8 @@ def load_fixture(url: str) -> None:
 # ------------------------------------------------------------------------------------------------
 # Fixtures
 # ------------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def marts_url(request, tmp_path_factory):
+def marts_url(request, tmp_path_factory, free_port):
     """A database holding the fixture marts: on the shared ``warehouse`` server when conftest has one
     (in a database of its own, so the dbt tests' marts are untouched), else on a private server."""
     try:
@@ -270,7 +263,7 @@ def marts_url(request, tmp_path_factory):
         base = None
     own = None
     if base is None:
-        own = Settings(home=tmp_path_factory.mktemp("yh-reports"), database_url=None, pg_port=_free_port())
+        own = Settings(home=tmp_path_factory.mktemp("yh-reports"), database_url=None, pg_port=free_port())
         base = pg.start(own)
     prefix, _, _ = base.rpartition("/")
     admin = psycopg2.connect(f"{prefix}/postgres")

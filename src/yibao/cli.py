@@ -49,7 +49,10 @@ def cmd_db(args) -> int:
 
         s = settings()
         if s.embedded:
-            print(f"embedded PostgreSQL in {s.pgdata}: {'running' if pg.is_running(s) else 'stopped'} on port {s.pg_port}")
+            if pg.is_running(s):
+                print(f"embedded PostgreSQL in {s.pgdata}: running on port {pg.running_port(s) or s.pg_port}")
+            else:
+                print(f"embedded PostgreSQL in {s.pgdata}: stopped (starts on port {s.pg_port})")
         else:
             print(f"external PostgreSQL: {pg.url(s)}")
     return 0
@@ -225,7 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_airflow)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    from .pg import PostgresError
+    from .pseudonym import MissingKey
+
+    try:
+        return args.func(args)
+    except (PostgresError, MissingKey) as exc:  # an operator's fix, not a bug: the message, no traceback
+        print(f"yibao {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

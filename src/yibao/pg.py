@@ -75,6 +75,15 @@ def is_running(s: Settings | None = None) -> bool:
     return _pg("pg_ctl", "status", "-D", str(s.pgdata), check=False).returncode == 0
 
 
+def running_port(s: Settings | None = None) -> int | None:
+    """The port the running server listens on (line 4 of postmaster.pid), None when not running."""
+    s = s or settings()
+    try:
+        return int((s.pgdata / "postmaster.pid").read_text().splitlines()[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def url(s: Settings | None = None, database: str = WAREHOUSE_DB) -> str:
     s = s or settings()
     if s.database_url:
@@ -121,9 +130,18 @@ def start(s: Settings | None = None) -> str:
                 "synchronous_commit = off\n"
                 "max_connections = 200\n"
             )
-    if not is_running(s):
+    if is_running(s):
+        running = running_port(s)
+        if running is not None and running != s.pg_port:
+            raise PostgresError(
+                f"the embedded PostgreSQL in {s.pgdata} is already running on port {running}, not {s.pg_port}: "
+                f"set YIBAO_PG_PORT={running}, or stop it first (yibao db stop)"
+            )
+    else:
         log = s.pgdata / "server.log"
-        res = _pg("pg_ctl", "start", "-w", "-t", "60", "-D", str(s.pgdata), "-l", str(log), check=False)
+        # the port is given at each start, so YIBAO_PG_PORT wins over the one written at initdb
+        res = _pg("pg_ctl", "start", "-w", "-t", "60", "-D", str(s.pgdata), "-l", str(log),
+                  "-o", f"-p {s.pg_port}", check=False)
         if res.returncode != 0:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise PostgresError(f"could not start PostgreSQL in {s.pgdata}:\n{res.stderr}\n{tail}")
@@ -142,7 +160,10 @@ def _wait_ready(s: Settings, timeout: float = 30) -> None:
             return
         except psycopg2.OperationalError as exc:
             if time.monotonic() > deadline:
-                raise PostgresError(f"PostgreSQL on port {s.pg_port} did not become ready: {exc}") from exc
+                raise PostgresError(
+                    f"PostgreSQL on port {s.pg_port} did not become ready: {exc}"
+                    f"see {s.pgdata / 'server.log'}"
+                ) from exc
             time.sleep(0.3)
 
 
