@@ -18,7 +18,7 @@ from stdnum.exceptions import ValidationError
 from yibao import codes
 from yibao.config import PROJECT_ROOT
 
-REFERENCE = PROJECT_ROOT.parent / "shared" / "reference"
+REFERENCE = PROJECT_ROOT / "tests" / "data" / "reference"  # the national lists, vendored
 DIGITS = "0123456789"
 UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 TODAY = dt.date(2026, 1, 15)

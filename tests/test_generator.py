@@ -37,7 +37,7 @@ from yibao.generator import (
     volume_for_rows,
 )
 
-REFERENCE_DIR = PROJECT_ROOT.parent / "shared" / "reference"
+REFERENCE_DIR = PROJECT_ROOT / "tests" / "data" / "reference"  # the national lists, vendored
 CENT = Decimal("0.01")
 ZH = {e: {c.zh: c.name for c in ex.columns} for e, ex in EXTRACTS.items()}
 DATE_STYLES = ("%Y-%m-%d", "%Y%m%d", "%Y/%m/%d")

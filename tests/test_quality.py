@@ -777,11 +777,7 @@ def test_id_number_function_matches_stdnum_ric(city):
 
 
 def test_icd10_function_accepts_the_whole_national_list(city):
-    candidates = [PROJECT_ROOT / "reference" / "icd10_chs_diagnoses.tsv",
-                  PROJECT_ROOT.parent / "shared" / "reference" / "icd10_chs_diagnoses.tsv"]
-    path = next((p for p in candidates if p.exists()), None)
-    if path is None:
-        pytest.skip("reference/icd10_chs_diagnoses.tsv is not available")
+    path = PROJECT_ROOT / "tests" / "data" / "reference" / "icd10_chs_diagnoses.tsv"
     codes = [line.split("\t")[0] for line in Path(path).read_text(encoding="utf-8").splitlines()[1:] if line]
     assert len(codes) > 33000
     bad = ["I10", "I10.x0", "i10.x00", "I10.X00", "I10.x00x02", "A01.000x005+J17.0", "A01.000+J17.00*", "I10.x00 "]
