@@ -257,6 +257,18 @@ def test_duplicate_natural_key_in_one_file_quarantines_both_rows(clean_warehouse
     assert _query("select source_row, reason_code from raw.quarantine order by 1") == [(1, "duplicate_key"), (2, "duplicate_key")]
 
 
+def test_an_amount_too_large_for_its_column_is_a_bad_row_not_a_failed_night(clean_warehouse, tmp_path):
+    landing = _worked_example(tmp_path / "landing")
+    path = landing / "20250120" / HOSP / "claim.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    too_big = lines[1].replace("S1,", "S9,", 1).replace("100000.00", "1" + "0" * 16 + ".00", 1)
+    path.write_text("\n".join([lines[0], lines[1], too_big]) + "\n")
+    night = load_landing(landing, dt.date(2025, 1, 31), show_progress=False)
+    assert all(f.status == "loaded" for f in night.files)
+    assert _query("select count(*) from raw.claim where settlement_id = 'S1'")[0][0] == 1
+    assert _query("select source_row, column_name, reason_code from raw.quarantine") == [(2, "total_amount", "bad_number")]
+
+
 def _big_landing(tmp_path: Path, rows: int) -> Path:
     landing = _worked_example(tmp_path / "landing")
     for p in list(landing.iterdir()):
@@ -355,7 +367,8 @@ def _mutations(extract: str, fields: list[str], names: list[str]) -> list[list[s
         if amount in col:
             v = fields[col[amount]]
             put(amount, "+" + v, v + "0", v + "00", v + "001", v.split(".")[0], "-" + v, "1,234.00", "５", ".5",
-                "5.", "", "0", "0.0000", "-0.00", "1e3", "١٢")
+                "5.", "", "0", "0.0000", "-0.00", "1e3", "١٢", "9" * 14 + ".5", "9" * 15 + ".5", "9" * 16 + ".5",
+                "9" * 17, "0" * 20 + "1.5", "-" + "9" * 17 + ".00")
     for code in ("consumable_code", "udi_di", "supplier_uscc", "doctor_code", "principal_diagnosis",
                  "insurance_type", "medical_category"):
         if code in col:

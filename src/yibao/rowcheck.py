@@ -32,6 +32,9 @@ TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$", re.ASCII)
 INT = re.compile(r"^\d{1,9}$", re.ASCII)
 FLAGS = {"Y": "t", "N": "f", "y": "t", "n": "f", "是": "t", "否": "f", "1": "t", "0": "f", "TRUE": "t", "FALSE": "f"}
 DECIMALS = {"money": 2, "price": 4, "qty": 4, "rate": 8}
+# digits before the decimal point that the raw column holds (numeric(18,2), (18,4), (18,4), (12,8)):
+# more is a bad value of the row, not a COPY overflow that would stop the night
+INT_DIGITS = {"money": 16, "price": 14, "qty": 14, "rate": 4}
 
 
 class RowRejected(Exception):
@@ -107,6 +110,8 @@ def convert(slot_kind: str, name: str, value: str) -> str | None:
         m = NUMBER.match(value.replace(",", "") if "," in value else value)
         if m is None:
             raise RowRejected("bad_number", name, value, "expected a decimal number")
+        if len(m.group(1).lstrip("0")) > INT_DIGITS[slot_kind]:
+            raise RowRejected("bad_number", name, value, f"at most {INT_DIGITS[slot_kind]} digits before the decimal point")
         frac = m.group(2)
         if frac and len(frac) > DECIMALS[slot_kind] and len(frac.rstrip("0")) > DECIMALS[slot_kind]:
             raise RowRejected("too_many_decimals", name, value, f"at most {DECIMALS[slot_kind]} decimals")
@@ -238,7 +243,7 @@ _FAST_SS = {f":{s:02d}": True for s in range(60)}
 
 
 _FAST_NUMBER = {  # plain numbers within the decimals allowed (the general path also strips ',')
-    kind: re.compile(rf"[+-]?[0-9]+(?:\.[0-9]{{1,{n}}})?\Z").match for kind, n in DECIMALS.items()
+    kind: re.compile(rf"[+-]?[0-9]{{1,{INT_DIGITS[kind]}}}(?:\.[0-9]{{1,{n}}})?\Z").match for kind, n in DECIMALS.items()
 }
 _FAST_INT = re.compile(r"[0-9]{1,9}\Z").match
 
