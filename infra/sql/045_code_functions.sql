@@ -107,7 +107,7 @@ comment on function audit.consumable_code_is_valid(text) is '医保医用耗材�
 -- 医保版 ICD-10 diagnosis code: letter, 2 digits, dot, 3 of digit/x, optional x + 3 digits,
 -- optional dagger-asterisk pair: + asterisk code (letter, 2 digits, optional .digit) and *, as in
 -- A01.000x005+J17.0* (the same pattern as yibao.codes.validate_icd10; the whole national list of
--- reference/icd10_chs_diagnoses.tsv passes it).
+-- tests/data/reference/icd10_chs_diagnoses.tsv passes it).
 create or replace function audit.icd10_is_valid(code text)
 returns boolean
 language sql

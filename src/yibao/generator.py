@@ -329,7 +329,7 @@ _DISTRIBUTORS = (
 )
 SUPPLIER_USCC = tuple(f"91{r}{s}" + codes.uscc_check_char(f"91{r}{s}") for r, s in _DISTRIBUTORS)
 
-# Diagnoses (all in reference/icd10_chs_diagnoses.tsv; tests check it) and DRG groups.
+# Diagnoses (all in tests/data/reference/icd10_chs_diagnoses.tsv; tests check it) and DRG groups.
 OUTPATIENT_DIAGNOSES = (
     "J06.900", "I10.x00", "E11.900", "K29.500", "J20.900", "M54.500", "A09.900", "R50.900", "K59.000",
     "L20.900", "H10.900", "N39.000", "Z00.000", "G47.000", "J45.900", "E78.500", "F32.900", "K21.000",
