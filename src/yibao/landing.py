@@ -21,6 +21,7 @@ import hashlib
 import io
 import itertools
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ class LandingFile:
     kind: str  # purchase | usage | claim | reference:<name>
     hospital_code: str | None
     business_date: dt.date | None
+    size: int | None = None  # st_size and st_mtime_ns as seen by discover() (None: not stat'ed)
+    mtime_ns: int | None = None
 
     @property
     def is_reference(self) -> bool:
@@ -62,12 +65,24 @@ class LandingFile:
     def manifest(self) -> Path:
         return self.path.parent / "_manifest.json"
 
+    @property
+    def stat_key(self) -> tuple[str, int, int] | None:
+        """(relpath, size, mtime_ns): what the ledger remembers to recognise the file without reading it."""
+        if self.size is None or self.mtime_ns is None:
+            return None
+        return (self.relpath, self.size, self.mtime_ns)
 
-def _stem(path: Path) -> str | None:
+
+def _stem(name: str) -> str | None:
     for suffix in SUFFIXES:
-        if path.name.endswith(suffix):
-            return path.name[: -len(suffix)]
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
     return None
+
+
+def _entries(path: Path) -> list[os.DirEntry]:
+    with os.scandir(path) as it:
+        return sorted(it, key=lambda e: e.name)
 
 
 def discover(
@@ -77,44 +92,59 @@ def discover(
 
     Returns (files in load order, warnings about paths that do not fit the layout). Load order is
     reference first, then by business date, hospital, extract: load ids then grow with the date.
+
+    Cheap on a year of history: one ``scandir`` per folder (file type from the directory entry),
+    one ``stat`` per file for its size and mtime, no file opened. Folders of business dates outside
+    [since, through] are not listed.
     """
     landing = Path(landing)
     if not landing.is_dir():
         raise FileNotFoundError(f"landing directory {landing} does not exist")
     files: list[LandingFile] = []
     warnings: list[str] = []
+
+    def found(entry: os.DirEntry, rel: str, kind: str, hosp: str | None, day: dt.date | None) -> None:
+        try:
+            st = entry.stat()
+        except FileNotFoundError:  # gone since the folder was listed: not there tonight
+            return
+        files.append(LandingFile(Path(entry.path), rel, kind, hosp, day, st.st_size, st.st_mtime_ns))
+
     ref_dir = landing / "reference"
     if ref_dir.is_dir():
-        for path in sorted(ref_dir.iterdir()):
-            stem = _stem(path)
+        for entry in _entries(ref_dir):
+            stem = _stem(entry.name)
             if stem in REFERENCE:
-                files.append(LandingFile(path, str(path.relative_to(landing)), f"reference:{stem}", None, None))
+                found(entry, f"reference/{entry.name}", f"reference:{stem}", None, None)
             else:
-                warnings.append(f"ignored {path.relative_to(landing)}: not a known reference file")
-    for day_dir in sorted(landing.iterdir()):
-        if not day_dir.is_dir() or day_dir.name in ("reference",) or day_dir.name.startswith(("_", ".")):
+                warnings.append(f"ignored reference/{entry.name}: not a known reference file")
+    for day_entry in _entries(landing):
+        name = day_entry.name
+        if not day_entry.is_dir() or name == "reference" or name.startswith(("_", ".")):
             continue
-        if not DATE_DIR.match(day_dir.name):
-            warnings.append(f"ignored {day_dir.name}/: not a YYYYMMDD business-date folder")
+        if not DATE_DIR.match(name):
+            warnings.append(f"ignored {name}/: not a YYYYMMDD business-date folder")
             continue
         try:
-            day = dt.datetime.strptime(day_dir.name, "%Y%m%d").date()
+            day = dt.datetime.strptime(name, "%Y%m%d").date()
         except ValueError:
-            warnings.append(f"ignored {day_dir.name}/: not a real date")
+            warnings.append(f"ignored {name}/: not a real date")
             continue
         if day > through or (since and day < since):
             continue
-        for hosp_dir in sorted(p for p in day_dir.iterdir() if p.is_dir()):
-            for path in sorted(hosp_dir.iterdir()):
-                if path.name == "_manifest.json":
+        for hosp_entry in _entries(day_entry.path):
+            if not hosp_entry.is_dir():
+                continue
+            hosp = hosp_entry.name
+            for entry in _entries(hosp_entry.path):
+                if entry.name == "_manifest.json":
                     continue
-                stem = _stem(path)
+                rel = f"{name}/{hosp}/{entry.name}"
+                stem = _stem(entry.name)
                 if stem in EXTRACTS:
-                    files.append(
-                        LandingFile(path, str(path.relative_to(landing)), stem, hosp_dir.name, day)
-                    )
+                    found(entry, rel, stem, hosp, day)
                 else:
-                    warnings.append(f"ignored {path.relative_to(landing)}: not purchase/usage/claim .csv/.csv.gz/.xlsx")
+                    warnings.append(f"ignored {rel}: not purchase/usage/claim .csv/.csv.gz/.xlsx")
     order = {"purchase": 0, "usage": 1, "claim": 2}
     files.sort(
         key=lambda f: (
