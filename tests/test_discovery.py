@@ -106,8 +106,13 @@ def _statuses(night) -> dict[str, str]:
     return {f.file.relpath: f.status for f in night.files}
 
 
-def test_a_noop_rerun_reads_no_landing_file(clean_warehouse, city, spy):
-    first = _load(city)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_noop_rerun_reads_no_landing_file(clean_warehouse, city, spy, workers, monkeypatch):
+    from yibao import loader
+
+    # with 2, the first load runs in two worker processes: they record the stats too
+    monkeypatch.setattr(loader, "PARALLEL_MIN_BYTES", 0)
+    first = load_landing(city, THROUGH, show_progress=False, workers=workers)
     statuses = collections.Counter(f.status for f in first.files)
     assert statuses["loaded"] > 20 and statuses["skipped"] == 0
     ledger = _query("select count(*), count(file_mtime_ns) from raw.load_ledger")[0]
