@@ -24,7 +24,6 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from .contract import EXTRACTS, REFERENCE
@@ -43,15 +42,52 @@ class FileRejected(Exception):
         self.sha = sha
 
 
-@dataclass(frozen=True)
 class LandingFile:
-    path: Path
-    relpath: str
-    kind: str  # purchase | usage | claim | reference:<name>
-    hospital_code: str | None
-    business_date: dt.date | None
-    size: int | None = None  # st_size and st_mtime_ns as seen by discover() (None: not stat'ed)
-    mtime_ns: int | None = None
+    """One landing file: where it is, what it is, and its stat as seen by :func:`discover`.
+
+    Immutable and compared by value, like a frozen dataclass. ``path`` may be given as a string: it
+    becomes a :class:`~pathlib.Path` when first asked for (a year of files is ~10⁵ of them, and a
+    night with nothing new never needs their paths).
+    """
+
+    __slots__ = ("_path", "relpath", "kind", "hospital_code", "business_date", "size", "mtime_ns")
+
+    def __init__(self, path: Path | str, relpath: str, kind: str, hospital_code: str | None,
+                 business_date: dt.date | None, size: int | None = None, mtime_ns: int | None = None):
+        init = object.__setattr__
+        init(self, "_path", path)
+        init(self, "relpath", relpath)
+        init(self, "kind", kind)  # purchase | usage | claim | reference:<name>
+        init(self, "hospital_code", hospital_code)
+        init(self, "business_date", business_date)
+        init(self, "size", size)  # st_size and st_mtime_ns as seen by discover() (None: not stat'ed)
+        init(self, "mtime_ns", mtime_ns)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"LandingFile is immutable: cannot set {name}")
+
+    def _key(self) -> tuple:
+        return (str(self._path), self.relpath, self.kind, self.hospital_code, self.business_date, self.size,
+                self.mtime_ns)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, LandingFile) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"LandingFile(path={str(self._path)!r}, relpath={self.relpath!r}, kind={self.kind!r}, "
+                f"hospital_code={self.hospital_code!r}, business_date={self.business_date!r}, size={self.size!r}, "
+                f"mtime_ns={self.mtime_ns!r})")
+
+    @property
+    def path(self) -> Path:
+        path = self._path
+        if not isinstance(path, Path):
+            path = Path(path)
+            object.__setattr__(self, "_path", path)
+        return path
 
     @property
     def is_reference(self) -> bool:
@@ -80,9 +116,12 @@ def _stem(name: str) -> str | None:
     return None
 
 
-def _entries(path: Path) -> list[os.DirEntry]:
+EXTRACT_NAMES = {f"{kind}{suffix}": kind for kind in EXTRACTS for suffix in SUFFIXES}  # claim.csv.gz → claim
+
+
+def _entries(path) -> list[os.DirEntry]:
     with os.scandir(path) as it:
-        return sorted(it, key=lambda e: e.name)
+        return list(it)  # in no particular order: discover() sorts the files once
 
 
 def discover(
@@ -102,13 +141,14 @@ def discover(
         raise FileNotFoundError(f"landing directory {landing} does not exist")
     files: list[LandingFile] = []
     warnings: list[str] = []
+    append = files.append
 
     def found(entry: os.DirEntry, rel: str, kind: str, hosp: str | None, day: dt.date | None) -> None:
         try:
             st = entry.stat()
         except FileNotFoundError:  # gone since the folder was listed: not there tonight
             return
-        files.append(LandingFile(Path(entry.path), rel, kind, hosp, day, st.st_size, st.st_mtime_ns))
+        append(LandingFile(entry.path, rel, kind, hosp, day, st.st_size, st.st_mtime_ns))
 
     ref_dir = landing / "reference"
     if ref_dir.is_dir():
@@ -137,25 +177,25 @@ def discover(
                 continue
             hosp = hosp_entry.name
             for entry in _entries(hosp_entry.path):
-                if entry.name == "_manifest.json":
+                fname = entry.name
+                if fname == "_manifest.json":
                     continue
-                rel = f"{name}/{hosp}/{entry.name}"
-                stem = _stem(entry.name)
-                if stem in EXTRACTS:
-                    found(entry, rel, stem, hosp, day)
+                stem = EXTRACT_NAMES.get(fname)
+                if stem is not None:
+                    found(entry, f"{name}/{hosp}/{fname}", stem, hosp, day)
                 else:
-                    warnings.append(f"ignored {rel}: not purchase/usage/claim .csv/.csv.gz/.xlsx")
+                    warnings.append(f"ignored {name}/{hosp}/{fname}: not purchase/usage/claim .csv/.csv.gz/.xlsx")
     order = {"purchase": 0, "usage": 1, "claim": 2}
     files.sort(
         key=lambda f: (
-            0 if f.is_reference else 1,
+            f.business_date is not None,  # reference first
             f.business_date or dt.date.min,
             f.hospital_code or "",
             order.get(f.kind, 9),
             f.relpath,
         )
     )
-    return files, warnings
+    return files, sorted(warnings)
 
 
 def _open_bytes(path: Path):

@@ -595,7 +595,7 @@ def load_files(
     results: list[FileResult | None] = [None] * len(files)
     todo: list[int] = []
     for i, f in enumerate(files):
-        if f.stat_key is not None and f.stat_key in known:
+        if (f.relpath, f.size, f.mtime_ns) in known:  # (a file without a stat has size None: never known)
             results[i] = FileResult(file=f, status="skipped")
             if progress:
                 progress(results[i])
