@@ -236,3 +236,32 @@ def test_bootstrap_upgrades_an_older_ledger_whose_rows_are_hashed_once_more(clea
     s = spy()
     _load(city)
     assert s.fingerprinted == [] and s.opened == []
+
+
+def test_a_corrected_manifest_applies_once_the_rejected_row_is_deleted(clean_warehouse, city, spy):
+    # a folder whose manifest is wrong about its claim file (the file itself is fine)
+    manifest = next(p for p in sorted(city.glob("20250102/*/_manifest.json"))
+                    if "claim" in json.loads(p.read_text(encoding="utf-8")))
+    claim = next(manifest.parent.glob("claim.csv*"))
+    rel = str(claim.relative_to(city))
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    right = data["claim"]["sha256"]
+    data["claim"]["sha256"] = "0" * 64
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+    night = _load(city)
+    result = next(f for f in night.files if f.file.relpath == rel)
+    assert (result.status, result.reject_reason) == ("rejected", "manifest_mismatch")
+
+    # the hospital corrects the manifest: the file's bytes were judged already, so nothing changes
+    data["claim"]["sha256"] = right
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+    s = spy()
+    assert _statuses(_load(city))[rel] == "skipped"
+    assert s.fingerprinted == []  # the same outcome hashing gives: those bytes are in the ledger
+    # the documented repair: delete the rejected row; the next run checks the file again and loads it
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute("delete from raw.load_ledger where source_file = %s and status = 'rejected'", (rel,))
+    s = spy()
+    night = _load(city)
+    assert s.fingerprinted == [rel]
+    assert _statuses(night)[rel] == "loaded"
