@@ -146,7 +146,8 @@ def discover(
     def found(entry: os.DirEntry, rel: str, kind: str, hosp: str | None, day: dt.date | None) -> None:
         try:
             st = entry.stat()
-        except FileNotFoundError:  # gone since the folder was listed: not there tonight
+        except FileNotFoundError:  # gone since the folder was listed, or a broken link
+            warnings.append(f"ignored {rel}: gone while the folder was read, or a link to nothing")
             return
         append(LandingFile(entry.path, rel, kind, hosp, day, st.st_size, st.st_mtime_ns))
 
