@@ -1,5 +1,7 @@
 -- One row per landing file the loader has seen. A file is identified by what it is
 -- (extract, hospital, business date) and by its content hash: the same bytes load once.
+-- file_size / file_mtime_ns: the file's stat when it was read. A file whose (source_file, size,
+-- mtime) matches a row is known without reading it; any other file is hashed (loader.known_stats).
 create table if not exists raw.load_ledger (
     load_id          bigserial primary key,
     file_kind        text        not null,          -- purchase | usage | claim | reference:<name>
@@ -14,8 +16,13 @@ create table if not exists raw.load_ledger (
     rows_loaded      integer     not null default 0,
     rows_quarantined integer     not null default 0,
     seconds          numeric(10, 3),
-    loaded_at        timestamptz not null default now()
+    loaded_at        timestamptz not null default now(),
+    file_size        bigint,                        -- bytes as delivered (null: hash it again)
+    file_mtime_ns    bigint                         -- modification time, ns since the epoch
 );
+-- warehouses bootstrapped before the stat columns existed (their rows are hashed once more, then known)
+alter table raw.load_ledger add column if not exists file_size bigint;
+alter table raw.load_ledger add column if not exists file_mtime_ns bigint;
 create unique index if not exists load_ledger_file_uq
     on raw.load_ledger (file_kind, coalesce(hospital_code, ''), coalesce(business_date, date '0001-01-01'), sha256);
 

@@ -21,9 +21,9 @@ import hashlib
 import io
 import itertools
 import json
+import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from .contract import EXTRACTS, REFERENCE
@@ -42,13 +42,52 @@ class FileRejected(Exception):
         self.sha = sha
 
 
-@dataclass(frozen=True)
 class LandingFile:
-    path: Path
-    relpath: str
-    kind: str  # purchase | usage | claim | reference:<name>
-    hospital_code: str | None
-    business_date: dt.date | None
+    """One landing file: where it is, what it is, and its stat as seen by :func:`discover`.
+
+    Immutable and compared by value, like a frozen dataclass. ``path`` may be given as a string: it
+    becomes a :class:`~pathlib.Path` when first asked for (a year of files is ~10⁵ of them, and a
+    night with nothing new never needs their paths).
+    """
+
+    __slots__ = ("_path", "relpath", "kind", "hospital_code", "business_date", "size", "mtime_ns")
+
+    def __init__(self, path: Path | str, relpath: str, kind: str, hospital_code: str | None,
+                 business_date: dt.date | None, size: int | None = None, mtime_ns: int | None = None):
+        init = object.__setattr__
+        init(self, "_path", path)
+        init(self, "relpath", relpath)
+        init(self, "kind", kind)  # purchase | usage | claim | reference:<name>
+        init(self, "hospital_code", hospital_code)
+        init(self, "business_date", business_date)
+        init(self, "size", size)  # st_size and st_mtime_ns as seen by discover() (None: not stat'ed)
+        init(self, "mtime_ns", mtime_ns)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"LandingFile is immutable: cannot set {name}")
+
+    def _key(self) -> tuple:
+        return (str(self._path), self.relpath, self.kind, self.hospital_code, self.business_date, self.size,
+                self.mtime_ns)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, LandingFile) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"LandingFile(path={str(self._path)!r}, relpath={self.relpath!r}, kind={self.kind!r}, "
+                f"hospital_code={self.hospital_code!r}, business_date={self.business_date!r}, size={self.size!r}, "
+                f"mtime_ns={self.mtime_ns!r})")
+
+    @property
+    def path(self) -> Path:
+        path = self._path
+        if not isinstance(path, Path):
+            path = Path(path)
+            object.__setattr__(self, "_path", path)
+        return path
 
     @property
     def is_reference(self) -> bool:
@@ -62,12 +101,27 @@ class LandingFile:
     def manifest(self) -> Path:
         return self.path.parent / "_manifest.json"
 
+    @property
+    def stat_key(self) -> tuple[str, int, int] | None:
+        """(relpath, size, mtime_ns): what the ledger remembers to recognise the file without reading it."""
+        if self.size is None or self.mtime_ns is None:
+            return None
+        return (self.relpath, self.size, self.mtime_ns)
 
-def _stem(path: Path) -> str | None:
+
+def _stem(name: str) -> str | None:
     for suffix in SUFFIXES:
-        if path.name.endswith(suffix):
-            return path.name[: -len(suffix)]
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
     return None
+
+
+EXTRACT_NAMES = {f"{kind}{suffix}": kind for kind in EXTRACTS for suffix in SUFFIXES}  # claim.csv.gz → claim
+
+
+def _entries(path) -> list[os.DirEntry]:
+    with os.scandir(path) as it:
+        return list(it)  # in no particular order: discover() sorts the files once
 
 
 def discover(
@@ -77,55 +131,72 @@ def discover(
 
     Returns (files in load order, warnings about paths that do not fit the layout). Load order is
     reference first, then by business date, hospital, extract: load ids then grow with the date.
+
+    Cheap on a year of history: one ``scandir`` per folder (file type from the directory entry),
+    one ``stat`` per file for its size and mtime, no file opened. Folders of business dates outside
+    [since, through] are not listed.
     """
     landing = Path(landing)
     if not landing.is_dir():
         raise FileNotFoundError(f"landing directory {landing} does not exist")
     files: list[LandingFile] = []
     warnings: list[str] = []
+    append = files.append
+
+    def found(entry: os.DirEntry, rel: str, kind: str, hosp: str | None, day: dt.date | None) -> None:
+        try:
+            st = entry.stat()
+        except FileNotFoundError:  # gone since the folder was listed, or a broken link
+            warnings.append(f"ignored {rel}: gone while the folder was read, or a link to nothing")
+            return
+        append(LandingFile(entry.path, rel, kind, hosp, day, st.st_size, st.st_mtime_ns))
+
     ref_dir = landing / "reference"
     if ref_dir.is_dir():
-        for path in sorted(ref_dir.iterdir()):
-            stem = _stem(path)
+        for entry in _entries(ref_dir):
+            stem = _stem(entry.name)
             if stem in REFERENCE:
-                files.append(LandingFile(path, str(path.relative_to(landing)), f"reference:{stem}", None, None))
+                found(entry, f"reference/{entry.name}", f"reference:{stem}", None, None)
             else:
-                warnings.append(f"ignored {path.relative_to(landing)}: not a known reference file")
-    for day_dir in sorted(landing.iterdir()):
-        if not day_dir.is_dir() or day_dir.name in ("reference",) or day_dir.name.startswith(("_", ".")):
+                warnings.append(f"ignored reference/{entry.name}: not a known reference file")
+    for day_entry in _entries(landing):
+        name = day_entry.name
+        if not day_entry.is_dir() or name == "reference" or name.startswith(("_", ".")):
             continue
-        if not DATE_DIR.match(day_dir.name):
-            warnings.append(f"ignored {day_dir.name}/: not a YYYYMMDD business-date folder")
+        if not DATE_DIR.match(name):
+            warnings.append(f"ignored {name}/: not a YYYYMMDD business-date folder")
             continue
         try:
-            day = dt.datetime.strptime(day_dir.name, "%Y%m%d").date()
+            day = dt.datetime.strptime(name, "%Y%m%d").date()
         except ValueError:
-            warnings.append(f"ignored {day_dir.name}/: not a real date")
+            warnings.append(f"ignored {name}/: not a real date")
             continue
         if day > through or (since and day < since):
             continue
-        for hosp_dir in sorted(p for p in day_dir.iterdir() if p.is_dir()):
-            for path in sorted(hosp_dir.iterdir()):
-                if path.name == "_manifest.json":
+        for hosp_entry in _entries(day_entry.path):
+            if not hosp_entry.is_dir():
+                continue
+            hosp = hosp_entry.name
+            for entry in _entries(hosp_entry.path):
+                fname = entry.name
+                if fname == "_manifest.json":
                     continue
-                stem = _stem(path)
-                if stem in EXTRACTS:
-                    files.append(
-                        LandingFile(path, str(path.relative_to(landing)), stem, hosp_dir.name, day)
-                    )
+                stem = EXTRACT_NAMES.get(fname)
+                if stem is not None:
+                    found(entry, f"{name}/{hosp}/{fname}", stem, hosp, day)
                 else:
-                    warnings.append(f"ignored {path.relative_to(landing)}: not purchase/usage/claim .csv/.csv.gz/.xlsx")
+                    warnings.append(f"ignored {name}/{hosp}/{fname}: not purchase/usage/claim .csv/.csv.gz/.xlsx")
     order = {"purchase": 0, "usage": 1, "claim": 2}
     files.sort(
         key=lambda f: (
-            0 if f.is_reference else 1,
+            f.business_date is not None,  # reference first
             f.business_date or dt.date.min,
             f.hospital_code or "",
             order.get(f.kind, 9),
             f.relpath,
         )
     )
-    return files, warnings
+    return files, sorted(warnings)
 
 
 def _open_bytes(path: Path):

@@ -3,7 +3,9 @@
 - Streaming: rows are checked in Python and streamed into ``COPY … FROM STDIN`` while PostgreSQL
   ingests them; memory stays flat whatever the file size.
 - Idempotent: ``raw.load_ledger`` is unique on (kind, hospital, business date, sha256): the same
-  bytes load once; a corrected re-send (new bytes) loads as a newer version, history kept.
+  bytes load once; a corrected re-send (new bytes) loads as a newer version, history kept. A file
+  whose (path, size, mtime) is on its ledger row is recognised without being read (``known_stats``):
+  a night with nothing new costs a directory walk and one query.
 - Atomic: ledger row, raw rows and quarantine rows of a file commit together; a load killed half way
   leaves nothing and is redone by the next run.
 - Bad rows go to ``raw.quarantine`` with a reason code (see :mod:`yibao.rowcheck`); bad files are
@@ -482,6 +484,7 @@ def _load_one(conn, f: LandingFile, pseudonymise, catalog, hospitals, today: dt.
               context: rowcheck.FastContext | None) -> tuple[FileResult, rowcheck.FastContext | None]:
     """One file: fingerprint, ledger look-up, load in its own transaction (or record the rejection)."""
     started = time.perf_counter()
+    stat = _stat_for_ledger(f.path)  # before the bytes are read: a later change shows as another stat
     try:
         sha, encoding = fingerprint(f.path)
     except FileRejected as rej:
@@ -495,27 +498,120 @@ def _load_one(conn, f: LandingFile, pseudonymise, catalog, hospitals, today: dt.
             _record_reject(conn, f, sha, rej, result)
         else:
             result.status = "skipped"
+        _remember_stat(conn, f, sha, stat)
         return result, context
     if _already_loaded(conn, f, sha):
+        _remember_stat(conn, f, sha, stat)  # e.g. touched, same bytes: recognised by its stat next time
         return FileResult(file=f, status="skipped"), context
     loader = FileLoader(conn, pseudonymise, catalog, hospitals, today, context=context)
     try:
         result = loader.load(f, sha, encoding)
+        _remember_stat(conn, f, sha, stat, commit=False)  # in the file's transaction
         conn.commit()
     except FileRejected as rej:
         conn.rollback()
         result = FileResult(file=f, status="rejected", reject_reason=rej.reason, reject_detail=rej.detail,
                             seconds=time.perf_counter() - started)
         _record_reject(conn, f, sha, rej, result)
+        _remember_stat(conn, f, sha, stat)
     except BaseException:
         conn.rollback()
         raise
     return result, loader.context
 
 
+# --- recognising known files by their stat ------------------------------------------------------------
+
+RACY_NS = 2_000_000_000
+"""A file modified less than this before it was stat'ed is not remembered by its stat: a write in the
+same mtime tick (coarse on some file systems, or a clock a little apart on a network share) could
+change its bytes and keep size and mtime. It is hashed again next run, when it is old enough."""
+
+
+def _stat_for_ledger(path: Path) -> tuple[int, int] | None:
+    """(size, mtime_ns) of the file as it is now, or None when it is too fresh to be trusted (RACY_NS)."""
+    import os
+
+    now = time.time_ns()
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if st.st_mtime_ns > now - RACY_NS:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _remember_stat(conn, f: LandingFile, sha: str | None, stat: tuple[int, int] | None, *, commit: bool = True) -> None:
+    """Record the stat the file had before it was read on its ledger row (identity + sha256).
+
+    Nothing is recorded when the stat was not trustworthy or the file changed while it was read (the
+    next run then hashes it again), so a stat in the ledger always belongs to the bytes of its row.
+    """
+    if stat is None or sha is None or _stat_for_ledger(f.path) != stat:
+        return
+    with conn.cursor() as cur:
+        cur.execute(
+            "update raw.load_ledger set file_size = %s, file_mtime_ns = %s"
+            " where file_kind = %s and coalesce(hospital_code, '') = coalesce(%s, '')"
+            " and coalesce(business_date, date '0001-01-01') = coalesce(%s::date, date '0001-01-01') and sha256 = %s"
+            " and source_file = %s",
+            (*stat, f.kind, f.hospital_code, f.business_date, sha, f.relpath),
+        )
+    if commit:
+        conn.commit()
+
+
+def known_stats(conn, files: list[LandingFile]) -> set[tuple[str, int, int]]:
+    """(source_file, size, mtime_ns) of every ledger row (loaded or rejected) in the files' date range: one query."""
+    days = [f.business_date for f in files if f.business_date is not None]
+    with conn.cursor() as cur:
+        cur.execute(
+            "select source_file, file_size, file_mtime_ns from raw.load_ledger where file_mtime_ns is not null"
+            " and (business_date is null or business_date between %s and %s)",
+            (min(days, default=None), max(days, default=None)),
+        )
+        return set(cur.fetchall())
+
+
 def load_files(
     conn,
     files: Iterable[LandingFile],
+    pseudonymise: Pseudonymiser,
+    *,
+    today: dt.date | None = None,
+    progress: Callable[[FileResult], None] | None = None,
+    workers: int = 1,
+    url: str | None = None,
+) -> list[FileResult]:
+    """Load files in order, after setting aside the files the ledger already knows by their stat.
+
+    A file whose (path, size, mtime) is on a ledger row (loaded or rejected) is ``skipped`` without
+    being opened: the known stats come in one query. Any other file is hashed; its bytes decide, as
+    before (see :func:`_load_one`). Results come back in the order of ``files``.
+    """
+    files = list(files)
+    known = known_stats(conn, files)
+    results: list[FileResult | None] = [None] * len(files)
+    todo: list[int] = []
+    for i, f in enumerate(files):
+        if (f.relpath, f.size, f.mtime_ns) in known:  # (a file without a stat has size None: never known)
+            results[i] = FileResult(file=f, status="skipped")
+            if progress:
+                progress(results[i])
+        else:
+            todo.append(i)
+    if todo:
+        done = _load_in_order(conn, [files[i] for i in todo], pseudonymise, today=today, progress=progress,
+                              workers=workers, url=url)
+        for i, result in zip(todo, done):
+            results[i] = result
+    return results  # type: ignore[return-value]
+
+
+def _load_in_order(
+    conn,
+    files: list[LandingFile],
     pseudonymise: Pseudonymiser,
     *,
     today: dt.date | None = None,
@@ -586,6 +682,9 @@ def default_workers() -> int:
 def _size(files: Iterable[LandingFile]) -> int:
     total = 0
     for f in files:
+        if f.size is not None:
+            total += f.size
+            continue
         try:
             total += f.path.stat().st_size
         except OSError:
@@ -767,7 +866,8 @@ def load_landing(
     def progress(r: FileResult) -> None:
         if bar is not None:
             bar.update(1)
-            bar.set_postfix_str(f"{r.file.relpath} {r.status}")
+            if r.status != "skipped":
+                bar.set_postfix_str(f"{r.file.relpath} {r.status}")
         if r.status == "loaded":
             log.info("loaded %s: %d rows (%d quarantined) in %.2fs, %.0f rows/s", r.file.relpath, r.rows_read,
                      r.rows_quarantined, r.seconds, r.rows_per_second)

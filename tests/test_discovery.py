@@ -1,0 +1,267 @@
+"""Discovery in O(new files): a file already in the ledger is recognised by its stat, without reading it.
+
+The spies below wrap the real functions (they count, then call through): what is measured is what the
+loader really does. Landing files are back-dated an hour before loading, as files delivered earlier in
+the evening would be (a file modified within ``loader.RACY_NS`` of being read is not remembered by its
+stat; ``test_a_fresh_file_is_hashed_until_its_stat_can_be_trusted`` covers that case).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from yibao import db
+from yibao.loader import load_landing
+
+THROUGH = dt.date(2025, 1, 2)
+HOUR_AGO_NS = time.time_ns() - 3600 * 10**9
+
+
+def _query(sql: str, params=()) -> list[tuple]:
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def _backdate(path: Path, ns: int = HOUR_AGO_NS) -> None:
+    os.utime(path, ns=(ns, ns))
+
+
+def _landing_files(landing: Path) -> list[Path]:
+    return [p for p in landing.rglob("*") if p.is_file() and "_generator" not in p.parts]
+
+
+@pytest.fixture
+def city(tmp_path) -> Path:
+    """Two nights of six hospitals (csv, GB18030, gzip, xlsx, manifests, some rejected files), back-dated."""
+    from yibao.generator import generate_city
+
+    landing = tmp_path / "landing"
+    generate_city(landing, seed=5, hospitals=6, start=dt.date(2025, 1, 1), end=THROUGH, volume=0.2,
+                  defect_rate=0.03)
+    for p in _landing_files(landing):
+        _backdate(p)
+    return landing
+
+
+class Spy:
+    """Counts ``loader.fingerprint`` calls and every file opened under the landing directory."""
+
+    _active: Spy | None = None
+    _hooked = False
+
+    def __init__(self, monkeypatch, landing: Path):
+        from yibao import loader
+
+        self.landing = str(landing)
+        self.fingerprinted: list[str] = []
+        self.opened: list[str] = []
+        real = loader.fingerprint
+
+        def fingerprint(path):
+            self.fingerprinted.append(str(Path(path).relative_to(landing)))
+            return real(path)
+
+        monkeypatch.setattr(loader, "fingerprint", fingerprint)
+        if not Spy._hooked:  # audit hooks cannot be removed: one hook, pointed at the active spy
+            sys.addaudithook(Spy._audit)
+            Spy._hooked = True
+        Spy._active = self
+
+    @staticmethod
+    def _audit(event: str, args: tuple) -> None:
+        spy = Spy._active
+        if spy is not None and event == "open" and isinstance(args[0], (str, os.PathLike)):
+            path = os.fspath(args[0])
+            if path.startswith(spy.landing) and os.path.isfile(path):
+                spy.opened.append(path)
+
+    def stop(self) -> None:
+        Spy._active = None
+
+
+@pytest.fixture
+def spy(monkeypatch, city):
+    def start() -> Spy:
+        return Spy(monkeypatch, city)
+
+    yield start
+    Spy._active = None
+
+
+def _load(landing: Path):
+    # one process: every file the run looks at is looked at here, where the spies are
+    return load_landing(landing, THROUGH, show_progress=False, workers=1)
+
+
+def _statuses(night) -> dict[str, str]:
+    return {f.file.relpath: f.status for f in night.files}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_noop_rerun_reads_no_landing_file(clean_warehouse, city, spy, workers, monkeypatch):
+    from yibao import loader
+
+    # with 2, the first load runs in two worker processes: they record the stats too
+    monkeypatch.setattr(loader, "PARALLEL_MIN_BYTES", 0)
+    first = load_landing(city, THROUGH, show_progress=False, workers=workers)
+    statuses = collections.Counter(f.status for f in first.files)
+    assert statuses["loaded"] > 20 and statuses["skipped"] == 0
+    ledger = _query("select count(*), count(file_mtime_ns) from raw.load_ledger")[0]
+    assert ledger == (len(first.files), len(first.files))  # loaded and rejected files alike carry their stat
+
+    s = spy()
+    again = _load(city)
+    s.stop()
+    assert {f.status for f in again.files} == {"skipped"} and len(again.files) == len(first.files)
+    assert s.fingerprinted == []
+    assert s.opened == []
+    assert _query("select count(*) from raw.load_ledger")[0][0] == len(first.files)
+
+
+def test_touched_identical_file_is_hashed_once_not_reloaded(clean_warehouse, city, spy):
+    _load(city)
+    counts = _query("select count(*), (select count(*) from raw.claim) from raw.load_ledger")[0]
+    touched = next(p for p in sorted(city.glob("20250102/*/claim.csv*")))
+    rel = str(touched.relative_to(city))
+    _backdate(touched, HOUR_AGO_NS + 60 * 10**9)  # a minute later: same bytes, new mtime
+
+    s = spy()
+    night = _load(city)
+    assert s.fingerprinted == [rel]
+    assert {os.path.relpath(p, city) for p in s.opened} == {rel}  # (the open spy sees what is read)
+    assert _statuses(night)[rel] == "skipped"
+    assert _query("select count(*), (select count(*) from raw.claim) from raw.load_ledger")[0] == counts
+    # its new stat is recorded: the next run does not read it again
+    s = spy()
+    _load(city)
+    assert s.fingerprinted == [] and s.opened == []
+
+
+def test_changed_bytes_at_the_same_path_are_a_resend(clean_warehouse, city, spy):
+    _load(city)
+    def english_utf8(p: Path) -> bool:
+        return p.read_bytes().startswith(b"settlement_id,")
+
+    loaded = {r[0] for r in _query("select source_file from raw.load_ledger where status = 'loaded'")}
+    path = next(p for p in sorted(city.glob("20250101/*/claim.csv"))
+                if english_utf8(p) and str(p.relative_to(city)) in loaded)
+    rel = str(path.relative_to(city))
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    header = lines[0].rstrip("\r\n").split(",")
+    row = lines[1].rstrip("\r\n").split(",")
+    sid = header.index("settlement_id")
+    old_id = row[sid]
+    row[sid] = old_id[:-1] + "X"  # a corrected key: same size, other bytes
+    path.write_text(lines[0] + ",".join(row) + lines[1][len(lines[1].rstrip("\r\n")):] + "".join(lines[2:]),
+                    encoding="utf-8")
+    manifest = path.parent / "_manifest.json"
+    if manifest.exists():  # the hospital re-sends the folder's manifest with the file
+        import hashlib
+
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        data["claim"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        manifest.write_text(json.dumps(data), encoding="utf-8")
+        _backdate(manifest, HOUR_AGO_NS + 60 * 10**9)
+    _backdate(path, HOUR_AGO_NS + 60 * 10**9)
+
+    s = spy()
+    night = _load(city)
+    assert s.fingerprinted == [rel]
+    result = next(f for f in night.files if f.file.relpath == rel)
+    assert result.status == "loaded"
+    versions = _query("select status, sha256 from raw.load_ledger where source_file = %s order by load_id", (rel,))
+    assert len(versions) == 2 and versions[0][1] != versions[1][1] and versions[1][0] == "loaded"
+    old_key = _query("select load_id from raw.claim where source_file = %s and settlement_id = %s", (rel, old_id))
+    assert len(old_key) == 1 and old_key[0][0] < result.load_id  # history kept: the first version stays
+    new_key = _query("select load_id from raw.claim where source_file = %s and settlement_id = %s", (rel, row[sid]))
+    assert new_key == [(result.load_id,)]
+
+
+def test_a_late_file_is_caught_up(clean_warehouse, city, spy):
+    late = sorted(city.glob("20250101/*/usage.csv"))[0]
+    held_back = late.with_name("held_back")
+    late.rename(held_back)
+    first = _load(city)
+    rel = str(late.relative_to(city))
+    assert rel not in _statuses(first)
+
+    held_back.rename(late)  # it lands a night late, for the earlier business date
+    s = spy()
+    night = _load(city)
+    assert s.fingerprinted == [rel]
+    assert _statuses(night)[rel] == "loaded"
+    assert [k for k, v in _statuses(night).items() if v != "skipped"] == [rel]
+
+
+def test_a_fresh_file_is_hashed_until_its_stat_can_be_trusted(clean_warehouse, city, spy):
+    fresh = sorted(city.glob("20250102/*/purchase.csv*"))[0]
+    rel = str(fresh.relative_to(city))
+    os.utime(fresh)  # modified just now: another write in the same mtime tick could go unnoticed
+    _load(city)
+    assert _query("select file_mtime_ns from raw.load_ledger where source_file = %s", (rel,)) == [(None,)]
+
+    s = spy()
+    _load(city)
+    assert s.fingerprinted == [rel]
+    _backdate(fresh, HOUR_AGO_NS + 60 * 10**9)
+    s = spy()
+    _load(city)
+    assert s.fingerprinted == [rel]  # old enough now: hashed once more, and remembered
+    s = spy()
+    _load(city)
+    assert s.fingerprinted == []
+
+
+def test_bootstrap_upgrades_an_older_ledger_whose_rows_are_hashed_once_more(clean_warehouse, city, spy):
+    first = _load(city)
+    with db.connect() as conn, conn.cursor() as cur:  # a warehouse from before the stat columns
+        cur.execute("alter table raw.load_ledger drop column file_size cascade, drop column file_mtime_ns cascade")
+    db.bootstrap()
+    db.bootstrap()  # idempotent
+    assert _query("select count(*), count(file_size) from raw.load_ledger")[0] == (len(first.files), 0)
+
+    s = spy()
+    again = _load(city)
+    assert {f.status for f in again.files} == {"skipped"}
+    assert sorted(s.fingerprinted) == sorted(f.file.relpath for f in first.files)
+    s = spy()
+    _load(city)
+    assert s.fingerprinted == [] and s.opened == []
+
+
+def test_a_corrected_manifest_applies_once_the_rejected_row_is_deleted(clean_warehouse, city, spy):
+    # a folder whose manifest is wrong about its claim file (the file itself is fine)
+    manifest = next(p for p in sorted(city.glob("20250102/*/_manifest.json"))
+                    if "claim" in json.loads(p.read_text(encoding="utf-8")))
+    claim = next(manifest.parent.glob("claim.csv*"))
+    rel = str(claim.relative_to(city))
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    right = data["claim"]["sha256"]
+    data["claim"]["sha256"] = "0" * 64
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+    night = _load(city)
+    result = next(f for f in night.files if f.file.relpath == rel)
+    assert (result.status, result.reject_reason) == ("rejected", "manifest_mismatch")
+
+    # the hospital corrects the manifest: the file's bytes were judged already, so nothing changes
+    data["claim"]["sha256"] = right
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+    s = spy()
+    assert _statuses(_load(city))[rel] == "skipped"
+    assert s.fingerprinted == []  # the same outcome hashing gives: those bytes are in the ledger
+    # the documented repair: delete the rejected row; the next run checks the file again and loads it
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute("delete from raw.load_ledger where source_file = %s and status = 'rejected'", (rel,))
+    s = spy()
+    night = _load(city)
+    assert s.fingerprinted == [rel]
+    assert _statuses(night)[rel] == "loaded"
