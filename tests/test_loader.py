@@ -79,8 +79,10 @@ def test_every_injected_defect_ends_as_its_reason_and_no_good_row_is_lost(clean_
     rejected_files = {f.file.relpath: f.reject_reason for f in night.files if f.status == "rejected"}
 
     expected_rows = collections.Counter(
-        d["class"] for d in truth if d["class"] not in FILE_REJECT_CLASSES and d["file"] not in rejected_files
+        d["class"] for d in truth if d["row"] is not None and d["file"] not in rejected_files
     )
+    # a duplicate whose copy is malformed too: both rows are quarantined as duplicates
+    assert any(d.get("also") and d["file"] not in rejected_files for d in truth)
     got_rows = collections.Counter(dict(_query("select reason_code, count(*) from raw.quarantine group by 1")))
     assert got_rows == expected_rows
 
@@ -255,6 +257,59 @@ def test_duplicate_natural_key_in_one_file_quarantines_both_rows(clean_warehouse
     load_landing(landing, dt.date(2025, 1, 31), show_progress=False)
     assert _query("select count(*) from raw.claim where settlement_id = 'S1'")[0][0] == 0
     assert _query("select source_row, reason_code from raw.quarantine order by 1") == [(1, "duplicate_key"), (2, "duplicate_key")]
+
+
+def test_a_duplicate_key_whose_twin_is_malformed_quarantines_both_as_duplicates(clean_warehouse, tmp_path):
+    """DOMAIN §2: duplicate detection looks at every row of the file, valid or not, and takes
+    precedence over a row's other defect. The key is the trimmed key field within the folder's
+    hospital (a twin naming another hospital is still this file's line)."""
+    landing = _worked_example(tmp_path / "landing")
+    path = landing / "20250120" / HOSP / "claim.csv"
+    header, s1 = path.read_text(encoding="utf-8").splitlines()[:2]
+
+    def row(key: str, **change: str) -> str:
+        fields = s1.split(",")
+        cols = header.split(",")
+        fields[0] = key
+        for col, value in change.items():
+            fields[cols.index(col)] = value
+        return ",".join(fields)
+
+    lines = [
+        row("S1"),                                           # 1 valid; twin of 2 → duplicate
+        row("S1", total_amount="100001.00"),                 # 2 claim_parts_mismatch → duplicate
+        row("S2"),                                           # 3 valid, alone → loads
+        row(" S3 ", insurance_type="320"),                   # 4 unknown type; twin of 5 (trimmed) → duplicate
+        row("S3", principal_diagnosis="I25102"),             # 5 bad_icd10 → duplicate
+        row("S4", hospital_code="H41070200017"),             # 6 another hospital; twin of 7 → duplicate
+        row("S4"),                                           # 7 valid → duplicate
+        row("S5", total_amount="1.00"),                      # 8 claim_parts_mismatch, alone → stays so
+        row("", visit_id="V9"),                              # 9 no key (missing_required) → no twin
+        row("", visit_id="V10"),                             # 10 no key → no twin
+    ]
+    path.write_text("\n".join([header, *lines]) + "\n", encoding="utf-8")
+    night = load_landing(landing, dt.date(2025, 1, 31), show_progress=False)
+    (f,) = [f for f in night.files if f.file.relpath.endswith("20250120/" + HOSP + "/claim.csv")]
+    got = _query("select source_row, reason_code, natural_key, column_name from raw.quarantine order by 1")
+    assert got == [
+        (1, "duplicate_key", "S1", "settlement_id"),
+        (2, "duplicate_key", "S1", "settlement_id"),
+        (4, "duplicate_key", "S3", "settlement_id"),
+        (5, "duplicate_key", "S3", "settlement_id"),
+        (6, "duplicate_key", "S4", "settlement_id"),
+        (7, "duplicate_key", "S4", "settlement_id"),
+        (8, "claim_parts_mismatch", "S5", "total_amount"),
+        (9, "missing_required", None, "settlement_id"),
+        (10, "missing_required", None, "settlement_id"),
+    ]
+    assert _query("select settlement_id from raw.claim where load_id = %s", (f.load_id,)) == [("S2",)]
+    # the refused twin's own defect stays in its detail
+    (detail,) = _query("select reason_detail from raw.quarantine where source_row = 2")[0]
+    assert "claim_parts_mismatch" in detail
+    assert (f.rows_read, f.rows_loaded, f.rows_quarantined) == (10, 1, 9)
+    assert f.reasons == {"duplicate_key": 6, "claim_parts_mismatch": 1, "missing_required": 2}
+    assert _query("select rows_read, rows_loaded, rows_quarantined from raw.load_ledger where load_id = %s",
+                  (f.load_id,)) == [(10, 1, 9)]
 
 
 def test_an_amount_too_large_for_its_column_is_a_bad_row_not_a_failed_night(clean_warehouse, tmp_path):

@@ -221,6 +221,7 @@ class FileLoader:
                     yield chunk.encode("utf-8")
         if keys is not None and not overflow and len(keys) == result.rows_loaded:
             state["maybe_duplicates"] = False
+        state["loaded_keys"] = keys if keys is not None and not overflow else None
         if not is_ref and state["mismatched_hosp"] >= 2 and state["mismatched_hosp"] * 2 > result.rows_read:
             raise FileRejected(
                 "wrong_hospital_folder",
@@ -366,8 +367,9 @@ class FileLoader:
             # BRIN ranges written by COPY stay unsummarized (and so match every query) until summarised:
             # without this, every "where load_id = …" below would scan the whole table.
             cur.execute("select brin_summarize_new_values(%s::regclass)", (f"raw.{f.kind}_load_brin",))
-            if state.get("maybe_duplicates", True):
-                self._quarantine_duplicates(cur, f, load_id, result)
+            twins = self._quarantined_twins(cur, f, load_id, result, quarantine, state.get("loaded_keys"))
+            if twins or state.get("maybe_duplicates", True):
+                self._quarantine_duplicates(cur, f, load_id, result, twins, state.get("maybe_duplicates", True))
         if quarantine:
             buf = io.StringIO()
             csv.writer(buf, lineterminator="\n").writerows(quarantine)
@@ -385,8 +387,54 @@ class FileLoader:
         )
         return result
 
-    def _quarantine_duplicates(self, cur, f: LandingFile, load_id: int, result: FileResult) -> None:
-        """A natural key twice in one file: the file cannot say which is right, so both rows go."""
+    def _quarantined_twins(self, cur, f: LandingFile, load_id: int, result: FileResult, quarantine: list[tuple],
+                           loaded_keys: set[str] | None) -> list[str]:
+        """Duplicate detection over the file's refused rows too (DOMAIN §2): a natural key twice in one
+        file quarantines every row holding it, valid or not, as ``duplicate_key`` (it takes precedence
+        over a row's other defect, which its detail keeps).
+
+        A refused row's natural key is its key field as the loader reads a valid row's key (trimmed),
+        within the file's hospital, i.e. the folder's: a twin that names another hospital (itself a
+        defect) is still the same line of this file. A row whose key field is empty has no key.
+        Rewrites the refused rows in ``quarantine`` in place; returns the keys of those rows that
+        also have a loaded twin (to be moved out of raw).
+        """
+        key_col = EXTRACTS[f.kind].key
+        counts: dict[str, int] = {}
+        for t in quarantine:
+            if t[6]:
+                counts[t[6]] = counts.get(t[6], 0) + 1
+        if not counts:
+            return []
+        if loaded_keys is not None:
+            twins = [k for k in counts if k in loaded_keys]
+        else:
+            cur.execute(f"select distinct {key_col} from raw.{f.kind} where load_id = %s and {key_col} = any(%s)",
+                        (load_id, list(counts)))
+            twins = [r[0] for r in cur.fetchall()]
+        dup = {k for k, n in counts.items() if n > 1} | set(twins)
+        if not dup:
+            return []
+        for i, t in enumerate(quarantine):
+            if t[6] in dup and t[9] != "duplicate_key":
+                old_reason, old_column = t[9], t[7]
+                detail = f"natural key appears more than once in this file (this row also: {old_reason}" + (
+                    f" in {old_column})" if old_column else ")")
+                quarantine[i] = t[:7] + (key_col, t[6], "duplicate_key", detail) + t[11:]
+                result.reasons[old_reason] -= 1
+                if not result.reasons[old_reason]:
+                    del result.reasons[old_reason]
+                result.reasons["duplicate_key"] = result.reasons.get("duplicate_key", 0) + 1
+        return twins
+
+    def _quarantine_duplicates(self, cur, f: LandingFile, load_id: int, result: FileResult,
+                               twins: list[str] = (), among_loaded: bool = True) -> None:
+        """A natural key twice in one file: the file cannot say which is right, so both rows go.
+
+        ``twins``: keys of loaded rows whose twin was refused for another defect (they go too);
+        ``among_loaded``: whether the loaded rows may hold a key twice (False when the loader saw
+        every loaded key once).
+        """
         key = EXTRACTS[f.kind].key
         table = f"raw.{f.kind}"
         # Two statements on purpose: fresh rows have no statistics, and a join of the aggregate with the
@@ -397,16 +445,20 @@ class FileLoader:
         seqscan = cur.fetchone()[0]
         cur.execute("set local enable_seqscan = off")
         try:
-            self._move_duplicates(cur, f, key, table, load_id, result)
+            self._move_duplicates(cur, f, key, table, load_id, result, list(twins), among_loaded)
         finally:
             cur.execute("select set_config('enable_seqscan', %s, true)", (seqscan,))
 
-    def _move_duplicates(self, cur, f: LandingFile, key: str, table: str, load_id: int, result: FileResult) -> None:
-        cur.execute(
-            f"select {key} from {table} where load_id = %s group by hospital_code, {key} having count(*) > 1",
-            (load_id,),
-        )
-        dups = [r[0] for r in cur.fetchall()]
+    def _move_duplicates(self, cur, f: LandingFile, key: str, table: str, load_id: int, result: FileResult,
+                         twins: list[str], among_loaded: bool) -> None:
+        dups = list(twins)
+        if among_loaded:
+            cur.execute(
+                f"select {key} from {table} where load_id = %s group by hospital_code, {key} having count(*) > 1",
+                (load_id,),
+            )
+            seen = set(twins)
+            dups += [r[0] for r in cur.fetchall() if r[0] not in seen]
         if not dups:
             return
         cur.execute(
