@@ -114,6 +114,58 @@ def test_every_injected_defect_ends_as_its_reason_and_no_good_row_is_lost(clean_
         assert [i for _, i in sorted(loads)] == sorted(i for _, i in loads)
 
 
+def _rows_in_bytes(path: Path) -> int:
+    """Data rows of a landing file counted here, independently of the loader: decompressed as far as
+    the bytes go (a truncated gzip too), decoded with replacement, blank lines not counted."""
+    import io
+    import zlib
+
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        data = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data)
+    if path.name.endswith(".xlsx"):
+        from yibao.landing import read_rows
+
+        return sum(1 for _ in read_rows(path, None)) - 1
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:  # GB18030, or cut inside a character
+        text = data.decode("gb18030", errors="replace")
+    rows = [r for r in csv.reader(io.StringIO(text, newline="")) if any(c.strip() for c in r)]
+    return len(rows) - 1
+
+
+def test_read_equals_loaded_plus_quarantined_plus_held_back_for_every_file(clean_warehouse, small_city):
+    """A file rejected whole (here: manifest mismatches of truncated or altered files) holds rows that
+    are neither loaded nor quarantined: they are counted as held back, so every file's count closes."""
+    night = load_landing(small_city, dt.date(2025, 1, 4), show_progress=False)
+    ledger = _query(
+        "select l.source_file, l.status, l.rows_read, l.rows_loaded, l.rows_quarantined, l.rows_held,"
+        " (select count(*) from raw.quarantine q where q.load_id = l.load_id)"
+        " + coalesce((select count(*) from raw.purchase r where r.load_id = l.load_id and l.file_kind = 'purchase'), 0)"
+        " + coalesce((select count(*) from raw.usage r where r.load_id = l.load_id and l.file_kind = 'usage'), 0)"
+        " + coalesce((select count(*) from raw.claim r where r.load_id = l.load_id and l.file_kind = 'claim'), 0)"
+        " from raw.load_ledger l where l.business_date is not null"
+    )
+    files = {f.file.relpath: f for f in night.files if not f.file.is_reference}
+    assert len(ledger) == len(files) > 50
+    rejected = 0
+    for source, status, read, loaded, quarantined, held, in_tables in ledger:
+        assert read == loaded + quarantined + held, source
+        assert in_tables == loaded + quarantined, source
+        assert read == _rows_in_bytes(small_city / source), source  # every data row the file holds
+        if status == "rejected":
+            rejected += 1
+            assert loaded == quarantined == 0 and held > 0, source
+        else:
+            assert held == 0, source
+        f = files[source]
+        assert (f.rows_read, f.rows_loaded, f.rows_quarantined, f.rows_held or 0) == (read, loaded, quarantined, held)
+    assert rejected >= 2
+    total_held = sum(r[5] for r in ledger)
+    assert f"held back in rejected files {total_held:,}" in night.summary_text()
+
+
 def test_loading_twice_or_all_nights_again_changes_nothing(clean_warehouse, small_city):
     load_landing(small_city, dt.date(2025, 1, 2), show_progress=False)
     load_landing(small_city, dt.date(2025, 1, 4), show_progress=False)
@@ -241,6 +293,13 @@ def test_file_level_rejects_are_recorded_and_the_night_goes_on(clean_warehouse, 
     night = load_landing(landing, dt.date(2025, 12, 31), show_progress=False)
     rejected = [f for f in night.files if f.status == "rejected"]
     assert [(f.file.relpath, f.reject_reason) for f in rejected] == [(str(target.relative_to(landing)), reason)]
+    # the data rows it held are counted: read = loaded + quarantined + held back
+    held = {"missing_column": len(src) - 1, "undecodable": 1, "wrong_folder": 3, "unknown_hospital": 1,
+            "manifest_rows": len(src) - 1}[case]
+    assert (rejected[0].rows_read, rejected[0].rows_held) == (held, held)
+    assert _query("select rows_read, rows_loaded, rows_quarantined, rows_held from raw.load_ledger"
+                  " where source_file = %s", (str(target.relative_to(landing)),)) == [(held, 0, 0, held)]
+    assert f"{held:,} rows held back" in night.summary_text()
     assert all(f.status == "loaded" for f in night.files if f not in rejected)
     # the ledger remembers the rejection: the same bytes are not retried, a corrected file would be
     ledger = _query("select status, reject_reason, reject_detail from raw.load_ledger where source_file = %s",

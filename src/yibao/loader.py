@@ -22,6 +22,7 @@ import logging
 import re
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -46,6 +47,7 @@ class FileResult:
     rows_read: int = 0
     rows_loaded: int = 0
     rows_quarantined: int = 0
+    rows_held: int | None = 0  # data rows of a rejected file (None: could not be read far enough to count)
     reasons: dict[str, int] = field(default_factory=dict)
     reject_reason: str | None = None
     reject_detail: str | None = None
@@ -72,12 +74,14 @@ class NightResult:
         rejected = [f for f in self.files if f.status == "rejected"]
         skipped = [f for f in self.files if f.status == "skipped"]
         rows = sum(f.rows_read for f in loaded)
+        held = sum(f.rows_held or 0 for f in rejected)
         secs = sum(f.seconds for f in self.files)
         lines = [
             f"Load through {self.through}: {len(loaded)} files loaded, {len(rejected)} rejected, "
             f"{len(skipped)} already loaded (skipped)",
-            f"  rows read {rows:,}  loaded {sum(f.rows_loaded for f in loaded):,}  "
-            f"quarantined {sum(f.rows_quarantined for f in loaded):,}  in {secs:,.1f}s"
+            f"  rows read {rows + held:,}  loaded {sum(f.rows_loaded for f in loaded):,}  "
+            f"quarantined {sum(f.rows_quarantined for f in loaded):,}  "
+            f"held back in rejected files {held:,}  in {secs:,.1f}s"
             + (f" ({rows / secs:,.0f} rows/s)" if secs else ""),
         ]
         reasons: dict[str, int] = {}
@@ -87,7 +91,8 @@ class NightResult:
         if reasons:
             lines.append("  quarantined by reason: " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())))
         for f in rejected:
-            lines.append(f"  REJECTED {f.file.relpath}: {f.reject_reason} ({f.reject_detail})")
+            n = "rows not countable" if f.rows_held is None else f"{f.rows_held:,} rows held back"
+            lines.append(f"  REJECTED {f.file.relpath}: {f.reject_reason} ({f.reject_detail}); {n}")
         for w in self.warnings:
             lines.append(f"  note: {w}")
         return "\n".join(lines)
@@ -517,14 +522,53 @@ def _already_loaded(conn, f: LandingFile, sha: str) -> bool:
         return cur.fetchone() is not None
 
 
-def _record_reject(conn, f: LandingFile, sha: str, rej: FileRejected, result: FileResult) -> None:
+def count_data_rows(f: LandingFile, encoding: str | None) -> int | None:
+    """Data rows a file holds, counted as the loader reads rows (a blank line is not a row), for a
+    file rejected whole: they are held back, neither loaded nor quarantined. Text that does not
+    decode is read with replacement characters, a truncated file up to where it breaks. None when
+    the file cannot be read at all (e.g. a workbook that does not open)."""
+    from .landing import _csv_rows, _open_bytes
+
+    def count(rows: Iterator[list[str]]) -> int:
+        n = 0
+        try:
+            header = next(rows, None)
+            if header is None:
+                return 0
+            for r in rows:
+                if len(r) == len(header) or any(x.strip() for x in r):
+                    n += 1
+        except (OSError, EOFError, UnicodeDecodeError, csv.Error, zlib.error):
+            pass  # truncated or corrupt: the rows read so far
+        return n
+
+    try:
+        if f.path.name.endswith(".xlsx"):
+            with open_rows(f.path, None) as rows:
+                return count(rows)
+        with _open_bytes(f.path) as raw:
+            text = io.TextIOWrapper(raw, encoding=encoding or "utf-8-sig", errors="replace", newline="")
+            return count(_csv_rows(text))
+    except (FileRejected, OSError, EOFError, zlib.error):
+        return None
+    except Exception:  # noqa: BLE001 - a workbook library error: not countable
+        if f.path.name.endswith(".xlsx"):
+            return None
+        raise
+
+
+def _record_reject(conn, f: LandingFile, sha: str, rej: FileRejected, result: FileResult,
+                   encoding: str | None = None) -> None:
+    result.rows_held = count_data_rows(f, encoding)
+    result.rows_read = result.rows_held or 0
+    result.rows_loaded = result.rows_quarantined = 0
     with conn.cursor() as cur:
         cur.execute(
             "insert into raw.load_ledger (file_kind, hospital_code, business_date, source_file, sha256, status,"
-            " reject_reason, reject_detail, rows_read, seconds) values (%s, %s, %s, %s, %s, 'rejected', %s, %s, %s, %s)"
-            " returning load_id",
+            " reject_reason, reject_detail, rows_read, rows_held, seconds)"
+            " values (%s, %s, %s, %s, %s, 'rejected', %s, %s, %s, %s, %s) returning load_id",
             (f.kind, f.hospital_code, f.business_date, f.relpath, sha, rej.reason, rej.detail, result.rows_read,
-             round(result.seconds, 3)),
+             result.rows_held, round(result.seconds, 3)),
         )
         result.load_id = cur.fetchone()[0]
     conn.commit()
@@ -544,7 +588,7 @@ def _load_one(conn, f: LandingFile, pseudonymise, catalog, hospitals, today: dt.
                                f"{str(manifest['sha256'])[:12]}… (incomplete or altered file; {rej.detail})", sha)
         result = FileResult(file=f, status="rejected", reject_reason=rej.reason, reject_detail=rej.detail)
         if not _already_loaded(conn, f, sha):
-            _record_reject(conn, f, sha, rej, result)
+            _record_reject(conn, f, sha, rej, result, "gb18030")
         else:
             result.status = "skipped"
         return result, context
@@ -558,7 +602,7 @@ def _load_one(conn, f: LandingFile, pseudonymise, catalog, hospitals, today: dt.
         conn.rollback()
         result = FileResult(file=f, status="rejected", reject_reason=rej.reason, reject_detail=rej.detail,
                             seconds=time.perf_counter() - started)
-        _record_reject(conn, f, sha, rej, result)
+        _record_reject(conn, f, sha, rej, result, encoding)
     except BaseException:
         conn.rollback()
         raise
@@ -776,7 +820,8 @@ def _worker_main() -> None:
                 result, context = _load_one(conn, f, pseudonymise, catalog, hospitals, today, context)
                 say({"result": {"index": j, "status": result.status, "load_id": result.load_id,
                                 "rows_read": result.rows_read, "rows_loaded": result.rows_loaded,
-                                "rows_quarantined": result.rows_quarantined, "reasons": result.reasons,
+                                "rows_quarantined": result.rows_quarantined, "rows_held": result.rows_held,
+                                "reasons": result.reasons,
                                 "reject_reason": result.reject_reason, "reject_detail": result.reject_detail,
                                 "seconds": result.seconds}})
             say({"done": True})
