@@ -116,15 +116,16 @@ def insert_rows(cur, table: str, rows: list[dict], fixed: dict) -> None:
 def deliver(cur, kind: str, h: str, d: dt.date, rows: list[dict], quarantined: list[dict] = (), *,
             status: str = "loaded", reject_reason: str | None = None, **ledger) -> int:
     """One landing file: its ledger row, raw rows and quarantine rows. Returns the load id."""
-    counts = dict(rows_read=len(rows) + len(quarantined), rows_loaded=len(rows), rows_quarantined=len(quarantined))
+    counts = dict(rows_read=len(rows) + len(quarantined), rows_loaded=len(rows), rows_quarantined=len(quarantined),
+                  rows_held=0)
     counts.update(ledger)
     source = f"{d:%Y%m%d}/{h}/{kind}.csv"
     cur.execute(
         "insert into raw.load_ledger (file_kind, hospital_code, business_date, source_file, sha256, status,"
-        " reject_reason, rows_read, rows_loaded, rows_quarantined)"
-        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) returning load_id",
+        " reject_reason, rows_read, rows_loaded, rows_quarantined, rows_held)"
+        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) returning load_id",
         (kind, h, d, source, uuid.uuid4().hex, status, reject_reason, counts["rows_read"], counts["rows_loaded"],
-         counts["rows_quarantined"]),
+         counts["rows_quarantined"], counts["rows_held"]),
     )
     load_id = cur.fetchone()[0]
     for n, r in enumerate(rows, 1):
@@ -402,7 +403,7 @@ def test_quarantine_report_counts_every_reason_per_hospital(city):
                 rows = [FACTORY[kind](h, d, i) for i in range(PER_NIGHT[kind])]
                 if (h, kind) == (HC, "usage"):
                     ids.append(deliver(cur, kind, h, d, [], status="rejected", reject_reason="manifest_mismatch",
-                                       rows_read=5, rows_loaded=0))
+                                       rows_read=5, rows_loaded=0, rows_held=5))  # 5 rows held back
                 elif (h, kind) == (HB, "claim"):
                     ids.append(deliver(cur, kind, h, d, [], status="rejected", reject_reason="undecodable",
                                        rows_read=0, rows_loaded=0))
