@@ -590,6 +590,8 @@ def test_budgets_cover_every_hospital_type_and_year(clean_city):
 
 # --- defects: exactly what defects.json says ---------------------------------------------------------
 
+CHANGED_COLUMNS = {"zero_quantity": {"quantity", "amount", "charge_amount"}}  # beyond the listed column
+
 
 def check_defects_against_files(landing: Path) -> Counter:
     ctx = Context(landing)
@@ -619,14 +621,30 @@ def check_defects_against_files(landing: Path) -> Counter:
                 assert problems == [] and keys[row[EXTRACTS[extract].key]] == 1, (rel, n, problems)
                 continue
             if d["class"] == "duplicate_key":
-                assert problems == [] and keys[row[d["column"]]] == 2 and row[d["column"]] == d["value"], (rel, n)
+                also = d.get("also")  # the copy is malformed too (its other defect)
+                assert problems == ([also["class"]] if also else []), (rel, n, d, problems)
+                assert keys[row[d["column"]]] == 2 and row[d["column"]] == d["value"], (rel, n)
                 pair = n + 1 if listed.get(n + 1, {}).get("value") == d["value"] and rows[n][d["column"]] == d["value"] else n - 1
-                assert rows[pair - 1] == row and listed[pair]["class"] == "duplicate_key"
+                partner = rows[pair - 1]
+                assert listed[pair]["class"] == "duplicate_key"
+                if also or listed[pair].get("also"):
+                    cls = (also or listed[pair]["also"])["class"]
+                    column = (also or listed[pair]["also"])["column"]
+                    diff = {k for k in row if row[k] != partner[k]}
+                    assert diff and diff <= {column} | CHANGED_COLUMNS.get(cls, set()), (rel, n, diff)
+                else:
+                    assert partner == row
             else:
                 assert problems == [d["class"]], (rel, n, d, problems)
                 if d["column"] in row and not rel.endswith(".xlsx"):
                     assert row[d["column"]] == d["value"], (rel, n, d)
     for rel, d in file_level.items():
+        if d["class"] == "missing_file":  # never arrived: no file, and no manifest entry for it
+            assert rel not in files and not (landing / rel).exists(), rel
+            manifest_path = (landing / rel).parent / "_manifest.json"
+            if manifest_path.exists():
+                assert rel.split("/")[-1].split(".")[0] not in json.loads(manifest_path.read_text(encoding="utf-8"))
+            continue
         manifest = json.loads((landing / rel).parent.joinpath("_manifest.json").read_text(encoding="utf-8"))
         entry = manifest[EXTRACTS[rel.split("/")[-1].split(".")[0]].name]
         data = (landing / rel).read_bytes()
@@ -653,14 +671,21 @@ def test_every_defect_class_is_injected_and_recorded(very_dirty_city):
 def test_defects_are_the_clean_city_with_listed_changes(clean_city, dirty_city):
     """Defects come from their own random stream: every unlisted row equals the clean city's row."""
     clean, dirty = load(clean_city), load(dirty_city)
-    assert sorted(clean) == sorted(dirty)
     defects = defects_of(dirty_city)
+    missing = {d["file"] for d in defects if d["class"] == "missing_file"}
+    assert len(missing) == 1 and missing <= set(clean)  # one claim file in the middle never arrives
+    assert sorted(clean) == sorted([*dirty, *missing])
+    (rel,) = missing
+    assert rel.endswith("/claim.csv") or "/claim." in rel
+    assert CITY["start"] < dt.datetime.strptime(rel.split("/")[0], "%Y%m%d").date() < CITY["end"]
     listed = defaultdict(dict)
     for d in defects:
         listed[d["file"]][d["row"]] = d
-    changed_columns = {"zero_quantity": {"quantity", "amount", "charge_amount"}}
+    changed_columns = CHANGED_COLUMNS
     compared = 0
     for rel in clean:
+        if rel in missing:
+            continue
         c_rows, d_rows = clean[rel][4], dirty[rel][4]
         file_defect = listed[rel].get(None)
         if file_defect and file_defect["class"] == "truncated_file":

@@ -79,8 +79,10 @@ def test_every_injected_defect_ends_as_its_reason_and_no_good_row_is_lost(clean_
     rejected_files = {f.file.relpath: f.reject_reason for f in night.files if f.status == "rejected"}
 
     expected_rows = collections.Counter(
-        d["class"] for d in truth if d["class"] not in FILE_REJECT_CLASSES and d["file"] not in rejected_files
+        d["class"] for d in truth if d["row"] is not None and d["file"] not in rejected_files
     )
+    # a duplicate whose copy is malformed too: both rows are quarantined as duplicates
+    assert any(d.get("also") and d["file"] not in rejected_files for d in truth)
     got_rows = collections.Counter(dict(_query("select reason_code, count(*) from raw.quarantine group by 1")))
     assert got_rows == expected_rows
 
@@ -110,6 +112,58 @@ def test_every_injected_defect_ends_as_its_reason_and_no_good_row_is_lost(clean_
     assert by_hospital
     for loads in by_hospital.values():
         assert [i for _, i in sorted(loads)] == sorted(i for _, i in loads)
+
+
+def _rows_in_bytes(path: Path) -> int:
+    """Data rows of a landing file counted here, independently of the loader: decompressed as far as
+    the bytes go (a truncated gzip too), decoded with replacement, blank lines not counted."""
+    import io
+    import zlib
+
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        data = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data)
+    if path.name.endswith(".xlsx"):
+        from yibao.landing import read_rows
+
+        return sum(1 for _ in read_rows(path, None)) - 1
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:  # GB18030, or cut inside a character
+        text = data.decode("gb18030", errors="replace")
+    rows = [r for r in csv.reader(io.StringIO(text, newline="")) if any(c.strip() for c in r)]
+    return len(rows) - 1
+
+
+def test_read_equals_loaded_plus_quarantined_plus_held_back_for_every_file(clean_warehouse, small_city):
+    """A file rejected whole (here: manifest mismatches of truncated or altered files) holds rows that
+    are neither loaded nor quarantined: they are counted as held back, so every file's count closes."""
+    night = load_landing(small_city, dt.date(2025, 1, 4), show_progress=False)
+    ledger = _query(
+        "select l.source_file, l.status, l.rows_read, l.rows_loaded, l.rows_quarantined, l.rows_held,"
+        " (select count(*) from raw.quarantine q where q.load_id = l.load_id)"
+        " + coalesce((select count(*) from raw.purchase r where r.load_id = l.load_id and l.file_kind = 'purchase'), 0)"
+        " + coalesce((select count(*) from raw.usage r where r.load_id = l.load_id and l.file_kind = 'usage'), 0)"
+        " + coalesce((select count(*) from raw.claim r where r.load_id = l.load_id and l.file_kind = 'claim'), 0)"
+        " from raw.load_ledger l where l.business_date is not null"
+    )
+    files = {f.file.relpath: f for f in night.files if not f.file.is_reference}
+    assert len(ledger) == len(files) > 50
+    rejected = 0
+    for source, status, read, loaded, quarantined, held, in_tables in ledger:
+        assert read == loaded + quarantined + held, source
+        assert in_tables == loaded + quarantined, source
+        assert read == _rows_in_bytes(small_city / source), source  # every data row the file holds
+        if status == "rejected":
+            rejected += 1
+            assert loaded == quarantined == 0 and held > 0, source
+        else:
+            assert held == 0, source
+        f = files[source]
+        assert (f.rows_read, f.rows_loaded, f.rows_quarantined, f.rows_held or 0) == (read, loaded, quarantined, held)
+    assert rejected >= 2
+    total_held = sum(r[5] for r in ledger)
+    assert f"held back in rejected files {total_held:,}" in night.summary_text()
 
 
 def test_loading_twice_or_all_nights_again_changes_nothing(clean_warehouse, small_city):
@@ -239,6 +293,13 @@ def test_file_level_rejects_are_recorded_and_the_night_goes_on(clean_warehouse, 
     night = load_landing(landing, dt.date(2025, 12, 31), show_progress=False)
     rejected = [f for f in night.files if f.status == "rejected"]
     assert [(f.file.relpath, f.reject_reason) for f in rejected] == [(str(target.relative_to(landing)), reason)]
+    # the data rows it held are counted: read = loaded + quarantined + held back
+    held = {"missing_column": len(src) - 1, "undecodable": 1, "wrong_folder": 3, "unknown_hospital": 1,
+            "manifest_rows": len(src) - 1}[case]
+    assert (rejected[0].rows_read, rejected[0].rows_held) == (held, held)
+    assert _query("select rows_read, rows_loaded, rows_quarantined, rows_held from raw.load_ledger"
+                  " where source_file = %s", (str(target.relative_to(landing)),)) == [(held, 0, 0, held)]
+    assert f"{held:,} rows held back" in night.summary_text()
     assert all(f.status == "loaded" for f in night.files if f not in rejected)
     # the ledger remembers the rejection: the same bytes are not retried, a corrected file would be
     ledger = _query("select status, reject_reason, reject_detail from raw.load_ledger where source_file = %s",
@@ -255,6 +316,59 @@ def test_duplicate_natural_key_in_one_file_quarantines_both_rows(clean_warehouse
     load_landing(landing, dt.date(2025, 1, 31), show_progress=False)
     assert _query("select count(*) from raw.claim where settlement_id = 'S1'")[0][0] == 0
     assert _query("select source_row, reason_code from raw.quarantine order by 1") == [(1, "duplicate_key"), (2, "duplicate_key")]
+
+
+def test_a_duplicate_key_whose_twin_is_malformed_quarantines_both_as_duplicates(clean_warehouse, tmp_path):
+    """DOMAIN §2: duplicate detection looks at every row of the file, valid or not, and takes
+    precedence over a row's other defect. The key is the trimmed key field within the folder's
+    hospital (a twin naming another hospital is still this file's line)."""
+    landing = _worked_example(tmp_path / "landing")
+    path = landing / "20250120" / HOSP / "claim.csv"
+    header, s1 = path.read_text(encoding="utf-8").splitlines()[:2]
+
+    def row(key: str, **change: str) -> str:
+        fields = s1.split(",")
+        cols = header.split(",")
+        fields[0] = key
+        for col, value in change.items():
+            fields[cols.index(col)] = value
+        return ",".join(fields)
+
+    lines = [
+        row("S1"),                                           # 1 valid; twin of 2 → duplicate
+        row("S1", total_amount="100001.00"),                 # 2 claim_parts_mismatch → duplicate
+        row("S2"),                                           # 3 valid, alone → loads
+        row(" S3 ", insurance_type="320"),                   # 4 unknown type; twin of 5 (trimmed) → duplicate
+        row("S3", principal_diagnosis="I25102"),             # 5 bad_icd10 → duplicate
+        row("S4", hospital_code="H41070200017"),             # 6 another hospital; twin of 7 → duplicate
+        row("S4"),                                           # 7 valid → duplicate
+        row("S5", total_amount="1.00"),                      # 8 claim_parts_mismatch, alone → stays so
+        row("", visit_id="V9"),                              # 9 no key (missing_required) → no twin
+        row("", visit_id="V10"),                             # 10 no key → no twin
+    ]
+    path.write_text("\n".join([header, *lines]) + "\n", encoding="utf-8")
+    night = load_landing(landing, dt.date(2025, 1, 31), show_progress=False)
+    (f,) = [f for f in night.files if f.file.relpath.endswith("20250120/" + HOSP + "/claim.csv")]
+    got = _query("select source_row, reason_code, natural_key, column_name from raw.quarantine order by 1")
+    assert got == [
+        (1, "duplicate_key", "S1", "settlement_id"),
+        (2, "duplicate_key", "S1", "settlement_id"),
+        (4, "duplicate_key", "S3", "settlement_id"),
+        (5, "duplicate_key", "S3", "settlement_id"),
+        (6, "duplicate_key", "S4", "settlement_id"),
+        (7, "duplicate_key", "S4", "settlement_id"),
+        (8, "claim_parts_mismatch", "S5", "total_amount"),
+        (9, "missing_required", None, "settlement_id"),
+        (10, "missing_required", None, "settlement_id"),
+    ]
+    assert _query("select settlement_id from raw.claim where load_id = %s", (f.load_id,)) == [("S2",)]
+    # the refused twin's own defect stays in its detail
+    (detail,) = _query("select reason_detail from raw.quarantine where source_row = 2")[0]
+    assert "claim_parts_mismatch" in detail
+    assert (f.rows_read, f.rows_loaded, f.rows_quarantined) == (10, 1, 9)
+    assert f.reasons == {"duplicate_key": 6, "claim_parts_mismatch": 1, "missing_required": 2}
+    assert _query("select rows_read, rows_loaded, rows_quarantined from raw.load_ledger where load_id = %s",
+                  (f.load_id,)) == [(10, 1, 9)]
 
 
 def test_an_amount_too_large_for_its_column_is_a_bad_row_not_a_failed_night(clean_warehouse, tmp_path):

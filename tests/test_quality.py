@@ -11,6 +11,7 @@ python-stdnum on thousands of generated valid and corrupted values.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import random
 import uuid
@@ -115,15 +116,16 @@ def insert_rows(cur, table: str, rows: list[dict], fixed: dict) -> None:
 def deliver(cur, kind: str, h: str, d: dt.date, rows: list[dict], quarantined: list[dict] = (), *,
             status: str = "loaded", reject_reason: str | None = None, **ledger) -> int:
     """One landing file: its ledger row, raw rows and quarantine rows. Returns the load id."""
-    counts = dict(rows_read=len(rows) + len(quarantined), rows_loaded=len(rows), rows_quarantined=len(quarantined))
+    counts = dict(rows_read=len(rows) + len(quarantined), rows_loaded=len(rows), rows_quarantined=len(quarantined),
+                  rows_held=0)
     counts.update(ledger)
     source = f"{d:%Y%m%d}/{h}/{kind}.csv"
     cur.execute(
         "insert into raw.load_ledger (file_kind, hospital_code, business_date, source_file, sha256, status,"
-        " reject_reason, rows_read, rows_loaded, rows_quarantined)"
-        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) returning load_id",
+        " reject_reason, rows_read, rows_loaded, rows_quarantined, rows_held)"
+        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) returning load_id",
         (kind, h, d, source, uuid.uuid4().hex, status, reject_reason, counts["rows_read"], counts["rows_loaded"],
-         counts["rows_quarantined"]),
+         counts["rows_quarantined"], counts["rows_held"]),
     )
     load_id = cur.fetchone()[0]
     for n, r in enumerate(rows, 1):
@@ -401,7 +403,7 @@ def test_quarantine_report_counts_every_reason_per_hospital(city):
                 rows = [FACTORY[kind](h, d, i) for i in range(PER_NIGHT[kind])]
                 if (h, kind) == (HC, "usage"):
                     ids.append(deliver(cur, kind, h, d, [], status="rejected", reject_reason="manifest_mismatch",
-                                       rows_read=5, rows_loaded=0))
+                                       rows_read=5, rows_loaded=0, rows_held=5))  # 5 rows held back
                 elif (h, kind) == (HB, "claim"):
                     ids.append(deliver(cur, kind, h, d, [], status="rejected", reject_reason="undecodable",
                                        rows_read=0, rows_loaded=0))
@@ -467,9 +469,48 @@ def test_deliveries_and_row_volumes_against_the_trailing_median(city):
         ("raw_usage_quality", "usage_visit_has_claim", HC): PER_NIGHT["usage"],  # HC's claims are missing
     }, report.summary_text()
     details = {(r.check, r.hospital_code): r.detail for r in report.warnings}
-    assert details["extracts_delivered", HC] == "missing claim"
+    assert details["extracts_delivered", HC] == f"missing {d} claim"
     assert details["row_volume_vs_trailing_median", HA] == "purchase 10 rows vs median 4"
     assert details["row_volume_vs_trailing_median", HB] == "usage 1 rows vs median 6"
+
+
+def test_a_catch_up_run_finds_the_claim_file_missing_in_the_middle(clean_warehouse, tmp_path):
+    """A run that loads five nights at once (a first load; likewise a backfill or a catch-up after an
+    outage) checks deliveries for every business date it loads, not only its as-of date: the generated
+    city's one missing claim file, in the middle of the range, is found, and exactly the hospital-nights
+    the ground truth says are missing or rejected are reported."""
+    import json
+
+    from yibao.generator import generate_city
+    from yibao.loader import load_landing
+    from yibao.quality import validate_night
+
+    landing = tmp_path / "landing"
+    start, end = dt.date(2025, 1, 1), dt.date(2025, 1, 5)
+    generate_city(landing, seed=5, hospitals=3, start=start, end=end, volume=0.1, defect_rate=0.02)
+    truth = json.loads((landing / "_generator" / "defects.json").read_text(encoding="utf-8"))
+    (missing,) = [d["file"] for d in truth if d["class"] == "missing_file"]
+    day, hospital, name = missing.split("/")
+    assert start < dt.datetime.strptime(day, "%Y%m%d").date() < end and name.startswith("claim")
+
+    night = load_landing(landing, end, show_progress=False)
+    report = validate_night(clean_warehouse, end, night.load_ids, "catch-up-night")
+
+    absent = collections.defaultdict(list)  # hospital → 'YYYY-MM-DD kind' never loaded: missing or rejected
+    for d in truth:
+        if d["row"] is None:
+            day, h, name = d["file"].split("/")
+            absent[h].append(f"{dt.datetime.strptime(day, '%Y%m%d').date()} {name.split('.')[0]}")
+    rejected = {f.file.relpath for f in night.files if f.status == "rejected"}
+    assert rejected == {d["file"] for d in truth if d["class"] in ("truncated_file", "bad_manifest")}
+    delivered = {r.hospital_code: r for r in report.results if r.check == "extracts_delivered" and r.failed}
+    assert {h: (r.failed, r.detail) for h, r in delivered.items()} == {
+        h: (len(v), "missing " + ", ".join(sorted(v))) for h, v in absent.items()
+    }, report.summary_text()
+    assert f"{dt.datetime.strptime(missing.split('/')[0], '%Y%m%d').date()} claim" in delivered[hospital].detail
+    # it looked at three extracts of every hospital for each of the five nights
+    evaluated = {r.hospital_code: r.evaluated for r in report.results if r.check == "extracts_delivered"}
+    assert all(n == 3 * 5 for h, n in evaluated.items() if h in delivered)
 
 
 def test_reference_data_sanity(city):

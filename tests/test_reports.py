@@ -707,6 +707,71 @@ def test_pdfs_text_fonts_and_images(rendered, month, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
+CITY_SCALE = 10_000  # the fixture's money × this: the figures of a whole city (YTD ¥15,600,000,000.00)
+
+
+@pytest.fixture(scope="module")
+def city_sized(marts_url, tmp_path_factory) -> dict[date, Path]:
+    """The fixture months rendered again with every money column × CITY_SCALE, in a database of
+    their own: the widest figures a citywide statement prints (ten-billion YTD totals)."""
+    from yibao.reports import render_month
+
+    prefix, _, _ = marts_url.rpartition("/")
+    admin = psycopg2.connect(f"{prefix}/postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("drop database if exists yibao_reports_city")
+        cur.execute("create database yibao_reports_city")
+    admin.close()
+    url = f"{prefix}/yibao_reports_city"
+    load_fixture(url)
+    conn = psycopg2.connect(url)
+    with conn, conn.cursor() as cur:
+        cur.execute("select table_name, column_name from information_schema.columns where table_schema = 'marts'"
+                    " and data_type = 'numeric' and numeric_precision = 18 and numeric_scale = 2 order by 1, 2")
+        for table, column in cur.fetchall():
+            cur.execute(f"update marts.{table} set {column} = {column} * {CITY_SCALE}")
+    conn.close()
+    out = tmp_path_factory.mktemp("reports_city")
+    return {m: render_month(url, m, out) for m in MONTHS}
+
+
+def _words_outside_the_page(pdf: Path) -> list[str]:
+    """Every text box of ``pdftotext -bbox`` that is not inside its page box (page, word, box)."""
+    import re
+
+    xml = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    out, page, n = [], None, 0
+    for line in xml.splitlines():
+        m = re.search(r'<page width="([-\d.]+)" height="([-\d.]+)"', line)
+        if m:
+            page, n = (float(m[1]), float(m[2])), n + 1
+            continue
+        m = re.search(r'<word xMin="([-\d.]+)" yMin="([-\d.]+)" xMax="([-\d.]+)" yMax="([-\d.]+)">(.*)</word>', line)
+        if m:
+            x0, y0, x1, y1 = (float(v) for v in m.groups()[:4])
+            if x0 < 0 or y0 < 0 or x1 > page[0] or y1 > page[1]:
+                out.append(f"p{n} {m[5]} ({x0:.0f}–{x1:.0f} of {page[0]:.0f}, {y0:.0f}–{y1:.0f} of {page[1]:.0f})")
+    assert n > 0, pdf.name
+    return out
+
+
+@needs_poppler
+@pytest.mark.parametrize("size", ["fixture", "city"])
+@pytest.mark.parametrize("month", MONTHS, ids=lambda m: f"{m:%Y-%m}")
+def test_every_pdf_keeps_its_text_inside_the_page(request, month, size):
+    """Every PDF of the month, statements and the citywide overview: each text box lies inside its page
+    (a column cut off at the right edge, e.g. 谈判药品 of 《全市医保基金月度结算总览》 section 二, fails)."""
+    folder = request.getfixturevalue("rendered" if size == "fixture" else "city_sized")[month]
+    pdfs = sorted(folder.glob("*.pdf"))
+    assert len(pdfs) == len(HOSPITALS) + 1
+    outside = {pdf.name: _words_outside_the_page(pdf) for pdf in pdfs}
+    assert {name: words for name, words in outside.items() if words} == {}
+    if size == "city" and month == date(2025, 12, 1):
+        text = _pdftotext(overview(folder, "pdf"))
+        assert "谈判药品" in text and "¥15,600,000,000.00" in text
+
+
 def test_rerender_is_byte_identical(rendered, marts_url):
     """Re-rendering a month in place replaces its folder whole and reproduces every byte."""
     import hashlib

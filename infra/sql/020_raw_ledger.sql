@@ -44,3 +44,8 @@ create table if not exists raw.quarantine (
     quarantined_at timestamptz not null default now()
 );
 create index if not exists quarantine_load_idx on raw.quarantine (load_id);
+
+-- Data rows a readable but rejected file held back (manifest mismatch, missing column, wrong
+-- folder, unknown hospital, …): for every file rows_read = rows_loaded + rows_quarantined +
+-- rows_held. 0 for a loaded file; null when a rejected file could not be read far enough to count.
+alter table raw.load_ledger add column if not exists rows_held integer default 0;

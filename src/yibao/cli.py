@@ -127,7 +127,8 @@ def _print_results(through: dt.date) -> None:
         if step == "load" and detail:
             extra = (f"files {detail.get('files_loaded', 0)} loaded / {detail.get('files_rejected', 0)} rejected /"
                      f" {detail.get('files_skipped', 0)} already loaded; rows {detail.get('rows_read', 0):,} read,"
-                     f" {detail.get('rows_loaded', 0):,} loaded, {detail.get('rows_quarantined', 0):,} quarantined")
+                     f" {detail.get('rows_loaded', 0):,} loaded, {detail.get('rows_quarantined', 0):,} quarantined,"
+                     f" {detail.get('rows_held', 0):,} held back in rejected files")
         elif detail and ("errors" in detail or "warnings" in detail):
             extra = f"{detail.get('errors', 0)} errors, {detail.get('warnings', 0)} warnings"
         print(f"  {step:<15} {status:<7} {float(seconds or 0):7.1f}s  {extra}")

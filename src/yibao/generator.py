@@ -31,7 +31,12 @@ Formats vary per hospital and stay stable over time (hospital index → format):
 Defects (``defect_rate`` of data rows, exactly one per corrupted row; plus file-level
 ``truncated_file`` / ``bad_manifest`` on files with a manifest) are drawn from a random stream of
 their own, so a city with defects is the clean city of the same seed with the listed rows
-changed (and duplicate rows inserted). With ``defect_rate=0`` the city is clean.
+changed (and duplicate rows inserted). With ``defect_rate=0`` the city is clean. Two cases are
+placed on purpose: every other ``duplicate_key`` pair has a copy that is also malformed (its
+defects.json entry carries the other defect under ``also``; the loader must still quarantine both
+rows as duplicates), and a city of three or more business dates misses one claim file in the
+middle of the range (``missing_file``: one hospital-night that never arrived, manifest entry
+dropped too; its rows are not in ``summary.json``).
 
 Sizing: at ``volume=1.0`` a working day brings about 600 claims from a 三级 hospital, 220 from
 二级, 70 from 一级 and 35 from 基层 (rest days fewer), plus usage lines of about 3 % of the
@@ -95,7 +100,7 @@ ROW_DEFECT_CLASSES = (
     "hospital_mismatch",
     "duplicate_key",
 )
-FILE_DEFECT_CLASSES = ("truncated_file", "bad_manifest")
+FILE_DEFECT_CLASSES = ("truncated_file", "bad_manifest", "missing_file")
 DEFECT_CLASSES = ROW_DEFECT_CLASSES + FILE_DEFECT_CLASSES
 
 # Which row defects apply to which extract (a row drawn for a class that does not fit it, e.g.
@@ -727,6 +732,7 @@ class _City:
         self.pending_claims: dict[tuple[int, dt.date], list[tuple]] = {}
         # outputs
         self.defects: list[dict] = []
+        self.duplicates = 0  # duplicate_key pairs written (every other one gets a malformed copy)
         self.rows = {"purchase": 0, "usage": 0, "claim": 0}
         self.files = {"extract": 0, "manifest": 0, "reference": 0, "generator": 0}
         self.bytes = 0
@@ -1182,6 +1188,10 @@ class _City:
     def run(self) -> None:
         self.write_reference()
         hospital_codes = [h.code for h in self.hospitals]
+        missing = None  # (day, hospital index) whose claim file never arrives
+        if self.defect_rate > 0 and len(self.days) >= 3:
+            missing = (self.days[len(self.days) // 2],
+                       random.Random(f"yibao-missing|{self.seed}").randrange(len(self.hospitals)))
         for day in self.days:
             folder = self.landing / f"{day:%Y%m%d}"
             for h in self.hospitals:
@@ -1201,6 +1211,8 @@ class _City:
                 self._claims(rng, h, day, workday, sinks["claim"])
                 sinks["claim"].close()
                 self._finish_folder(h, day, hdir, sinks)
+                if missing == (day, h.index):
+                    self._drop_file(hdir, sinks["claim"])
 
     # purchases ---------------------------------------------------------------------------------
 
@@ -1582,8 +1594,28 @@ class _City:
         self.files["manifest"] += 1
         self.bytes += len(data.encode())
 
-    def _record(self, file: str, row: int | None, cls: str, column: str | None, value: str | None) -> None:
-        self.defects.append({"file": file, "row": row, "class": cls, "column": column, "value": value})
+    def _drop_file(self, hdir: Path, sink: _Sink) -> None:
+        """The extract never arrives (missing_file): delete it, its manifest entry and its defects."""
+        self.bytes -= sink.path.stat().st_size
+        sink.path.unlink()
+        self.files["extract"] -= 1
+        self.rows[sink.extract] -= sink.rows
+        self.defects = [d for d in self.defects if d["file"] != sink.relpath]
+        path = hdir / "_manifest.json"
+        if path.exists():
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+            manifest.pop(sink.extract, None)
+            data = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+            self.bytes += len(data.encode()) - path.stat().st_size
+            path.write_text(data, encoding="utf-8")
+        self._record(sink.relpath, None, "missing_file", None, None)
+
+    def _record(self, file: str, row: int | None, cls: str, column: str | None, value: str | None,
+                also: tuple[str, str | None, str | None] | None = None) -> None:
+        entry = {"file": file, "row": row, "class": cls, "column": column, "value": value}
+        if also is not None:
+            entry["also"] = {"class": also[0], "column": also[1], "value": also[2]}
+        self.defects.append(entry)
 
 
 class _Sink:
@@ -1700,8 +1732,13 @@ class _Sink:
             if cls == "duplicate_key":
                 self._write(row)
                 self.city._record(self.relpath, self.rows, cls, column, value)
+                self.city.duplicates += 1
+                also = None
+                if self.city.duplicates % 2 == 0:  # the copy is malformed too: still both duplicates
+                    row = list(row)
+                    also = _inject(self, drng, row, exclude=("duplicate_key",))
                 self._write(row)
-                self.city._record(self.relpath, self.rows, cls, column, value)
+                self.city._record(self.relpath, self.rows, cls, column, value, also)
                 self.city.rows[self.extract] += 2
                 return
             self._write(row)
@@ -1781,10 +1818,11 @@ def _shift_date(text: str, fmt: _DateFormatter, days: int) -> str:
     return fmt(fmt.parse(text) + dt.timedelta(days))
 
 
-def _inject(sink: _Sink, drng: random.Random, row: list[str]) -> tuple[str, str | None, str | None]:
+def _inject(sink: _Sink, drng: random.Random, row: list[str], exclude: tuple[str, ...] = ()
+            ) -> tuple[str, str | None, str | None]:
     """Corrupt one field of row in place (exactly one defect); returns (class, column, new value)."""
     extract = sink.extract
-    classes = _EXTRACT_DEFECTS[extract]
+    classes = tuple(c for c in _EXTRACT_DEFECTS[extract] if c not in exclude)
     idx = PI if extract == "purchase" else (UI if extract == "usage" else CI)
     fmt = sink.h.dates
     for _ in range(12):

@@ -24,6 +24,7 @@ import logging
 import re
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -48,6 +49,7 @@ class FileResult:
     rows_read: int = 0
     rows_loaded: int = 0
     rows_quarantined: int = 0
+    rows_held: int | None = 0  # data rows of a rejected file (None: could not be read far enough to count)
     reasons: dict[str, int] = field(default_factory=dict)
     reject_reason: str | None = None
     reject_detail: str | None = None
@@ -74,12 +76,14 @@ class NightResult:
         rejected = [f for f in self.files if f.status == "rejected"]
         skipped = [f for f in self.files if f.status == "skipped"]
         rows = sum(f.rows_read for f in loaded)
+        held = sum(f.rows_held or 0 for f in rejected)
         secs = sum(f.seconds for f in self.files)
         lines = [
             f"Load through {self.through}: {len(loaded)} files loaded, {len(rejected)} rejected, "
             f"{len(skipped)} already loaded (skipped)",
-            f"  rows read {rows:,}  loaded {sum(f.rows_loaded for f in loaded):,}  "
-            f"quarantined {sum(f.rows_quarantined for f in loaded):,}  in {secs:,.1f}s"
+            f"  rows read {rows + held:,}  loaded {sum(f.rows_loaded for f in loaded):,}  "
+            f"quarantined {sum(f.rows_quarantined for f in loaded):,}  "
+            f"held back in rejected files {held:,}  in {secs:,.1f}s"
             + (f" ({rows / secs:,.0f} rows/s)" if secs else ""),
         ]
         reasons: dict[str, int] = {}
@@ -89,7 +93,8 @@ class NightResult:
         if reasons:
             lines.append("  quarantined by reason: " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())))
         for f in rejected:
-            lines.append(f"  REJECTED {f.file.relpath}: {f.reject_reason} ({f.reject_detail})")
+            n = "rows not countable" if f.rows_held is None else f"{f.rows_held:,} rows held back"
+            lines.append(f"  REJECTED {f.file.relpath}: {f.reject_reason} ({f.reject_detail}); {n}")
         for w in self.warnings:
             lines.append(f"  note: {w}")
         return "\n".join(lines)
@@ -223,6 +228,7 @@ class FileLoader:
                     yield chunk.encode("utf-8")
         if keys is not None and not overflow and len(keys) == result.rows_loaded:
             state["maybe_duplicates"] = False
+        state["loaded_keys"] = keys if keys is not None and not overflow else None
         if not is_ref and state["mismatched_hosp"] >= 2 and state["mismatched_hosp"] * 2 > result.rows_read:
             raise FileRejected(
                 "wrong_hospital_folder",
@@ -368,8 +374,9 @@ class FileLoader:
             # BRIN ranges written by COPY stay unsummarized (and so match every query) until summarised:
             # without this, every "where load_id = …" below would scan the whole table.
             cur.execute("select brin_summarize_new_values(%s::regclass)", (f"raw.{f.kind}_load_brin",))
-            if state.get("maybe_duplicates", True):
-                self._quarantine_duplicates(cur, f, load_id, result)
+            twins = self._quarantined_twins(cur, f, load_id, result, quarantine, state.get("loaded_keys"))
+            if twins or state.get("maybe_duplicates", True):
+                self._quarantine_duplicates(cur, f, load_id, result, twins, state.get("maybe_duplicates", True))
         if quarantine:
             buf = io.StringIO()
             csv.writer(buf, lineterminator="\n").writerows(quarantine)
@@ -387,8 +394,54 @@ class FileLoader:
         )
         return result
 
-    def _quarantine_duplicates(self, cur, f: LandingFile, load_id: int, result: FileResult) -> None:
-        """A natural key twice in one file: the file cannot say which is right, so both rows go."""
+    def _quarantined_twins(self, cur, f: LandingFile, load_id: int, result: FileResult, quarantine: list[tuple],
+                           loaded_keys: set[str] | None) -> list[str]:
+        """Duplicate detection over the file's refused rows too (DOMAIN §2): a natural key twice in one
+        file quarantines every row holding it, valid or not, as ``duplicate_key`` (it takes precedence
+        over a row's other defect, which its detail keeps).
+
+        A refused row's natural key is its key field as the loader reads a valid row's key (trimmed),
+        within the file's hospital, i.e. the folder's: a twin that names another hospital (itself a
+        defect) is still the same line of this file. A row whose key field is empty has no key.
+        Rewrites the refused rows in ``quarantine`` in place; returns the keys of those rows that
+        also have a loaded twin (to be moved out of raw).
+        """
+        key_col = EXTRACTS[f.kind].key
+        counts: dict[str, int] = {}
+        for t in quarantine:
+            if t[6]:
+                counts[t[6]] = counts.get(t[6], 0) + 1
+        if not counts:
+            return []
+        if loaded_keys is not None:
+            twins = [k for k in counts if k in loaded_keys]
+        else:
+            cur.execute(f"select distinct {key_col} from raw.{f.kind} where load_id = %s and {key_col} = any(%s)",
+                        (load_id, list(counts)))
+            twins = [r[0] for r in cur.fetchall()]
+        dup = {k for k, n in counts.items() if n > 1} | set(twins)
+        if not dup:
+            return []
+        for i, t in enumerate(quarantine):
+            if t[6] in dup and t[9] != "duplicate_key":
+                old_reason, old_column = t[9], t[7]
+                detail = f"natural key appears more than once in this file (this row also: {old_reason}" + (
+                    f" in {old_column})" if old_column else ")")
+                quarantine[i] = t[:7] + (key_col, t[6], "duplicate_key", detail) + t[11:]
+                result.reasons[old_reason] -= 1
+                if not result.reasons[old_reason]:
+                    del result.reasons[old_reason]
+                result.reasons["duplicate_key"] = result.reasons.get("duplicate_key", 0) + 1
+        return twins
+
+    def _quarantine_duplicates(self, cur, f: LandingFile, load_id: int, result: FileResult,
+                               twins: list[str] = (), among_loaded: bool = True) -> None:
+        """A natural key twice in one file: the file cannot say which is right, so both rows go.
+
+        ``twins``: keys of loaded rows whose twin was refused for another defect (they go too);
+        ``among_loaded``: whether the loaded rows may hold a key twice (False when the loader saw
+        every loaded key once).
+        """
         key = EXTRACTS[f.kind].key
         table = f"raw.{f.kind}"
         # Two statements on purpose: fresh rows have no statistics, and a join of the aggregate with the
@@ -399,16 +452,20 @@ class FileLoader:
         seqscan = cur.fetchone()[0]
         cur.execute("set local enable_seqscan = off")
         try:
-            self._move_duplicates(cur, f, key, table, load_id, result)
+            self._move_duplicates(cur, f, key, table, load_id, result, list(twins), among_loaded)
         finally:
             cur.execute("select set_config('enable_seqscan', %s, true)", (seqscan,))
 
-    def _move_duplicates(self, cur, f: LandingFile, key: str, table: str, load_id: int, result: FileResult) -> None:
-        cur.execute(
-            f"select {key} from {table} where load_id = %s group by hospital_code, {key} having count(*) > 1",
-            (load_id,),
-        )
-        dups = [r[0] for r in cur.fetchall()]
+    def _move_duplicates(self, cur, f: LandingFile, key: str, table: str, load_id: int, result: FileResult,
+                         twins: list[str], among_loaded: bool) -> None:
+        dups = list(twins)
+        if among_loaded:
+            cur.execute(
+                f"select {key} from {table} where load_id = %s group by hospital_code, {key} having count(*) > 1",
+                (load_id,),
+            )
+            seen = set(twins)
+            dups += [r[0] for r in cur.fetchall() if r[0] not in seen]
         if not dups:
             return
         cur.execute(
@@ -467,14 +524,53 @@ def _already_loaded(conn, f: LandingFile, sha: str) -> bool:
         return cur.fetchone() is not None
 
 
-def _record_reject(conn, f: LandingFile, sha: str, rej: FileRejected, result: FileResult) -> None:
+def count_data_rows(f: LandingFile, encoding: str | None) -> int | None:
+    """Data rows a file holds, counted as the loader reads rows (a blank line is not a row), for a
+    file rejected whole: they are held back, neither loaded nor quarantined. Text that does not
+    decode is read with replacement characters, a truncated file up to where it breaks. None when
+    the file cannot be read at all (e.g. a workbook that does not open)."""
+    from .landing import _csv_rows, _open_bytes
+
+    def count(rows: Iterator[list[str]]) -> int:
+        n = 0
+        try:
+            header = next(rows, None)
+            if header is None:
+                return 0
+            for r in rows:
+                if len(r) == len(header) or any(x.strip() for x in r):
+                    n += 1
+        except (OSError, EOFError, UnicodeDecodeError, csv.Error, zlib.error):
+            pass  # truncated or corrupt: the rows read so far
+        return n
+
+    try:
+        if f.path.name.endswith(".xlsx"):
+            with open_rows(f.path, None) as rows:
+                return count(rows)
+        with _open_bytes(f.path) as raw:
+            text = io.TextIOWrapper(raw, encoding=encoding or "utf-8-sig", errors="replace", newline="")
+            return count(_csv_rows(text))
+    except (FileRejected, OSError, EOFError, zlib.error):
+        return None
+    except Exception:  # noqa: BLE001 - a workbook library error: not countable
+        if f.path.name.endswith(".xlsx"):
+            return None
+        raise
+
+
+def _record_reject(conn, f: LandingFile, sha: str, rej: FileRejected, result: FileResult,
+                   encoding: str | None = None) -> None:
+    result.rows_held = count_data_rows(f, encoding)
+    result.rows_read = result.rows_held or 0
+    result.rows_loaded = result.rows_quarantined = 0
     with conn.cursor() as cur:
         cur.execute(
             "insert into raw.load_ledger (file_kind, hospital_code, business_date, source_file, sha256, status,"
-            " reject_reason, reject_detail, rows_read, seconds) values (%s, %s, %s, %s, %s, 'rejected', %s, %s, %s, %s)"
-            " returning load_id",
+            " reject_reason, reject_detail, rows_read, rows_held, seconds)"
+            " values (%s, %s, %s, %s, %s, 'rejected', %s, %s, %s, %s, %s) returning load_id",
             (f.kind, f.hospital_code, f.business_date, f.relpath, sha, rej.reason, rej.detail, result.rows_read,
-             round(result.seconds, 3)),
+             result.rows_held, round(result.seconds, 3)),
         )
         result.load_id = cur.fetchone()[0]
     conn.commit()
@@ -495,7 +591,7 @@ def _load_one(conn, f: LandingFile, pseudonymise, catalog, hospitals, today: dt.
                                f"{str(manifest['sha256'])[:12]}… (incomplete or altered file; {rej.detail})", sha)
         result = FileResult(file=f, status="rejected", reject_reason=rej.reason, reject_detail=rej.detail)
         if not _already_loaded(conn, f, sha):
-            _record_reject(conn, f, sha, rej, result)
+            _record_reject(conn, f, sha, rej, result, "gb18030")
         else:
             result.status = "skipped"
         _remember_stat(conn, f, sha, stat)
@@ -512,7 +608,7 @@ def _load_one(conn, f: LandingFile, pseudonymise, catalog, hospitals, today: dt.
         conn.rollback()
         result = FileResult(file=f, status="rejected", reject_reason=rej.reason, reject_detail=rej.detail,
                             seconds=time.perf_counter() - started)
-        _record_reject(conn, f, sha, rej, result)
+        _record_reject(conn, f, sha, rej, result, encoding)
         _remember_stat(conn, f, sha, stat)
     except BaseException:
         conn.rollback()
@@ -823,7 +919,8 @@ def _worker_main() -> None:
                 result, context = _load_one(conn, f, pseudonymise, catalog, hospitals, today, context)
                 say({"result": {"index": j, "status": result.status, "load_id": result.load_id,
                                 "rows_read": result.rows_read, "rows_loaded": result.rows_loaded,
-                                "rows_quarantined": result.rows_quarantined, "reasons": result.reasons,
+                                "rows_quarantined": result.rows_quarantined, "rows_held": result.rows_held,
+                                "reasons": result.reasons,
                                 "reject_reason": result.reject_reason, "reject_detail": result.reject_detail,
                                 "seconds": result.seconds}})
             say({"done": True})

@@ -90,6 +90,7 @@ def load(landing: Path, through: dt.date, run_id: str, since: dt.date | None = N
         "rows_read": sum(f.rows_read for f in night.files),
         "rows_loaded": sum(f.rows_loaded for f in night.files),
         "rows_quarantined": sum(f.rows_quarantined for f in night.files),
+        "rows_held": sum(f.rows_held or 0 for f in night.files if f.status == "rejected"),
         "summary": text,
     }
     _log_step(run_id, "load", through, "ok", time.perf_counter() - started,

@@ -249,6 +249,12 @@ _NIGHT_POPULATIONS = {
     " and file_kind in ('usage', 'claim') group by 1",
     "deliveries": "select hospital_code, 3 from raw.ref_hospitals " + _LATEST.format(t="ref_hospitals")
     + " and hospital_code is not null group by 1",
+    # three extracts per registered hospital and business date the run loads (and its as-of date)
+    "delivery_nights": "select h.hospital_code, 3 * count(distinct d.business_date) from raw.ref_hospitals h"
+    " cross join (select night_date as business_date from audit.dq_night where run_id = %(run_id)s"
+    " union select business_date from audit.dq_night_loads where run_id = %(run_id)s"
+    " and file_kind in ('purchase', 'usage', 'claim') and business_date is not null) as d"
+    " where h.load_id = (select max(load_id) from raw.ref_hospitals) and h.hospital_code is not null group by 1",
     **{
         f"ref_{name}": f"select null::text, count(*) from raw.ref_{name} " + _LATEST.format(t=f"ref_{name}")
         for name in ("hospitals", "consumable_catalog", "vbp_batches", "vbp_agreed_volumes", "fund_budgets",

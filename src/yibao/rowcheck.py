@@ -12,6 +12,10 @@ are exact per defect class:
    ``unknown_medical_category``
 4. identities: ``amount_mismatch``, ``claim_parts_mismatch``, ``negotiated_exceeds_fund``
 5. ``date_order``, ``missing_inpatient_dates``
+
+``duplicate_key`` (a natural key twice in one file) is decided per file, after the rows, by the
+loader: it looks at every row of the file, valid or not, and takes precedence over the reasons above
+(a refused twin's detail keeps its other defect). See ``FileLoader._quarantined_twins``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 -- 加载汇总 for operators and BI: per business date, hospital and extract, the files seen, rows
--- read, loaded and quarantined, and the quarantine and file-rejection reasons with counts.
+-- read, loaded, quarantined and held back (the data rows of rejected files), and the quarantine
+-- and file-rejection reasons with counts. rows_read = rows_loaded + rows_quarantined +
+-- rows_held_back.
 -- Reference files (no business date) are not included.
 with files as (
 
@@ -22,6 +24,7 @@ file_totals as (
         sum(rows_read) as rows_read,
         sum(rows_loaded) as rows_loaded,
         sum(rows_quarantined) as rows_quarantined,
+        coalesce(sum(rows_held), 0) as rows_held_back,
         sum(load_seconds) as load_seconds,
         max(loaded_at) as last_loaded_at
     from files
@@ -79,6 +82,7 @@ select
     file_totals.rows_read::bigint as rows_read,
     file_totals.rows_loaded::bigint as rows_loaded,
     file_totals.rows_quarantined::bigint as rows_quarantined,
+    file_totals.rows_held_back::bigint as rows_held_back,
     coalesce(quarantine.quarantine_row_count, 0)::bigint as quarantine_row_count,
     -- reasons
     coalesce(quarantine.quarantined_rows_by_reason, '{}'::jsonb) as quarantined_rows_by_reason,

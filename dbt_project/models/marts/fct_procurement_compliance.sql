@@ -5,8 +5,11 @@
 -- [cycle_start, min(cycle_end, as-of)]. completion_rate = purchased / agreed; expected_progress
 -- = (as-of - cycle_start + 1) / (cycle_end - cycle_start + 1) days, clamped to [0, 1];
 -- compliance_status completed (rate >= 1), on_track (rate >= expected progress), behind.
--- selected_share = the group's selected quantity / all quantity bought under the batch's
--- category_prefix in the same window (null when nothing was bought). price_violation_count =
+-- selected_share (priority use of selected products) is a figure of the batch and hospital,
+-- repeated on each product-group row: quantity of any selected code of the batch / all quantity
+-- bought under the batch's category_prefix, same window (null when nothing was bought; not the
+-- group's own selected quantity, which would make a hospital that buys nothing but selected
+-- products look short on every group). price_violation_count =
 -- purchase lines of the group's selected codes in the window bought at a unit price more than
 -- 0.01 away from the selected price.
 with agreed as (
@@ -59,7 +62,8 @@ category_purchases as (
     select
         batch_id,
         hospital_code,
-        sum(quantity) as category_qty
+        sum(quantity) as category_qty,
+        coalesce(sum(quantity) filter (where is_selected_product), 0) as category_selected_qty
     from purchases
     group by 1, 2
 
@@ -72,6 +76,7 @@ measured as (
         coalesce(group_purchases.purchased_selected_qty, 0) as purchased_selected_qty,
         coalesce(group_purchases.price_violation_count, 0) as price_violation_count,
         category_purchases.category_qty,
+        category_purchases.category_selected_qty,
         case
             when agreed.agreed_qty > 0
                 then coalesce(group_purchases.purchased_selected_qty, 0) / agreed.agreed_qty
@@ -108,6 +113,7 @@ select
     agreed_qty::numeric(18, 0) as agreed_qty,
     purchased_selected_qty::numeric(18, 4) as purchased_selected_qty,
     category_qty::numeric(18, 4) as category_purchased_qty,
+    category_selected_qty::numeric(18, 4) as category_selected_qty,
     -- rates
     round(exact_completion_rate, 4)::numeric(9, 4) as completion_rate,
     round(exact_expected_progress, 4)::numeric(9, 4) as expected_progress,
@@ -117,7 +123,7 @@ select
         else 'behind'
     end as compliance_status,
     case
-        when category_qty <> 0 then round(purchased_selected_qty / category_qty, 4)
+        when category_qty <> 0 then round(category_selected_qty / category_qty, 4)
     end::numeric(9, 4) as selected_share,
     -- counts
     price_violation_count::integer as price_violation_count

@@ -25,6 +25,7 @@ renamed as (
         rows_read,
         rows_loaded,
         rows_quarantined,
+        rows_held,
         seconds as load_seconds,
         -- dates and timestamps
         business_date,

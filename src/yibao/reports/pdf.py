@@ -60,15 +60,24 @@ img.chart {{ width: 100%; }}
 .note {{ color: #777; font-size: 8pt; }}
 p.caption {{ font-weight: bold; color: #1F4E79; margin: 1mm 0 0 0; }}
 section.type {{ break-inside: avoid; }}
+table.wide {{ font-size: 7.5pt; }}
+table.wide th, table.wide td {{ padding: 1mm 1.2mm; }}
+"""
+# The citywide overview prints eight money columns of citywide size (ten-billion yuan year-to-date
+# totals): A4 landscape, so that every column stays on the page.
+LANDSCAPE = """
+@page { size: A4 landscape; }
+img.chart { width: auto; max-width: 100%; max-height: 165mm; display: block; margin: 0 auto; }
 """
 
 
-def _html(title: str, body: str) -> str:
+def _html(title: str, body: str, *, landscape: bool = False) -> str:
+    css = CSS + (LANDSCAPE if landscape else "")
     return (
         '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title>"
         f'<meta name="author" content="{BUREAU}"><meta name="generator" content="yibao.reports">'
-        f"<style>{CSS}</style></head><body>{body}</body></html>"
+        f"<style>{css}</style></head><body>{body}</body></html>"
     )
 
 
@@ -77,7 +86,7 @@ def _img(png: bytes) -> str:
     return f'<img class="chart" src="data:image/png;base64,{data}">'
 
 
-def _table(headers: list[str], rows: list[list], total: list | None = None) -> str:
+def _table(headers: list[str], rows: list[list], total: list | None = None, css_class: str | None = None) -> str:
     def cells(values, tag="td"):
         out = []
         for v in values:
@@ -93,7 +102,8 @@ def _table(headers: list[str], rows: list[list], total: list | None = None) -> s
     body = "".join(f"<tr>{cells(r)}</tr>" for r in rows)
     if total:
         body += f'<tr class="total">{cells(total)}</tr>'
-    return f"<table><thead><tr>{cells(headers, 'th')}</tr></thead><tbody>{body}</tbody></table>"
+    attr = f' class="{css_class}"' if css_class else ""
+    return f"<table{attr}><thead><tr>{cells(headers, 'th')}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def write_pdf(html: str, path: Path) -> int:
@@ -180,7 +190,9 @@ def _year_end_table(rows: list[dict], total: dict) -> str:
                 yuan(r["reasonable_amount"]), yuan(r["balance_amount"]), r.get("method", ""),
                 yuan(r["entitlement_amount"]), yuan(r["monthly_paid_amount"]), yuan(r["year_end_payment_amount"])]
 
-    return _table(headers, [line(r) for r in rows], line({**total, "method": "", "insurance_type": None}))
+    # eight columns on a portrait page: the compact style keeps a large hospital's figures inside it
+    return _table(headers, [line(r) for r in rows], line({**total, "method": "", "insurance_type": None}),
+                  css_class="wide")
 
 
 # ================================================================================================
@@ -259,4 +271,4 @@ def bureau_pdf(d: MonthData, path: Path, top: int = 10) -> int:
              yuan(total["entitlement_amount"]), yuan(total["year_end_payment_amount"])],
         ))
     parts.append('<p class="note">完整排名与明细见同月 Excel 结算总览。</p>')
-    return write_pdf(_html(title, "".join(parts)), path)
+    return write_pdf(_html(title, "".join(parts), landscape=True), path)
