@@ -44,7 +44,7 @@ TEST_KEY = "test-pseudonym-key-not-a-secret-0123456789"
 START, END = dt.date(2025, 1, 24), dt.date(2025, 3, 2)
 VENV_BIN = Path(sys.executable).parent
 BOOT_TIMEOUT = 900  # seconds; generous: the CI machine may be shared
-RUN_TIMEOUT = 1200
+RUN_TIMEOUT = 2400
 
 
 def _free_port() -> int:
@@ -66,11 +66,18 @@ class Api:
         req.add_header("Content-Type", "application/json")
         if auth and self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                text = resp.read().decode()
-        except urllib.error.HTTPError as exc:
-            raise AssertionError(f"{method} {path}: HTTP {exc.code}: {exc.read().decode()[:2000]}") from None
+        for attempt in range(5):
+            try:
+                with urllib.request.urlopen(req, timeout=300) as resp:
+                    text = resp.read().decode()
+                break
+            except urllib.error.HTTPError as exc:
+                raise AssertionError(f"{method} {path}: HTTP {exc.code}: {exc.read().decode()[:2000]}") from None
+            except (TimeoutError, ConnectionError) as exc:
+                # the API server serves one request at a time: its first task start can hold it for a minute
+                if method != "GET" or attempt == 4:
+                    raise AssertionError(f"{method} {path}: {exc!r}") from None
+                time.sleep(5)
         return json.loads(text) if text else {}
 
     def login(self, password_file: Path) -> None:
@@ -152,6 +159,11 @@ def scheduler(tmp_path_factory):
                 "YIBAO_PSEUDONYM_KEY": TEST_KEY, "AIRFLOW__API__PORT": str(api_port)})
     saved = {k: os.environ.get(k) for k in ("YIBAO_HOME", "YIBAO_PG_PORT", "YIBAO_DATABASE_URL")}
     proc = None
+
+    def terminated(signum, frame):  # a SIGTERM (CI timeout) still runs the teardown below
+        raise SystemExit(f"terminated by signal {signum}")
+
+    previous_handler = signal.signal(signal.SIGTERM, terminated)
     log_path = root / "standalone.log"
     try:
         pg.start(own)
@@ -195,6 +207,7 @@ def scheduler(tmp_path_factory):
             except ProcessLookupError:
                 pass
         pg.stop(own)
+        signal.signal(signal.SIGTERM, previous_handler)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -60,9 +60,10 @@ def airflow_env() -> dict[str, str]:
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", f"http://{_loopback(host)}:{port}/execution/"),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": env.get(
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(password_file())),
-            # a task's first call to the API server can take tens of seconds on a small, busy machine;
-            # Airflow's 5 s (×5 tries) then kills the task before it starts
-            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": env.get("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", "90"),
+            # the API server's first task start can take a minute or more on a small, busy machine
+            # (seen: 45-90 s at load 15-20 on 2 cores); Airflow's 5 s (×5 tries) then fails the task before
+            # it starts and the night waits out a 5-minute retry
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": env.get("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", "180"),
             "YIBAO_HOME": str(s.home),
             "YIBAO_PG_PORT": str(s.pg_port),
         }
