@@ -191,6 +191,12 @@ def cmd_airflow(args) -> int:
 
     pg.start()
     ensure_airflow_db()
+    if args.rest[:1] == ["standalone"]:
+        from .orchestrate import airflow_env, secure_password_file
+
+        env = airflow_env()
+        print(f"Airflow UI and REST API: http://{env['AIRFLOW__API__HOST']}:{env['AIRFLOW__API__PORT']} (loopback only);"
+              f" user admin, password in {secure_password_file()} (readable by you only)", flush=True)
     return run_airflow(*args.rest, check=False)
 
 
