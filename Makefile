@@ -63,7 +63,7 @@ demo-data: setup
 	    --start $(DEMO_START) --end $(DEMO_END) --volume $(DEMO_VOLUME); \
 	else echo "demo landing zone exists: $(YIBAO_HOME)/landing"; fi
 
-airflow-ui: db-start ## Airflow UI (api-server, scheduler, dag-processor, triggerer) on :8080
+airflow-ui: db-start ## Airflow UI (api-server, scheduler, dag-processor, triggerer) on 127.0.0.1:8080 (venv need not be active)
 	$(YIBAO) airflow standalone
 
 lint:

@@ -1,13 +1,14 @@
 """
 ### monthly_settlement — 月度结算单 for every hospital and the bureau's citywide overview
 
-Runs when the nightly DAG publishes the marts (Asset `yibao://marts/published`). It renders a
-month only once that month's **last night** has been published: the as-of date of the latest row
-of `audit.publish_log` (plus any `as_of_date` carried in the triggering asset events, so nights
-published back to back are not missed) must be the last day of a month. Other nights: nothing to do.
+Runs when the nightly DAG publishes the marts (Asset `yibao://marts/published`). It renders every
+month whose **last day a published night has passed** (the month-end night itself, a night that
+jumps over the month end, a failed 31st caught up on the 1st) and that has not been rendered yet:
+each rendering is logged in `audit.statement_log`, so every month is rendered exactly once. Other
+nights: nothing to do.
 
 Trigger it by hand with `{"month": "YYYY-MM"}` to (re)render any month whose last day has been
-published. Re-rendering a month from the same marts gives byte-identical files.
+published (logged as `manual`). Re-rendering a month from the same marts gives byte-identical files.
 
 Output, under `$YIBAO_HOME/reports/<YYYY-MM>/` (swapped in whole):
 - per hospital `<code>_<name>_<YYYY-MM>_结算单.xlsx` + `.pdf`
@@ -19,7 +20,6 @@ Logic lives in `yibao.reports` (reads only the `marts` schema); this file only w
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pendulum
@@ -36,52 +36,46 @@ MARTS_PUBLISHED = Asset("yibao://marts/published")
     max_active_runs=1,
     doc_md=__doc__,
     tags=["yibao", "reports", "settlement"],
-    # YIBAO_TASK_RETRIES=0 when run by hand (`yibao reports`): fail fast instead of waiting out retries
-    default_args={
-        "owner": "yibao-data",
-        "retries": int(os.environ.get("YIBAO_TASK_RETRIES", "2")),
-        "retry_delay": timedelta(minutes=5),
-    },
+    # constants only: whoever parses this file (scheduler, dag-processor, `yibao reports`) serialises the same DAG
+    default_args={"owner": "yibao-data", "retries": 2, "retry_delay": timedelta(minutes=5)},
     params={
         "month": Param(
             "",
             type="string",
             pattern=r"^(\d{4}-(0[1-9]|1[0-2]))?$",
-            description="YYYY-MM to render on demand; empty = the month just completed, if any",
+            description="YYYY-MM to render on demand; empty = every completed month not rendered yet",
         ),
+        "fail_fast": Param(False, type="boolean", description="fail at the first error instead of retrying"),
     },
 )
 def monthly_settlement():
     @task
-    def months_to_render(params=None, triggering_asset_events=None) -> list[str]:
-        import datetime as dt
-
-        from yibao import pg
+    def months_to_render(params=None) -> list[str]:
+        from yibao import pg, pipeline
         from yibao.reports import months_due, parse_month, require_published
 
-        url = pg.url()
-        if params and params.get("month"):
-            month = parse_month(params["month"])
-            require_published(url, month)
-            return [f"{month:%Y-%m}"]
-        published = []
-        for events in (triggering_asset_events or {}).values():
-            for event in events:
-                value = (event.extra or {}).get("as_of_date")
-                if value:
-                    published.append(dt.date.fromisoformat(str(value)))
-        return [f"{m:%Y-%m}" for m in months_due(url, published)]
+        with pipeline.task_errors(params):
+            url = pg.url()
+            if params and params.get("month"):
+                month = parse_month(params["month"])
+                require_published(url, month)
+                return [f"{month:%Y-%m}"]
+            return [f"{m:%Y-%m}" for m in months_due(url)]
 
     @task(max_active_tis_per_dagrun=1)
-    def render(month: str) -> dict:
+    def render(month: str, params=None, run_id=None) -> dict:
         import json
 
-        from yibao import pg
+        from yibao import pg, pipeline
         from yibao.config import settings
-        from yibao.reports import parse_month, render_month
+        from yibao.reports import parse_month, record_rendered, render_month
 
-        folder = render_month(pg.url(), parse_month(month), settings().reports_dir)
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        with pipeline.task_errors(params):
+            folder = render_month(pg.url(), parse_month(month), settings().reports_dir)
+            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+            record_rendered(pg.url(), parse_month(month), run_id=run_id, folder=str(folder),
+                            trigger="manual" if (params or {}).get("month") else "auto",
+                            files=len(manifest["files"]))
         return {"month": month, "folder": str(folder), "files": len(manifest["files"]),
                 "hospitals": manifest["hospitals"]}
 

@@ -1,9 +1,8 @@
 """
 ### nightly_ingest — 医保 nightly load, build, validate, publish
 
-For business date **D** (the `through` param, default: the day before the run's logical date in
-Asia/Shanghai), every hospital's extracts under `<landing>/<YYYYMMDD>/<hospital_code>/` with business
-date ≤ D that are not yet in the load ledger are loaded (late files are caught up), then:
+For business date **D**, every hospital's extracts under `<landing>/<YYYYMMDD>/<hospital_code>/` with
+business date ≤ D that are not yet in the load ledger are loaded (late files are caught up), then:
 
 1. **load** — streaming COPY into `raw.*`, bad rows to `raw.quarantine`, bad files rejected in
    `raw.load_ledger`; ID numbers pseudonymised at the door.
@@ -13,26 +12,29 @@ date ≤ D that are not yet in the load ledger are loaded (late files are caught
 5. **publish** — swaps `marts_build` in as `marts` atomically and emits the Asset
    `yibao://marts/published` (the monthly settlement DAG listens to it).
 
-Re-running any night, or all of them, gives the same warehouse. Params: `landing` (path),
-`through` (YYYY-MM-DD). Logic lives in the `yibao` package, dbt and GX: this file only wires tasks.
+Re-running any night, or all of them, gives the same warehouse.
+
+Settings are read when the tasks run, never when this file is parsed:
+- **landing root**: the Airflow Variable `yibao_landing`, else the environment variable
+  `YIBAO_LANDING`, else `$YIBAO_HOME/landing`; the run's conf `landing` overrides it for one run.
+  A missing root fails the night at once with one line (no retries).
+- **D** (`through`): the run's conf `through` (YYYY-MM-DD), else the day before the run's logical
+  date in Asia/Shanghai (a REST API trigger without a logical date: the day before it was
+  triggered), but not later than the newest `<YYYYMMDD>/` folder delivered. A night with no
+  deliveries succeeds with warnings.
+- conf `fail_fast` (set by `yibao run`): fail at the first error instead of retrying.
+
+Logic lives in the `yibao` package, dbt and GX: this file only wires tasks.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
 MARTS_PUBLISHED = Asset("yibao://marts/published")
-
-
-def _through(params: dict, logical_date) -> str:
-    if params.get("through"):
-        return params["through"]
-    local = pendulum.instance(logical_date).in_timezone("Asia/Shanghai")
-    return local.subtract(days=1).to_date_string()
 
 
 @dag(
@@ -43,67 +45,62 @@ def _through(params: dict, logical_date) -> str:
     max_active_runs=1,
     doc_md=__doc__,
     tags=["yibao", "ingest", "dbt", "gx"],
-    # YIBAO_TASK_RETRIES=0 when run by hand (`yibao run`): fail fast instead of waiting out retries
-    default_args={
-        "owner": "yibao-data",
-        "retries": int(os.environ.get("YIBAO_TASK_RETRIES", "2")),
-        "retry_delay": timedelta(minutes=5),
-    },
+    # constants only: whoever parses this file (scheduler, dag-processor, `yibao run`) serialises the same DAG
+    default_args={"owner": "yibao-data", "retries": 2, "retry_delay": timedelta(minutes=5)},
     params={
-        "landing": Param(os.environ.get("YIBAO_LANDING", ""), type="string", description="landing directory"),
-        "through": Param("", type="string", description="business date YYYY-MM-DD; empty = day before the run"),
+        "landing": Param("", type="string", description="landing root for this run; empty = the configured one"),
+        "through": Param("", type="string", pattern=r"^(\d{4}-\d{2}-\d{2})?$",
+                         description="business date YYYY-MM-DD; empty = the day before the run"),
+        "fail_fast": Param(False, type="boolean", description="fail at the first error instead of retrying"),
     },
 )
 def nightly_ingest():
     @task
-    def load(params=None, logical_date=None, run_id=None) -> dict:
-        import datetime as dt
-        from pathlib import Path
-
+    def load(params=None, dag_run=None, run_id=None) -> dict:
         from yibao import pipeline
-        from yibao.config import settings
 
-        landing = Path(params.get("landing") or settings().demo_landing)
-        through = dt.date.fromisoformat(_through(params, logical_date))
-        with pipeline.airflow_connection("yibao_loader"):
-            pipeline.setup()
-            return pipeline.load(landing, through, run_id)
+        with pipeline.task_errors(params):
+            landing, through, warnings = pipeline.resolve_night(
+                params, getattr(dag_run, "logical_date", None), getattr(dag_run, "run_after", None))
+            with pipeline.airflow_connection("yibao_loader"):
+                pipeline.setup()
+                return pipeline.load(landing, through, run_id, warnings=warnings)
 
     @task
-    def validate_raw(loaded: dict, run_id=None) -> dict:
+    def validate_raw(loaded: dict, params=None, run_id=None) -> dict:
         import datetime as dt
 
         from yibao import pipeline
 
-        with pipeline.airflow_connection("yibao_transformer"):
+        with pipeline.task_errors(params), pipeline.airflow_connection("yibao_transformer"):
             return pipeline.validate_raw(dt.date.fromisoformat(loaded["through"]), loaded["load_ids"], run_id)
 
     @task
-    def transform(loaded: dict, checked: dict, run_id=None) -> str:
+    def transform(loaded: dict, checked: dict, params=None, run_id=None) -> str:
         import datetime as dt
 
         from yibao import pipeline
 
-        with pipeline.airflow_connection("yibao_transformer"):
+        with pipeline.task_errors(params), pipeline.airflow_connection("yibao_transformer"):
             pipeline.transform(dt.date.fromisoformat(loaded["through"]), run_id)
         return loaded["through"]
 
     @task
-    def validate_marts(through: str, run_id=None) -> dict:
+    def validate_marts(through: str, params=None, run_id=None) -> dict:
         import datetime as dt
 
         from yibao import pipeline
 
-        with pipeline.airflow_connection("yibao_transformer"):
+        with pipeline.task_errors(params), pipeline.airflow_connection("yibao_transformer"):
             return pipeline.validate_marts(dt.date.fromisoformat(through), run_id)
 
     @task(outlets=[MARTS_PUBLISHED])
-    def publish(through: str, checked: dict, loaded: dict, run_id=None, outlet_events=None) -> dict:
+    def publish(through: str, checked: dict, loaded: dict, params=None, run_id=None, outlet_events=None) -> dict:
         import datetime as dt
 
         from yibao import pipeline
 
-        with pipeline.airflow_connection("yibao_transformer"):
+        with pipeline.task_errors(params), pipeline.airflow_connection("yibao_transformer"):
             published = pipeline.publish(dt.date.fromisoformat(through), run_id, loaded["files_loaded"])
         if outlet_events is not None:
             outlet_events[MARTS_PUBLISHED].extra = {"as_of_date": through}

@@ -90,3 +90,44 @@ def test_no_heavy_imports_at_parse_time(dag_file):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded == [], f"{dag_file.name} imports {loaded} at parse time"
+
+
+SERIALIZE = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+from airflow.models.serialized_dag import SerializedDagModel
+from airflow.serialization.serialized_objects import DagSerialization
+bag = DagBag(dag_folder=sys.argv[1])
+assert not bag.import_errors, bag.import_errors
+out = {}
+for dag_id, dag in sorted(bag.dags.items()):
+    data = DagSerialization.to_dict(dag)
+    out[dag_id] = {"hash": SerializedDagModel.hash(data),
+                   "data": SerializedDagModel._sort_serialized_dag_dict(data)["dag"]}
+    out[dag_id]["data"].pop("fileloc", None)
+print("@@" + json.dumps(out, sort_keys=True, default=str))
+"""
+
+
+def test_every_parser_serialises_the_same_dags(tmp_path, monkeypatch):
+    """The scheduler's dag-processor and `yibao run` parse the same files with different environments
+    (the CLI's landing, retries, home): the serialised DAGs, and so Airflow's DAG versions, must not
+    depend on it. Run settings are read when a task runs (conf, Variables), never at parse time."""
+    from yibao.orchestrate import airflow_env
+
+    def serialise(extra: dict) -> dict:
+        monkeypatch.setenv("YIBAO_HOME", str(tmp_path / extra.pop("home")))
+        env = airflow_env()
+        env.update(extra)
+        out = subprocess.run([sys.executable, "-c", SERIALIZE, str(DAGS)], env=env, capture_output=True,
+                             text=True, timeout=600, check=False)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.split("@@", 1)[1])
+
+    scheduler = serialise({"home": "scheduler"})
+    cli = serialise({"home": "cli", "YIBAO_TASK_RETRIES": "0", "YIBAO_LANDING": str(tmp_path / "cli-landing"),
+                     "AIRFLOW_VAR_YIBAO_LANDING": str(tmp_path / "elsewhere"), "TZ": "UTC"})
+    assert set(scheduler) >= {"nightly_ingest", "monthly_settlement"}
+    for dag_id in scheduler:
+        assert cli[dag_id]["hash"] == scheduler[dag_id]["hash"], dag_id
+        assert cli[dag_id]["data"] == scheduler[dag_id]["data"], dag_id

@@ -801,7 +801,8 @@ def test_unknown_month_fails_loudly(marts_url, tmp_path):
 
 
 def test_months_due_from_publish_log(marts_url):
-    from yibao.reports import months_due, parse_month, require_published
+    """Every month whose end a published night passed is due, once (the fixture marts hold 2025-01 … 2026-02)."""
+    from yibao.reports import months_due, parse_month, record_rendered, require_published
     from yibao.reports.publish import NotPublished
 
     conn = psycopg2.connect(marts_url)
@@ -812,30 +813,52 @@ def test_months_due_from_publish_log(marts_url):
     publish_sql = Path(__file__).resolve().parents[1] / "infra" / "sql" / "060_publish.sql"
     with conn, conn.cursor() as cur:
         cur.execute("create schema audit")
-        if publish_sql.exists():  # the lead's publish step's table
-            cur.execute(publish_sql.read_text(encoding="utf-8"))
-        else:
-            cur.execute("create table audit.publish_log (as_of_date date, published_at timestamptz)")
-    insert = "insert into audit.publish_log (as_of_date, published_at) values (%s, %s)"
+        cur.execute(publish_sql.read_text(encoding="utf-8"))
+    night = "insert into audit.publish_log (as_of_date, published_at) values (%s, %s)"
+
+    def publish(as_of: str, at: str) -> list[str]:
+        with conn, conn.cursor() as cur:
+            cur.execute(night, (as_of, at))
+        return [f"{m:%Y-%m}" for m in months_due(marts_url)]
+
+    def render(months: list[str]) -> None:  # what the DAG's render task records after each month
+        for m in months:
+            record_rendered(marts_url, parse_month(m), run_id="test")
+
+    # a first publish renders every completed month of the marts' history, the month in progress not
+    assert publish("2025-11-20", "2025-11-21 03:20+08") == [f"2025-{m:02d}" for m in range(1, 11)]
+    render([f"2025-{m:02d}" for m in range(1, 11)])
+    assert publish("2025-11-29", "2025-11-30 03:20+08") == []
+    # a failed 30th (nothing published) caught up on the 1st: November is due on the 1st
+    assert publish("2025-12-01", "2025-12-02 03:20+08") == ["2025-11"]
+    # due until rendered (a failed render is retried by the next run), then never again
+    assert publish("2025-12-02", "2025-12-03 03:20+08") == ["2025-11"]
+    render(["2025-11"])
+    assert publish("2025-12-03", "2025-12-04 03:20+08") == []
+    # a night that jumps over the month end (published through 2026-01-01) renders December
+    assert publish("2026-01-01", "2026-01-02 03:20+08") == ["2025-12"]
+    render(["2025-12"])
+    # republishing the same night, and an earlier one, renders nothing again
+    assert publish("2026-01-01", "2026-01-02 09:00+08") == []
+    assert publish("2025-12-15", "2026-01-02 10:00+08") == []
+    # the month's exact last day, then the leap-free February's 28th
+    assert publish("2026-01-31", "2026-02-01 03:20+08") == ["2026-01"]
+    render(["2026-01"])
+    assert publish("2026-02-27", "2026-02-28 03:20+08") == []
+    assert publish("2026-02-28", "2026-03-01 03:20+08") == ["2026-02"]
+    render(["2026-02"])
     with conn, conn.cursor() as cur:
-        cur.execute(insert, ("2026-01-30", "2026-01-31 03:20+08"))
-    assert months_due(marts_url) == []
-    with conn, conn.cursor() as cur:
-        cur.execute(insert, ("2026-01-31", "2026-02-01 03:20+08"))
-    assert months_due(marts_url) == [date(2026, 1, 1)]
-    # nights coalesced into one asset-triggered run: the events' as-of dates count too
-    with conn, conn.cursor() as cur:
-        cur.execute(insert, ("2026-02-01", "2026-02-02 03:20+08"))
-    assert months_due(marts_url) == []
-    assert months_due(marts_url, [date(2026, 1, 31), date(2026, 2, 1)]) == [date(2026, 1, 1)]
-    # 2024 is a leap year: 02-29 is the month's end, 02-28 is not
-    assert months_due(marts_url, [date(2024, 2, 28)]) == []
-    assert months_due(marts_url, [date(2024, 2, 29)]) == [date(2024, 2, 1)]
+        cur.execute("select to_char(month, 'YYYY-MM'), count(*), min(as_of_date) from audit.statement_log"
+                    " group by 1 order by 1")
+        log = cur.fetchall()
+    assert [r[0] for r in log] == [f"2025-{m:02d}" for m in range(1, 13)] + ["2026-01", "2026-02"]
+    assert all(r[1] == 1 for r in log)
+    assert dict((r[0], r[2]) for r in log)["2025-12"] == date(2026, 1, 1)
     conn.close()
 
-    require_published(marts_url, parse_month("2026-01"))
+    require_published(marts_url, parse_month("2026-02"))
     with pytest.raises(NotPublished, match="not complete"):
-        require_published(marts_url, parse_month("2026-02"))
+        require_published(marts_url, parse_month("2026-03"))
     with pytest.raises(ValueError):
         parse_month("2026-13")
 

@@ -19,3 +19,17 @@ create table if not exists audit.run_log (
     detail      jsonb,
     logged_at   timestamptz not null default now()
 );
+
+-- One row per rendering of a month's settlement statements (yibao.reports.publish). The
+-- asset-triggered monthly_settlement run renders every month whose last day a published night has
+-- passed and that has no row here yet, so each month is rendered exactly once; a manual re-render
+-- adds a row with trigger 'manual'.
+create table if not exists audit.statement_log (
+    month        date        not null,   -- first day of the month rendered
+    as_of_date   date,                   -- as-of date of the marts it was rendered from
+    run_id       text,
+    trigger      text        not null default 'auto',   -- auto (asset-triggered) | manual
+    folder       text,
+    files        integer,
+    rendered_at  timestamptz not null default now()
+);

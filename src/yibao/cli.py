@@ -3,7 +3,7 @@
     yibao db start|stop|reset|status     the embedded PostgreSQL (or report on the external one)
     yibao url [--airflow]                 connection URL of the warehouse (psql, BI tools, outside checks)
     yibao generate --out DIR …            a synthetic city's landing zone
-    yibao run --landing DIR --through D   the real nightly DAG (Airflow) on any landing directory
+    yibao run [--landing DIR] [--through D]  the real nightly DAG (Airflow) on the landing root
     yibao reports [--month YYYY-MM]       monthly settlement reports (real monthly_settlement DAG)
     yibao load --landing DIR --through D  only the loader (no dbt, no GX, no publish), for debugging
     yibao airflow …                       the airflow CLI with this project's environment
@@ -23,13 +23,6 @@ def _date(text: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date in YYYY-MM-DD form") from None
-
-
-def _latest_business_date(landing: Path) -> dt.date:
-    days = sorted(p.name for p in landing.iterdir() if p.is_dir() and p.name.isdigit() and len(p.name) == 8)
-    if not days:
-        raise SystemExit(f"{landing} has no <YYYYMMDD>/ business-date folders")
-    return dt.datetime.strptime(days[-1], "%Y%m%d").date()
 
 
 def cmd_db(args) -> int:
@@ -80,13 +73,29 @@ def cmd_generate(args) -> int:
 def cmd_run(args) -> int:
     from .orchestrate import run_dag
 
-    landing = Path(args.landing).resolve()
-    if not landing.is_dir():
-        raise SystemExit(f"landing directory {landing} does not exist")
-    through = args.through or _latest_business_date(landing)
-    run_dag("nightly_ingest", through, {"landing": str(landing), "through": through.isoformat()}, landing=landing)
-    _print_results(through)
+    # the same settings as a scheduled run, read by the task when it runs (yibao.pipeline.resolve_night);
+    # --landing / --through only override them for this run
+    conf = {}
+    if args.landing:
+        landing = Path(args.landing).resolve()
+        if not landing.is_dir():
+            raise SystemExit(f"landing directory {landing} does not exist")
+        conf["landing"] = str(landing)
+    if args.through:
+        conf["through"] = args.through.isoformat()
+    run_dag("nightly_ingest", args.through, conf)
+    _print_results(args.through or _last_through())
     return 0
+
+
+def _last_through() -> dt.date | None:
+    """The business date the latest nightly run loaded through (it picked it when --through was not given)."""
+    from . import db
+
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute("select as_of_date from audit.run_log where step = 'load' order by logged_at desc limit 1")
+        row = cur.fetchone()
+    return row[0] if row else None
 
 
 def _print_results(through: dt.date) -> None:
@@ -183,6 +192,12 @@ def cmd_airflow(args) -> int:
 
     pg.start()
     ensure_airflow_db()
+    if args.rest[:1] == ["standalone"]:
+        from .orchestrate import airflow_env, secure_password_file
+
+        env = airflow_env()
+        print(f"Airflow UI and REST API: http://{env['AIRFLOW__API__HOST']}:{env['AIRFLOW__API__PORT']} (loopback only);"
+              f" user admin, password in {secure_password_file()} (readable by you only)", flush=True)
     return run_airflow(*args.rest, check=False)
 
 
@@ -209,9 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--defect-rate", type=float, default=0.01)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("run", help="run the nightly DAG (real Airflow run) on a landing directory")
-    p.add_argument("--landing", required=True, help="landing directory laid out per DOMAIN.md §2-3")
-    p.add_argument("--through", type=_date, help="latest business date to load (default: newest folder)")
+    p = sub.add_parser("run", help="run the nightly DAG (real Airflow run) on the landing root")
+    p.add_argument("--landing", help="landing directory laid out per DOMAIN.md §2-3 (default: the configured landing"
+                   " root: Airflow Variable yibao_landing, else YIBAO_LANDING, else $YIBAO_HOME/landing)")
+    p.add_argument("--through", type=_date, help="latest business date to load (default: yesterday in Asia/Shanghai,"
+                   " but not later than the newest <YYYYMMDD>/ folder)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("reports", help="render a month's settlement reports (real monthly_settlement DAG run)")

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import db
+from .config import MissingLandingRoot, business_date_before, landing_root, newest_business_date
 
 log = logging.getLogger("yibao.pipeline")
 
@@ -54,6 +55,70 @@ def airflow_connection(conn_id: str):
             os.environ["YIBAO_DATABASE_URL"] = previous
 
 
+def resolve_night(params: dict | None, logical_date=None, run_after=None) -> tuple[Path, dt.date, list[str]]:
+    """The landing root and business date of one nightly run, read when the task runs (not at parse time).
+
+    Landing root: the run's conf ``landing`` if given, else :func:`yibao.config.landing_root`
+    (Airflow Variable ``yibao_landing``, else ``YIBAO_LANDING``, else ``$YIBAO_HOME/landing``); a
+    missing root raises :class:`MissingLandingRoot` with one line saying which setting named it.
+
+    Business date ("through"): the run's conf ``through`` if given, else the day before the run's
+    logical date in Asia/Shanghai (a run triggered without one, as Airflow 3's REST API does by
+    default, uses the moment it was triggered: ``run_after``), but never later than the newest
+    ``<YYYYMMDD>/`` folder of the landing root: a night whose folder has not arrived yet publishes as
+    of the newest delivered day, with a warning, and the missing day is loaded when it arrives.
+    """
+    params = params or {}
+    if params.get("landing"):
+        landing, source = Path(params["landing"]).expanduser(), "the run's conf 'landing'"
+    else:
+        landing, source = landing_root()
+    if not landing.is_dir():
+        raise MissingLandingRoot(
+            f"landing root {landing} does not exist (from {source}; set the Airflow Variable yibao_landing,"
+            " or YIBAO_LANDING, to the folder the hospitals deliver into)"
+        )
+    warnings: list[str] = []
+    if params.get("through"):
+        return landing, dt.date.fromisoformat(str(params["through"])), warnings
+    business = business_date_before(logical_date or run_after)
+    newest = newest_business_date(landing)
+    if newest is None:
+        warnings.append(f"{landing} has no <YYYYMMDD>/ business-date folder: nothing delivered yet")
+        return landing, business, warnings
+    if newest < business:
+        warnings.append(f"no deliveries for {business} yet: this night is published as of the newest delivered"
+                        f" business date {newest}")
+        return landing, newest, warnings
+    return landing, business, warnings
+
+
+@contextmanager
+def task_errors(params: dict | None = None):
+    """Inside an Airflow task: how an error ends the task.
+
+    An operator's error (missing landing root, missing pseudonymisation key) fails at once, without
+    retries, with its one-line message. With the run's conf ``fail_fast`` (``yibao run`` and
+    ``yibao reports`` set it) every error does, so a run by hand does not wait out the retry delays;
+    otherwise the task's retries apply. A run setting, not a parse-time one: every process that
+    parses the DAG file serialises the same DAG.
+    """
+    from .pseudonym import MissingKey
+
+    try:
+        yield
+    except (MissingLandingRoot, MissingKey) as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(exc)) from None
+    except Exception as exc:
+        if (params or {}).get("fail_fast"):
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        raise
+
+
 def _log_step(run_id: str, step: str, as_of: dt.date | None, status: str, seconds: float, detail: dict) -> None:
     with db.connect() as conn, conn.cursor() as cur:
         cur.execute(
@@ -74,13 +139,19 @@ def setup() -> None:
         db.bootstrap()
 
 
-def load(landing: Path, through: dt.date, run_id: str, since: dt.date | None = None) -> dict:
+def load(landing: Path, through: dt.date, run_id: str, since: dt.date | None = None,
+         warnings: list[str] | None = None) -> dict:
     from .loader import load_landing
 
     started = time.perf_counter()
     night = load_landing(Path(landing), through, since=since)
+    night.warnings[:0] = list(warnings or [])
+    if not any(f.file.business_date == through for f in night.files):
+        night.warnings.append(f"no deliveries for business date {through} (no file in {Path(landing) / f'{through:%Y%m%d}'})")
     text = night.summary_text()
     log.info("%s", text)
+    for w in night.warnings:
+        log.warning("%s", w)
     out = {
         "through": through.isoformat(),
         "load_ids": night.load_ids,
@@ -91,6 +162,7 @@ def load(landing: Path, through: dt.date, run_id: str, since: dt.date | None = N
         "rows_loaded": sum(f.rows_loaded for f in night.files),
         "rows_quarantined": sum(f.rows_quarantined for f in night.files),
         "rows_held": sum(f.rows_held or 0 for f in night.files if f.status == "rejected"),
+        "notes": night.warnings,
         "summary": text,
     }
     _log_step(run_id, "load", through, "ok", time.perf_counter() - started,

@@ -8,7 +8,7 @@ summary, for the bureau an Excel ranking workbook and a PDF overview, and ``mani
 Needs the CJK font from Debian's ``fonts-noto-cjk``.
 """
 
-from .publish import months_due, parse_month, require_published
+from .publish import months_due, parse_month, record_rendered, require_published
 from .render import render_month
 
-__all__ = ["months_due", "parse_month", "render_month", "require_published"]
+__all__ = ["months_due", "parse_month", "record_rendered", "render_month", "require_published"]

@@ -1,19 +1,32 @@
-"""Which month(s) the monthly_settlement DAG renders, from the publish log.
+"""Which month(s) the monthly_settlement DAG renders, from the publish log and the statement log.
 
 The nightly DAG's publish step appends a row to ``audit.publish_log(as_of_date, published_at)``
-and emits the Asset ``yibao://marts/published``. A month's statements are due once its last day
-has been published; a manual run may render any month whose last day has been published.
+and emits the Asset ``yibao://marts/published``. A month's statements are due once a published
+night has passed its last day — the night exactly on the month's end, or any later one (a night
+that jumps over the month end, a failed 31st caught up on the 1st) — and they are rendered exactly
+once: each rendering is recorded in ``audit.statement_log`` and a month recorded there is not due
+again. A manual run may (re-)render any month whose last day has been published.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from datetime import date
 
 from .data import month_bounds
 
 PUBLISH_LOG = "audit.publish_log"
+STATEMENT_LOG = "audit.statement_log"
+_STATEMENT_LOG_DDL = f"""
+create table if not exists {STATEMENT_LOG} (
+    month        date        not null,   -- first day of the month rendered
+    as_of_date   date,                   -- as-of date of the marts it was rendered from
+    run_id       text,
+    trigger      text        not null default 'auto',   -- auto (asset-triggered) | manual
+    folder       text,
+    files        integer,
+    rendered_at  timestamptz not null default now()
+)"""
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 
@@ -53,18 +66,53 @@ def latest_published(url: str) -> date | None:
     return row[0] if row else None
 
 
-def months_due(url: str, event_as_of_dates: Iterable[date] = ()) -> list[date]:
-    """Months (first days) to render after a publication: those whose last day was just published.
+def months_due(url: str) -> list[date]:
+    """Months (first days) whose statements are due and not rendered yet.
 
-    The latest publication is read from the publish log; as-of dates carried by the triggering
-    asset events (extra ``as_of_date``, when the publisher sets it) are added, so nights published
-    in quick succession and coalesced into one run still get their month rendered.
+    Due: the month has rows in ``marts.fct_settlement_monthly`` and its last day is on or before the
+    as-of date of the current marts (the latest publication). Not yet rendered: no row in
+    ``audit.statement_log``. So a night that jumps over a month end, a failed month-end night caught
+    up the next day, and nights coalesced into one asset-triggered run all render the month once;
+    a republished night renders nothing again.
     """
-    dates = {d for d in event_as_of_dates if d is not None}
+    import psycopg2
+
     latest = latest_published(url)
-    if latest is not None:
-        dates.add(latest)
-    return sorted({d.replace(day=1) for d in dates if is_month_end(d)})
+    if latest is None:
+        return []
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(_STATEMENT_LOG_DDL)
+            cur.execute(
+                f"""select distinct s.settlement_month::date from marts.fct_settlement_monthly s
+                    where (date_trunc('month', s.settlement_month) + interval '1 month - 1 day')::date <= %s
+                      and not exists (select 1 from {STATEMENT_LOG} l
+                                      where l.month = date_trunc('month', s.settlement_month)::date)
+                    order by 1""",
+                (latest,),
+            )
+            return [r[0].replace(day=1) for r in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def record_rendered(url: str, month: date, *, run_id: str | None = None, trigger: str = "auto",
+                    folder: str | None = None, files: int | None = None) -> None:
+    """Log one rendering of ``month`` in ``audit.statement_log`` (with the marts' as-of date)."""
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(_STATEMENT_LOG_DDL)
+            cur.execute(f"select max(as_of_date) from {PUBLISH_LOG} where published_at ="
+                        f" (select max(published_at) from {PUBLISH_LOG})")
+            (as_of,) = cur.fetchone()
+            cur.execute(f"insert into {STATEMENT_LOG} (month, as_of_date, run_id, trigger, folder, files)"
+                        " values (%s, %s, %s, %s, %s, %s)", (month.replace(day=1), as_of, run_id, trigger, folder, files))
+    finally:
+        conn.close()
 
 
 def require_published(url: str, month: date) -> None:
