@@ -25,6 +25,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
+from yibao.alerts import notify_failure  # stdlib only: light at parse time
+
 MARTS_PUBLISHED = Asset("yibao://marts/published")
 
 
@@ -41,6 +43,8 @@ MARTS_PUBLISHED = Asset("yibao://marts/published")
         "owner": "yibao-data",
         "retries": int(os.environ.get("YIBAO_TASK_RETRIES", "2")),
         "retry_delay": timedelta(minutes=5),
+        # a task failed for good: log night, step and first failing check; POST to the webhook if configured
+        "on_failure_callback": notify_failure,
     },
     params={
         "month": Param(
