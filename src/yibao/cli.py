@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("run", help="run the nightly DAG (real Airflow run) on a landing directory")
-    p.add_argument("--landing", required=True, help="landing directory laid out per DOMAIN.md §2-3")
+    p.add_argument("--landing", required=True, help="landing directory laid out per docs/extract-contract.md")
     p.add_argument("--through", type=_date, help="latest business date to load (default: newest folder)")
     p.add_argument("-v", "--verbose", action="store_true", help="show Airflow's whole output, not one line per step")
     p.set_defaults(func=cmd_run)
