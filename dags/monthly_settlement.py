@@ -25,6 +25,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
+from yibao.alerts import notify_failure  # stdlib only: light at parse time
+
 MARTS_PUBLISHED = Asset("yibao://marts/published")
 
 
@@ -36,8 +38,14 @@ MARTS_PUBLISHED = Asset("yibao://marts/published")
     max_active_runs=1,
     doc_md=__doc__,
     tags=["yibao", "reports", "settlement"],
-    # constants only: whoever parses this file (scheduler, dag-processor, `yibao reports`) serialises the same DAG
-    default_args={"owner": "yibao-data", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    # constants only: whoever parses this file (scheduler, dag-processor, `yibao run`) serialises the same DAG
+    default_args={
+        "owner": "yibao-data",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        # a task failed for good: log night, step and first failing check; POST to the webhook if configured
+        "on_failure_callback": notify_failure,
+    },
     params={
         "month": Param(
             "",

@@ -34,6 +34,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
+from yibao.alerts import notify_failure  # stdlib only: light at parse time
+
 MARTS_PUBLISHED = Asset("yibao://marts/published")
 
 
@@ -46,7 +48,13 @@ MARTS_PUBLISHED = Asset("yibao://marts/published")
     doc_md=__doc__,
     tags=["yibao", "ingest", "dbt", "gx"],
     # constants only: whoever parses this file (scheduler, dag-processor, `yibao run`) serialises the same DAG
-    default_args={"owner": "yibao-data", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    default_args={
+        "owner": "yibao-data",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        # a task failed for good: log night, step and first failing check; POST to the webhook if configured
+        "on_failure_callback": notify_failure,
+    },
     params={
         "landing": Param("", type="string", description="landing root for this run; empty = the configured one"),
         "through": Param("", type="string", pattern=r"^(\d{4}-\d{2}-\d{2})?$",

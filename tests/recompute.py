@@ -1,4 +1,4 @@
-"""An independent recomputation of the settlement marts (DOMAIN.md R1, R3, R6, R7, R8) from the
+"""An independent recomputation of the settlement marts (docs/rules.md R1, R3, R6, R7, R8) from the
 landing files, in plain Python with ``decimal`` (half-up), for tests/test_recompute.py.
 
 Nothing here reads a dbt model or a warehouse table with figures: the extracts and reference files

@@ -1,4 +1,4 @@
-"""The dbt project end to end on a small hand-made raw dataset (DOMAIN.md §8 worked example).
+"""The dbt project end to end on a small hand-made raw dataset (docs/worked-example.md worked example).
 
 One embedded PostgreSQL (the session ``warehouse``), raw rows inserted with SQL, then four builds:
 

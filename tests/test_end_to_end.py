@@ -1,6 +1,6 @@
-"""End to end through the real Airflow DAG on the embedded PostgreSQL: DOMAIN.md §8's worked example.
+"""End to end through the real Airflow DAG on the embedded PostgreSQL: the worked example of docs/worked-example.md.
 
-Every figure asserted here is computed by hand in DOMAIN.md §8.
+Every figure asserted here is computed by hand in docs/worked-example.md.
 """
 
 from __future__ import annotations

@@ -742,7 +742,7 @@ def test_uscc_function_matches_stdnum(city):
     odd = ["91110000600037341", "911100006000373411L", "9111000060003734IL", "", "Y1110000600037341L"]
     values = valid + corrupted + odd + ["914403001922038216", "91110000600037341L"]
     sql = _sql_map(city, "audit.uscc_is_valid", values)
-    assert sql["914403001922038216"] and sql["91110000600037341L"]  # real codes (CODES.md)
+    assert sql["914403001922038216"] and sql["91110000600037341L"]  # real codes (docs/codes.md)
     assert all(sql[v] for v in valid)
     assert not any(sql[v] for v in corrupted)  # mod 31: every substitution and transposition is caught
     for v in values:
@@ -785,7 +785,7 @@ def test_id_number_function_matches_stdnum_ric(city):
 
     def stdnum_says(v: str) -> bool:
         """stdnum's check character and birth date rules (its is_valid also wants a birth place
-        its county table knows for the birth year, which CODES.md does not ask for)."""
+        its county table knows for the birth year, which docs/codes.md does not ask for)."""
         if len(v) != 18 or not v[:17].isdigit() or v[17] not in "0123456789X" or ric.calc_check_digit(v) != v[17]:
             return False
         try:

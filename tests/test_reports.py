@@ -1,7 +1,7 @@
 """Monthly settlement reports: rendered from a small hand-made ``marts`` schema in a real PostgreSQL.
 
 The fixture holds two hospitals × two insurance types for 2025 and January–February 2026 and carries
-the worked example of DOMAIN.md §8 (H41070200001, 职工, 2025). Every workbook is opened with openpyxl
+the worked example of docs/worked-example.md (H41070200001, 职工, 2025). Every workbook is opened with openpyxl
 and its figures are compared, to the cent, with SQL run against the marts here (not with the
 report's own reader); every PDF goes through pdftotext / pdffonts / pdftoppm.
 """
@@ -58,7 +58,7 @@ def rate(v) -> Decimal:
 
 
 # ------------------------------------------------------------------------------------------------
-# The fixture marts (DOMAIN.md §7 names; money numeric(18,2), rates numeric(9,4))
+# The fixture marts (docs/marts.md names; money numeric(18,2), rates numeric(9,4))
 # ------------------------------------------------------------------------------------------------
 DDL = """
 drop schema if exists marts cascade;
@@ -114,7 +114,7 @@ def declared_and_negotiated(h: str, t: str, m: date) -> tuple[Decimal, Decimal]:
         declared = {(H1, "310"): [110000, 102000], (H1, "390"): [52000, 47000],
                     (H2, "310"): [29000, 33000], (H2, "390"): [21000, 16000]}[(h, t)][m.month - 1]
         return Decimal(declared), Decimal(0)
-    if (h, t) == (H1, "310"):  # DOMAIN.md §8
+    if (h, t) == (H1, "310"):  # docs/worked-example.md
         return {1: (Decimal(115000), Decimal(5000)), 2: (Decimal(25000), Decimal(-5000))}.get(
             m.month, (Decimal(95000), Decimal(0)))
     if (h, t) == (H1, "390"):
@@ -411,7 +411,7 @@ def test_summary_sheets_equal_marts(rendered, marts_url, month, code):
 
 
 def test_worked_example_figures(rendered):
-    """DOMAIN.md §8, as printed on the statement (independent of any SQL)."""
+    """docs/worked-example.md, as printed on the statement (independent of any SQL)."""
     ws = openpyxl.load_workbook(statement(rendered[date(2025, 1, 1)], H1))["汇总_职工310"]
     got = {label: cents(ws.cell(find_row(ws, label), 2).value) for label in
            ["申报金额（统筹支付，不含谈判药品）", "审核扣除（不合理费用）", "合理费用", "本月拨付", "暂缓拨付",

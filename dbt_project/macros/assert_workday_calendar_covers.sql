@@ -1,6 +1,6 @@
 {#- Post-hook of int_vbp_purchase_lines_due: fail the build, naming the years, when a due date or
     an overdue count needs a year that neither the bundled calendar nor the overrides cover
-    (DOMAIN §3: never fall back to weekends). Runs inside the model's transaction, so the
+    (docs/extract-contract.md: never fall back to weekends). Runs inside the model's transaction, so the
     model is rolled back and everything downstream is skipped. -#}
 {% macro assert_workday_calendar_covers() -%}
 do $$

@@ -1,4 +1,4 @@
--- R5: the working-day calendar the build uses still knows DOMAIN §8's National Day example:
+-- R5: the working-day calendar the build uses still knows docs/worked-example.md's National Day example:
 -- 2025-09-28 (Sunday) and 2025-10-11 (Saturday) are adjusted working days, 2025-10-01..08 are
 -- holidays, and the 30th working day after 2025-09-28 is 2025-11-14.
 with calendar as (

@@ -1,4 +1,4 @@
--- Check-character and format functions for the national codes (shared/CODES.md), in SQL so that
+-- Check-character and format functions for the national codes (docs/codes.md), in SQL so that
 -- data-quality checks run inside PostgreSQL on the night's rows (expectations/, yibao.quality).
 -- All are strict (null in, null out) and side-effect free; tests/test_quality.py cross-checks
 -- them against python-stdnum on thousands of generated valid and corrupted values.

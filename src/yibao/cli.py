@@ -71,8 +71,6 @@ def cmd_generate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .orchestrate import run_dag
-
     # the same settings as a scheduled run, read by the task when it runs (yibao.pipeline.resolve_night);
     # --landing / --through only override them for this run
     conf = {}
@@ -83,8 +81,11 @@ def cmd_run(args) -> int:
         conf["landing"] = str(landing)
     if args.through:
         conf["through"] = args.through.isoformat()
-    run_dag("nightly_ingest", args.through, conf)
-    _print_results(args.through or _last_through())
+    print(f"night through {args.through or '(the configured default)'}: nightly_ingest on"
+          f" {conf.get('landing', 'the configured landing root')}")
+    result = _run_dag_steps("nightly_ingest", args.through, conf, verbose=args.verbose)
+    _print_results(result.run_id, args.through or _last_through())
+    print(f"\nAirflow log: {result.log_file}")
     return 0
 
 
@@ -98,17 +99,72 @@ def _last_through() -> dt.date | None:
     return row[0] if row else None
 
 
-def _print_results(through: dt.date) -> None:
-    """One screen for the operator: what the run loaded, refused and published."""
+def _run_dag_steps(dag_id: str, logical_date: dt.date | None, conf: dict, *, landing: Path | None = None,
+                   verbose: bool = False):
+    """One real DAG run, one line per task as it ends; on failure the failing step, its first error
+    lines and the log file, then exit status 1."""
+    from .orchestrate import DagRunFailed, run_dag
+
+    def on_step(outcome) -> None:
+        print(_step_line(dag_id, outcome), flush=True)
+
+    try:
+        return run_dag(dag_id, logical_date, conf, landing=landing, verbose=verbose, on_step=on_step)
+    except DagRunFailed as exc:
+        print(f"\nFAILED: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+
+def _step_line(dag_id: str, outcome) -> str:
+    ran = outcome.seconds is not None and outcome.state not in ("upstream_failed", "skipped")
+    seconds = f"{outcome.seconds:7.1f}s" if ran else "       -"
+    try:
+        detail = _step_detail(dag_id, outcome)
+    except Exception as exc:  # noqa: BLE001 - a summary line must never stop the run it reports on
+        detail = f"(no detail: {exc})"
+    return f"  {outcome.label:<16} {outcome.state or '-':<15} {seconds}  {detail}".rstrip()
+
+
+def _step_detail(dag_id: str, outcome) -> str:
+    """Rows, checks and warnings of a step: from audit.run_log for the night, from the task's
+    return value for the monthly reports."""
+    if outcome.state != "success":
+        return ""
+    if dag_id == "nightly_ingest":
+        from . import db
+
+        with db.connect() as conn, conn.cursor() as cur:
+            cur.execute("select detail from audit.run_log where run_id = %s and step = %s order by logged_at desc"
+                        " limit 1", (outcome.run_id, outcome.task_id))
+            row = cur.fetchone()
+        d = (row[0] if row else None) or {}
+        if outcome.task_id == "load" and d:
+            held = f", {d['rows_held']:,} held back in rejected files" if d.get("rows_held") else ""
+            return (f"{d.get('rows_loaded', 0):,} rows loaded, {d.get('rows_quarantined', 0):,} quarantined{held}; files"
+                    f" {d.get('files_loaded', 0)} loaded, {d.get('files_rejected', 0)} rejected,"
+                    f" {d.get('files_skipped', 0)} already loaded")
+        if outcome.task_id == "transform" and d:
+            return f"{d.get('models', 0)} models, {d.get('tests', 0)} tests, {d.get('warnings', 0)} warnings"
+        if "errors" in d:
+            return f"{d['errors']} errors, {d.get('warnings', 0)} warnings"
+        return ""
+    from .orchestrate import task_result
+
+    value = task_result(outcome)
+    if isinstance(value, list):
+        return "months: " + (", ".join(map(str, value)) or "none due")
+    if isinstance(value, dict) and "files" in value:
+        hospitals = value.get("hospitals")
+        count = len(hospitals) if isinstance(hospitals, list | tuple) else hospitals
+        return f"{value.get('month')}: {value['files']} files, {count} hospitals"
+    return ""
+
+
+def _print_results(run_id: str | None, through: dt.date) -> None:
+    """The night's summary for the operator: what it refused, what the checks found, what is published."""
     from . import db
 
     with db.connect() as conn, conn.cursor() as cur:
-        cur.execute("select run_id from audit.run_log where step = 'load' order by logged_at desc limit 1")
-        row = cur.fetchone()
-        run_id = row[0] if row else None
-        cur.execute("select step, status, seconds, detail from audit.run_log where run_id = %s order by logged_at",
-                    (run_id,))
-        steps = cur.fetchall()
         cur.execute(
             "select l.reject_reason, count(*), min(l.source_file) from raw.load_ledger l"
             " where l.status = 'rejected' and l.loaded_at >= (select min(logged_at) - interval '1 hour'"
@@ -131,16 +187,6 @@ def _print_results(through: dt.date) -> None:
             cur.execute(f'select count(*) from marts."{t}"')
             counts.append((t, cur.fetchone()[0]))
     print(f"\n=== night through {through} (run {run_id}) ===")
-    for step, status, seconds, detail in steps:
-        extra = ""
-        if step == "load" and detail:
-            extra = (f"files {detail.get('files_loaded', 0)} loaded / {detail.get('files_rejected', 0)} rejected /"
-                     f" {detail.get('files_skipped', 0)} already loaded; rows {detail.get('rows_read', 0):,} read,"
-                     f" {detail.get('rows_loaded', 0):,} loaded, {detail.get('rows_quarantined', 0):,} quarantined,"
-                     f" {detail.get('rows_held', 0):,} held back in rejected files")
-        elif detail and ("errors" in detail or "warnings" in detail):
-            extra = f"{detail.get('errors', 0)} errors, {detail.get('warnings', 0)} warnings"
-        print(f"  {step:<15} {status:<7} {float(seconds or 0):7.1f}s  {extra}")
     if rejects:
         print("  rejected files: " + "; ".join(f"{r} ×{n} (e.g. {f})" for r, n, f in rejects))
     if checks:
@@ -156,7 +202,6 @@ def _print_results(through: dt.date) -> None:
 
 def cmd_reports(args) -> int:
     from . import db
-    from .orchestrate import run_dag
 
     if args.month:
         month = dt.date.fromisoformat(args.month + "-01")
@@ -169,10 +214,11 @@ def cmd_reports(args) -> int:
         nxt = as_of + dt.timedelta(days=1)
         month = (as_of.replace(day=1) if nxt.day == 1 else (as_of.replace(day=1) - dt.timedelta(days=1)).replace(day=1))
     last_day = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
-    run_dag("monthly_settlement", last_day, {"month": f"{month:%Y-%m}"})
+    print(f"monthly settlement reports for {month:%Y-%m}: monthly_settlement")
+    result = _run_dag_steps("monthly_settlement", last_day, {"month": f"{month:%Y-%m}"}, verbose=args.verbose)
     from .config import settings
 
-    print(f"monthly settlement reports for {month:%Y-%m}: {settings().reports_dir / f'{month:%Y-%m}'}")
+    print(f"reports: {settings().reports_dir / f'{month:%Y-%m}'}   (Airflow log: {result.log_file})")
     return 0
 
 
@@ -225,14 +271,16 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("run", help="run the nightly DAG (real Airflow run) on the landing root")
-    p.add_argument("--landing", help="landing directory laid out per DOMAIN.md §2-3 (default: the configured landing"
-                   " root: Airflow Variable yibao_landing, else YIBAO_LANDING, else $YIBAO_HOME/landing)")
+    p.add_argument("--landing", help="landing directory laid out per docs/extract-contract.md (default: the configured"
+                   " landing root: Airflow Variable yibao_landing, else YIBAO_LANDING, else $YIBAO_HOME/landing)")
     p.add_argument("--through", type=_date, help="latest business date to load (default: yesterday in Asia/Shanghai,"
                    " but not later than the newest <YYYYMMDD>/ folder)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Airflow's whole output, not one line per step")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("reports", help="render a month's settlement reports (real monthly_settlement DAG run)")
     p.add_argument("--month", help="YYYY-MM (default: the latest month whose last day is published)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Airflow's whole output, not one line per step")
     p.set_defaults(func=cmd_reports)
 
     p = sub.add_parser("load", help="only load landing files into raw tables")

@@ -1,4 +1,4 @@
-"""National code validators (CODES.md): fast, pure Python, no dependencies.
+"""National code validators (docs/codes.md): fast, pure Python, no dependencies.
 
 The loader calls these once per row (about a million rows a night), so each validator is a
 precompiled regular expression plus table look-ups. Every ``validate_*`` returns ``None`` when the
@@ -65,7 +65,7 @@ MEDICAL_CATEGORIES: dict[str, str] = {
     "52": "生育住院",
 }
 
-# Inpatient categories need admission and discharge dates (CODES.md; R10 inpatient averages).
+# Inpatient categories need admission and discharge dates (docs/codes.md; R10 inpatient averages).
 INPATIENT_CATEGORIES: frozenset[str] = frozenset({"21", "22", "23", "24", "28", "52"})
 
 # --- 统一社会信用代码 (GB 32100-2015) ------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The landing-zone extract contract (DOMAIN.md §2-3) as data.
+"""The landing-zone extract contract (docs/extract-contract.md) as data.
 
 Every consumer (loader, generator, raw DDL, tests) reads the column lists from here, so the
 contract has one home. Types: ``text``, ``date``, ``timestamp``, ``money`` (≤ 2 decimals),

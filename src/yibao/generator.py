@@ -1,4 +1,4 @@
-"""A synthetic city: a landing zone laid out exactly as DOMAIN.md §2-3, deterministic from a seed.
+"""A synthetic city: a landing zone laid out exactly as docs/extract-contract.md, deterministic from a seed.
 
     generate_city(landing, seed=42, hospitals=6, start=date(2025, 1, 1), end=date(2025, 3, 31))
 

@@ -1,6 +1,6 @@
 """The landing zone: discovering files and reading them as rows of text.
 
-Layout (DOMAIN.md §2-3)::
+Layout (docs/extract-contract.md)::
 
     <landing>/<YYYYMMDD>/<hospital_code>/purchase.csv | usage.csv | claim.csv  (.xlsx; .csv may be .gz)
     <landing>/<YYYYMMDD>/<hospital_code>/_manifest.json   (optional)

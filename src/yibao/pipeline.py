@@ -188,11 +188,14 @@ def transform(through: dt.date, run_id: str) -> None:
 
     started = time.perf_counter()
     try:
-        build(as_of=through, marts_schema=BUILD_SCHEMA)
+        run = build(as_of=through, marts_schema=BUILD_SCHEMA)
     except Exception:
         _log_step(run_id, "transform", through, "failed", time.perf_counter() - started, {})
         raise
-    _log_step(run_id, "transform", through, "ok", time.perf_counter() - started, {})
+    log.info("%s", run.summary_text())
+    kinds = [n.resource_type for n in run.nodes]
+    _log_step(run_id, "transform", through, "ok", time.perf_counter() - started,
+              {"models": kinds.count("model"), "tests": kinds.count("test"), "warnings": len(run.warnings)})
 
 
 def validate_marts(through: dt.date, run_id: str) -> dict:

@@ -57,12 +57,51 @@ class TransformError(RuntimeError):
 
 
 @dataclass
+class NodeResult:
+    name: str
+    resource_type: str  # model, seed, test, snapshot, unit_test
+    status: str  # success, pass, warn, skipped, …
+    seconds: float
+    rows: int | None = None  # rows affected, when the adapter reports them
+    message: str = ""
+
+
+@dataclass
 class DbtRun:
-    """What a successful ``run_dbt`` did (node name -> status), for logs and tests."""
+    """What a successful ``run_dbt`` did (node name -> status, per-node results), for logs and tests."""
 
     command: list[str]
     statuses: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    nodes: list[NodeResult] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[NodeResult]:
+        return [n for n in self.nodes if n.status == "warn"]
+
+    def summary_text(self, slowest: int = 5) -> str:
+        """dbt's per-run summary for the task log: counts per node type and status, the slowest
+        models, and every test that warned (with its message)."""
+        counts: dict[str, dict[str, int]] = {}
+        for n in self.nodes:
+            per_type = counts.setdefault(n.resource_type, {})
+            per_type[n.status] = per_type.get(n.status, 0) + 1
+        parts = [
+            f"{sum(c.values())} {kind}s ("
+            + ", ".join(f"{k} {v}" for k, v in sorted(c.items()))
+            + ")"
+            for kind, c in sorted(counts.items())
+        ]
+        lines = [f"dbt {' '.join(self.command[:1])}: {'; '.join(parts) or 'nothing ran'} in {self.seconds:.1f} s"]
+        models = sorted((n for n in self.nodes if n.resource_type in ("model", "seed", "snapshot")),
+                        key=lambda n: n.seconds, reverse=True)[:slowest]
+        if models:
+            lines.append("  slowest: " + ", ".join(
+                f"{n.name} {n.seconds:.1f}s" + (f" ({n.rows:,} rows)" if n.rows is not None else "") for n in models))
+        for n in self.warnings:
+            first = (n.message.splitlines() or [""])[0]
+            lines.append(f"  WARN {n.name}: {first}")
+        return "\n".join(lines)
 
 
 def connection_env(url: str) -> dict[str, str]:
@@ -176,7 +215,11 @@ def run_dbt(
                 raise TransformError(["parse"], [], _exception_text(parsed))
             manifest = parsed.result
         invocation = [*command, *_common_args(run_vars), *_log_args()]
-        result = dbtRunner(manifest=manifest).invoke(invocation)
+        try:
+            result = dbtRunner(manifest=manifest).invoke(invocation)
+        finally:
+            del manifest
+            _release_dbt_locks()
 
     failures = _failures(result.result)
     if not result.success or failures:
@@ -185,8 +228,39 @@ def run_dbt(
         )
     run = DbtRun(command, seconds=time.perf_counter() - started)
     for r in getattr(result.result, "results", None) or []:
-        run.statuses[r.node.name] = str(getattr(r.status, "value", r.status))
+        status = str(getattr(r.status, "value", r.status))
+        run.statuses[r.node.name] = status
+        rows = getattr(getattr(r, "adapter_response", None), "get", lambda _k: None)("rows_affected")
+        run.nodes.append(
+            NodeResult(
+                r.node.name,
+                str(getattr(r.node.resource_type, "value", r.node.resource_type)),
+                status,
+                float(getattr(r, "execution_time", 0) or 0),
+                rows if isinstance(rows, int) and rows >= 0 else None,
+                (r.message or "").strip() if status == "warn" else "",
+            )
+        )
     return run
+
+
+def _release_dbt_locks() -> None:
+    """Let go of dbt's process-shared locks once a command is done.
+
+    dbt creates its locks (the adapter's connection lock, each manifest's lock) from a *spawn*
+    multiprocessing context: each is a named POSIX semaphore registered with multiprocessing's
+    resource tracker, and unregistered only when the lock is garbage-collected. An Airflow task
+    process ends with ``os._exit`` (no garbage collection), so the tracker found the semaphores
+    still registered and printed ``resource_tracker: There appear to be 2 leaked semaphore
+    objects`` on stderr, which the task log shows as an ERROR on a successful task. Dropping dbt's
+    adapter registry and collecting here closes them while the task is still running.
+    """
+    import gc
+
+    from dbt.adapters.factory import reset_adapters
+
+    reset_adapters()
+    gc.collect()
 
 
 def _exception_text(result) -> str:

@@ -1,4 +1,4 @@
-"""Mainland China working-day calendar (DOMAIN.md R5) as a dbt seed.
+"""Mainland China working-day calendar (docs/rules.md R5) as a dbt seed.
 
 The statutory holidays and adjusted working days (调休) come from the ``chinesecalendar`` package,
 which covers a fixed range of years (2004-2026 in version 1.11). ``export_seed`` writes them to

@@ -3,7 +3,7 @@
     from yibao.reports import render_month
     folder = render_month(url, date(2025, 1, 1), Path("reports"))   # -> reports/2025-01/
 
-Reads only the ``marts`` schema (DOMAIN.md §7). Writes per hospital an Excel statement and a PDF
+Reads only the ``marts`` schema (docs/marts.md). Writes per hospital an Excel statement and a PDF
 summary, for the bureau an Excel ranking workbook and a PDF overview, and ``manifest.json``.
 Needs the CJK font from Debian's ``fonts-noto-cjk``.
 """

@@ -1,4 +1,4 @@
-"""Read one month of the ``marts`` schema (DOMAIN.md §7) in a single consistent snapshot.
+"""Read one month of the ``marts`` schema (docs/marts.md) in a single consistent snapshot.
 
 The reports never recompute a settlement rule: every money figure comes from a mart row. The only
 arithmetic here is presentation (sums over rows the marts already hold, ratios of those sums).
@@ -213,7 +213,7 @@ def load_month(url: str, month: date, schema: str = "marts") -> MonthData:
                 reader = _Reader(cur, schema)
                 missing = [t for t in REQUIRED if not reader.exists(t)]
                 if missing:
-                    raise MartsError(f"schema {schema!r} lacks mart table(s) {', '.join(missing)} (DOMAIN.md §7)")
+                    raise MartsError(f"schema {schema!r} lacks mart table(s) {', '.join(missing)} (docs/marts.md)")
                 data = _load(reader, schema, first, last)
                 # Publishing swaps schemas by renaming them; table names resolve afresh per query,
                 # so a swap during the reads could mix two nights: check and read again if so.

@@ -106,8 +106,17 @@ def _table(headers: list[str], rows: list[list], total: list | None = None, css_
     return f"<table{attr}><thead><tr>{cells(headers, 'th')}</tr></thead><tbody>{body}</tbody></table>"
 
 
+# WeasyPrint logs each rendering step ("Step 1 - Fetching and parsing HTML" …) at INFO, and fontTools
+# logs font subsetting at INFO: a dozen lines per PDF in the render task's log. Warnings still show.
+QUIET_LOGGERS = ("weasyprint.progress", "fontTools")
+
+
 def write_pdf(html: str, path: Path) -> int:
     """Render; returns the page count."""
+    import logging
+
+    for name in QUIET_LOGGERS:  # before the import: importing WeasyPrint parses its stylesheets
+        logging.getLogger(name).setLevel(logging.WARNING)
     from weasyprint import HTML
 
     document = HTML(string=html).render()
