@@ -49,15 +49,35 @@ def _models_seconds() -> list[tuple[str, float, str]]:
     return sorted(out, key=lambda x: -x[1])
 
 
+def _explain(model: str, night: dt.date, url: str) -> None:
+    """Build the model's parents for the night, then EXPLAIN ANALYZE the model's night query
+    (rolled back) and print the plan."""
+    import psycopg2
+
+    from yibao.transform import run_dbt
+
+    run_dbt(["run", "--select", f"+{model}", "--exclude", model], as_of=night, url=url)
+    run_dbt(["compile", "--select", model], as_of=night, url=url)
+    sql = next((DBT_PROJECT_DIR / "target" / "compiled").rglob(f"{model}.sql")).read_text()
+    conn = psycopg2.connect(url)
+    with conn.cursor() as cur:
+        cur.execute("explain (analyze, buffers) " + sql)
+        print("\n".join(r[0] for r in cur.fetchall()))
+    conn.rollback()
+    conn.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("step", choices=["prepare", "night"])
+    ap.add_argument("step", choices=["prepare", "night", "explain"])
     ap.add_argument("--db", required=True)
     ap.add_argument("--landing")
     ap.add_argument("--through", type=dt.date.fromisoformat)
     ap.add_argument("--night-landing")
     ap.add_argument("--night", type=dt.date.fromisoformat)
     ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--model", default="int_claims_with_deductions",
+                    help="explain: the model whose night query is explained")
     args = ap.parse_args()
     pg.start()
     from pathlib import Path
@@ -93,6 +113,9 @@ def main() -> None:
     t = time.perf_counter()
     n1 = load_landing(landing, args.night, url=url, pseudonymise=pseudo, show_progress=False)
     load_s = time.perf_counter() - t
+    if args.step == "explain":
+        _explain(args.model, args.night, url)
+        return
     t = time.perf_counter()
     build(as_of=args.night, url=url)
     incr_s = time.perf_counter() - t

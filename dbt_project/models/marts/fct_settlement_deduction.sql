@@ -18,6 +18,8 @@
 -- row, and the post-hook then removes the rows without one (_is_deduction false), so a settlement
 -- that stopped being effective or lost its excess leaves the table. Without this, the model
 -- re-read every settlement ever loaded each night.
+-- Upgrade: a table written by the earlier full-rebuild model has no lineage columns; the
+-- watermark macro then asks for --full-refresh, which transform.build does once by itself.
 
 {%- set wm = incremental_watermark() %}
 
