@@ -686,8 +686,7 @@ def test_usage_pricing_reference_prices(built):
     )
 
 
-def test_incremental_builds_equal_full_rebuild(built):
-    conn = built[0]
+def _assert_marts_equal(conn, built_schema, check_schema):
     for table in MART_TABLES:
         columns = [
             c
@@ -695,8 +694,9 @@ def test_incremental_builds_equal_full_rebuild(built):
                 conn,
                 """
                 select column_name from information_schema.columns
-                where table_schema = 'marts_check' and table_name = %s and column_name not like '\\_%%'
+                where table_schema = %s and table_name = %s and column_name not like '\\_%%'
                 order by ordinal_position""",
+                check_schema,
                 table,
             )
         ]
@@ -705,13 +705,17 @@ def test_incremental_builds_equal_full_rebuild(built):
         diff = _rows(
             conn,
             f"""
-            (select {cols} from marts_build.{table} except all select {cols} from marts_check.{table})
+            (select {cols} from {built_schema}.{table} except all select {cols} from {check_schema}.{table})
             union all
-            (select {cols} from marts_check.{table} except all select {cols} from marts_build.{table})""",
+            (select {cols} from {check_schema}.{table} except all select {cols} from {built_schema}.{table})""",
         )
         assert diff == [], (
             f"{table}: incremental build differs from a full rebuild: {diff[:5]}"
         )
+
+
+def test_incremental_builds_equal_full_rebuild(built):
+    _assert_marts_equal(built[0], "marts_build", "marts_check")
 
 
 def test_procurement_compliance_agreed_volume(built):
@@ -785,6 +789,55 @@ def test_uncovered_year_fails_the_build_naming_it(built):
             cur.execute("delete from raw.purchase where load_id = %s", (lid,))
             cur.execute("delete from raw.load_ledger where load_id = %s", (lid,))
             cur.execute("update raw.ref_vbp_batches set cycle_end = '2025-12-31'")
+
+
+def test_late_reversal_of_a_deducted_settlement_rederives_exactly(built):
+    """A reversal delivered late for an old settlement that carries an R6 deduction: the
+    incremental night (fct_settlement_deduction reads only the re-classified settlements) drops
+    that settlement's deduction row and re-derives every mart exactly as a full rebuild does."""
+    conn, _, url = built
+    # the back-in-time test rebuilt the shared intermediate tables through B: catch up to C
+    transform.build(C, marts_schema="marts_build", url=url)
+    deducted = _rows(
+        conn,
+        "select hospital_code, settlement_id, visit_id, fund_paid_amount, total_amount"
+        " from marts_build.fct_settlement_deduction order by 1, 2",
+    )
+    assert deducted, "the dataset has a deducted settlement"
+    hospital, sid, visit, fund, total = deducted[0]
+    day = dt.date(2025, 12, 22)
+    with conn.cursor() as cur:
+        lid = _ledger(cur, "claim", hospital, day, "late/reversal.csv", 1)
+        row = claim("SREV", visit, ts(2025, 12, 22), str(-fund), str(-total), reversal_of=sid)
+        _insert(
+            cur,
+            "raw.claim",
+            ["hospital_code", *CLAIM_COLS],
+            [(hospital, *row)],
+            {
+                "load_id": lid,
+                "business_date": day,
+                "source_file": "late/reversal.csv",
+                "source_row": None,
+            },
+        )
+    run = transform.build(C, marts_schema="marts_build", url=url)
+    assert run.statuses["fct_settlement_deduction"] == "success"
+    after = _rows(
+        conn,
+        "select hospital_code, settlement_id from marts_build.fct_settlement_deduction",
+    )
+    assert (hospital, sid) not in after
+    (reversed_,) = _rows(
+        conn,
+        "select is_reversed from intermediate.int_claims_with_deductions"
+        " where hospital_code = %s and settlement_id = %s",
+        hospital,
+        sid,
+    )
+    assert reversed_ == (True,)
+    transform.build(C, marts_schema="marts_check", url=url, full_refresh=True)
+    _assert_marts_equal(conn, "marts_build", "marts_check")
 
 
 def test_claims_without_budget_fail_the_build(built):

@@ -28,6 +28,13 @@ swapped with marts on publish) catches up on everything newer than what it holds
             coalesce(max(_batch_at), '-infinity'::timestamptz)::text as batch_at
         from {{ this }}
     {%- endset -%}
+    {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
+    {%- if '_batch_at' not in columns -%}
+        {#- a table written by an earlier, non-incremental version of the model (an upgrade) -#}
+        {{ exceptions.raise_compiler_error(
+            this ~ " has no incremental lineage columns (written by a non-incremental version of the model)"
+            ~ "; rebuild it with --full-refresh") }}
+    {%- endif -%}
     {%- set row = run_query(query).rows[0] -%}
     {%- set wm = {'load_id': row[0] | int, 'as_of': row[1], 'batch_at': row[2], 'min_load_id': none} -%}
     {%- if wm.as_of > as_of_date_text() -%}

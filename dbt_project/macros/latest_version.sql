@@ -2,6 +2,10 @@
     The latest version of each natural key of a raw extract, through the as-of date: the row with the
     greatest (business_date, load_id, source_row) per (hospital_code, key). Written as "no newer version
     exists" rather than a window so that a filter on load_id from an incremental model reaches the scan.
+    The natural-key index of infra/sql/035_raw_indexes.sql on (hospital_code, key, business_date,
+    load_id, source_row) turns the "no newer version" test into one index-only probe per candidate
+    row (Index Cond on the key and the row comparison): a night's incremental build checks its own
+    rows, never every version ever loaded (without the index, PostgreSQL hashed all of raw).
 #}
 {% macro latest_version(relation, key) %}
     select source.*

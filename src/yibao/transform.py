@@ -28,6 +28,9 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 BACK_IN_TIME = (
     "an incremental build cannot go back in time"  # raised by macros/incremental.sql
 )
+# macros/incremental.sql ends every "this target cannot be built incrementally" error with it:
+# going back in time, or a table written by an earlier non-incremental version of a model
+FULL_REFRESH_NEEDED = "rebuild it with --full-refresh"
 log = logging.getLogger(__name__)
 _ENV_LOCK = threading.Lock()
 _FAILED = {"error", "fail", "runtime error"}
@@ -285,7 +288,8 @@ def build(
 
     Incremental models catch up on everything newer than what their target holds. A build
     through a date earlier than an incremental target already holds cannot be incremental
-    (rows of later business dates would stay): it is retried once as a full refresh.
+    (rows of later business dates would stay), nor can a table an earlier non-incremental version
+    of a model wrote (no lineage columns): it is retried once as a full refresh.
     Unit tests do not depend on the data; CI runs them (``unit_tests=True`` or
     ``run_dbt(["test", "--select", "test_type:unit"], as_of=...)``).
     """
@@ -302,7 +306,7 @@ def build(
             url=url,
         )
     except TransformError as exc:
-        if full_refresh or BACK_IN_TIME not in str(exc):
+        if full_refresh or FULL_REFRESH_NEEDED not in str(exc):
             raise
         log.warning(
             "%s: rebuilding through %s with --full-refresh",

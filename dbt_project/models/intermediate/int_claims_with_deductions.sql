@@ -147,27 +147,31 @@ claims as (
 
 ),
 
-reversals as (
+reversed_settlements as materialized (
 
-    -- every reversal link visible after this build: the changed settlements and the stored
-    -- ones that did not change
-    select hospital_code, reversal_of
-    from changed_claims
-    where reversal_of is not null
-
-    union
-
-    select stored.hospital_code, stored.reversal_of
-    from {{ this }} as stored
-    inner join claims
-        on stored.hospital_code = claims.hospital_code
-       and stored.reversal_of = claims.settlement_id
-    where not exists (
-        select 1
+    -- every settlement reversed after this build, among those re-classified: the reversal
+    -- links of the changed settlements and of the stored ones that did not change (a set,
+    -- joined below: a correlated exists over a CTE was evaluated per row, quadratic in the night)
+    select distinct hospital_code, settlement_id
+    from (
+        select hospital_code, reversal_of as settlement_id
         from changed_claims
-        where changed_claims.hospital_code = stored.hospital_code
-          and changed_claims.settlement_id = stored.settlement_id
-    )
+        where reversal_of is not null
+
+        union all
+
+        select stored.hospital_code, stored.reversal_of
+        from {{ this }} as stored
+        inner join claims
+            on stored.hospital_code = claims.hospital_code
+           and stored.reversal_of = claims.settlement_id
+        where not exists (
+            select 1
+            from changed_claims
+            where changed_claims.hospital_code = stored.hospital_code
+              and changed_claims.settlement_id = stored.settlement_id
+        )
+    ) as links
 
 ),
 
@@ -198,9 +202,9 @@ claims as (
 
 ),
 
-reversals as (
+reversed_settlements as materialized (
 
-    select distinct hospital_code, reversal_of
+    select distinct hospital_code, reversal_of as settlement_id
     from claims
     where reversal_of is not null
 
@@ -225,13 +229,11 @@ classified as (
         claims.*,
         claims.settled_at::date as settlement_date,
         claims.reversal_of is not null as is_reversal,
-        exists (
-            select 1
-            from reversals
-            where reversals.hospital_code = claims.hospital_code
-              and reversals.reversal_of = claims.settlement_id
-        ) as is_reversed
+        reversed_settlements.settlement_id is not null as is_reversed
     from claims
+    left join reversed_settlements
+        on claims.hospital_code = reversed_settlements.hospital_code
+       and claims.settlement_id = reversed_settlements.settlement_id
 
 ),
 

@@ -46,16 +46,32 @@ changed_groups as (
 
 ),
 
-claims as (
+totals as (
 
-    select claims.*
-    from {{ ref('int_claims_with_deductions') }} as claims
-    inner join changed_groups
-        on claims.hospital_code = changed_groups.hospital_code
-       and claims.insurance_type_code = changed_groups.insurance_type_code
-       and claims.settlement_date = changed_groups.settlement_date
+    -- one index probe per changed group (an aggregate in a lateral sub-query is never flattened
+    -- into a join): with a plain join the planner, expecting 10,000 groups from the set-returning
+    -- functions above, merge-joined the whole table's index (O(history)) for ~200 groups
+    select
+        changed_groups.hospital_code,
+        changed_groups.insurance_type_code,
+        changed_groups.settlement_date,
+        group_totals.*
+    from changed_groups
+    cross join lateral (
+        select
+            count(*) as settlement_count,
+            count(*) filter (where claims.is_reversal) as reversal_count,
+            sum(claims.fund_paid_amount) as fund_paid_amount,
+            sum(coalesce(claims.negotiated_drug_amount, 0)) as negotiated_drug_amount,
+            sum(claims.declared_amount) as declared_amount,
+            sum(claims.deduction_amount) as deduction_amount
+        from {{ ref('int_claims_with_deductions') }} as claims
+        where claims.hospital_code = changed_groups.hospital_code
+          and claims.insurance_type_code = changed_groups.insurance_type_code
+          and claims.settlement_date = changed_groups.settlement_date
+    ) as group_totals
 
-),
+)
 
 {% else %}
 
@@ -67,8 +83,6 @@ claims as (
       and settlement_date is not null
 
 ),
-
-{% endif %}
 
 totals as (
 
@@ -87,28 +101,22 @@ totals as (
 
 )
 
+{% endif %}
+
 select
     -- ids
-    {% if is_incremental() %}changed_groups{% else %}totals{% endif %}.hospital_code,
-    {% if is_incremental() %}changed_groups{% else %}totals{% endif %}.insurance_type_code,
-    {% if is_incremental() %}changed_groups{% else %}totals{% endif %}.settlement_date,
+    hospital_code,
+    insurance_type_code,
+    settlement_date,
     -- counts
-    coalesce(totals.settlement_count, 0)::integer as settlement_count,
-    coalesce(totals.reversal_count, 0)::integer as reversal_count,
+    coalesce(settlement_count, 0)::integer as settlement_count,
+    coalesce(reversal_count, 0)::integer as reversal_count,
     -- amounts
-    coalesce(totals.fund_paid_amount, 0)::numeric(18, 2) as fund_paid_amount,
-    coalesce(totals.negotiated_drug_amount, 0)::numeric(18, 2) as negotiated_drug_amount,
-    coalesce(totals.declared_amount, 0)::numeric(18, 2) as declared_amount,
-    coalesce(totals.deduction_amount, 0)::numeric(18, 2) as deduction_amount,
+    coalesce(fund_paid_amount, 0)::numeric(18, 2) as fund_paid_amount,
+    coalesce(negotiated_drug_amount, 0)::numeric(18, 2) as negotiated_drug_amount,
+    coalesce(declared_amount, 0)::numeric(18, 2) as declared_amount,
+    coalesce(deduction_amount, 0)::numeric(18, 2) as deduction_amount,
     -- lineage
     {{ as_of_date() }} as _through_as_of,
     now() as _batch_at
-{% if is_incremental() %}
-from changed_groups
-left join totals
-    on changed_groups.hospital_code = totals.hospital_code
-   and changed_groups.insurance_type_code = totals.insurance_type_code
-   and changed_groups.settlement_date = totals.settlement_date
-{% else %}
 from totals
-{% endif %}

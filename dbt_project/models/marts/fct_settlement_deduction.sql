@@ -1,5 +1,28 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['hospital_code', 'settlement_id'],
+    on_schema_change='fail',
+    indexes=[
+        {'columns': ['hospital_code', 'settlement_id'], 'unique': true},
+        {'columns': ['_batch_at']},
+    ],
+    post_hook="delete from {{ this }} where not _is_deduction"
+) }}
+
 -- R6 deductions by settlement: one row per effective settlement whose visit carries unreasonable
 -- excess, with the excess, the fund share and the deduction that R7 counts in its month.
+--
+-- Incremental: every settlement re-classified upstream since this table was written (this schema
+-- may lag a night behind), whether or not it now carries a deduction: delete+insert replaces its
+-- row, and the post-hook then removes the rows without one (_is_deduction false), so a settlement
+-- that stopped being effective or lost its excess leaves the table. Without this, the model
+-- re-read every settlement ever loaded each night.
+-- Upgrade: a table written by the earlier full-rebuild model has no lineage columns; the
+-- watermark macro then asks for --full-refresh, which transform.build does once by itself.
+
+{%- set wm = incremental_watermark() %}
+
 select
     -- ids
     hospital_code,
@@ -13,7 +36,15 @@ select
     total_amount,
     fund_paid_amount,
     visit_excess_amount as unreasonable_excess_amount,
-    deduction_amount
+    deduction_amount,
+    -- lineage
+    coalesce(is_effective_settlement and visit_excess_amount <> 0, false) as _is_deduction,
+    {{ as_of_date() }} as _through_as_of,
+    now() as _batch_at
 from {{ ref('int_claims_with_deductions') }}
+{% if is_incremental() %}
+where _batch_at > '{{ wm.batch_at }}'::timestamptz
+{% else %}
 where is_effective_settlement
   and visit_excess_amount <> 0
+{% endif %}
