@@ -12,7 +12,11 @@ JSON there; see ``expectations/README.md`` for what each suite checks):
 Every check is an ``UnexpectedRowsExpectation`` whose SQL runs inside PostgreSQL and returns one
 row per failing hospital (``hospital_code``, ``failed``, ``detail``). Results are written to
 ``audit.dq_results`` (re-running a run_id and stage replaces its rows) and rendered as GX Data Docs
-under ``expectations/uncommitted/data_docs/local_site/index.html``.
+under ``expectations/uncommitted/data_docs/local_site/index.html``. Checks that judge one row at a
+time carry their predicate in ``meta.row_check``: they are evaluated together, in one scan of each
+extract's batch, before the checkpoint runs (``_row_checks``), and their expectations read the
+failing groups from ``audit.dq_night_row_findings`` (GX runs every expectation's query twice, for
+the row count and for the rows: one query per row check read the batch twice per check).
 
 How a run is scoped: the run is registered in ``audit.dq_runs`` (load ids, or mart schema and
 as-of date); the GX assets are views over it (``audit.dq_night_*``, ``audit.dq_marts_run``) that
