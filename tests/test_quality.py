@@ -286,6 +286,27 @@ def test_clean_night_passes_and_results_are_stored_idempotently(city):
     assert list((DATA_DOCS_INDEX.parent / "validations" / "raw_claim_codes").glob("raw-clean-night/*/*.html"))
 
 
+def test_row_checks_that_did_not_run_fail_instead_of_passing(city, monkeypatch):
+    """Row checks (meta.row_check) read what one scan per extract found; if that scan did not run
+    for the run, every one of them must fail ("not computed"), never pass on an empty findings table."""
+    from yibao import quality
+
+    statements = quality.row_check_statements(quality.CHECKPOINTS["raw"])
+    assert set(statements) == {"night_purchase", "night_usage", "night_claim"}
+    folded = {(s["name"], e["meta"]["check"]) for s in quality._suites(quality.CHECKPOINTS["raw"])
+              for e in s["expectations"] if "row_check" in e["meta"]}
+    assert len(folded) == sum(n for _, n in statements.values()) > 30
+
+    d = dt.date(2025, 5, 6)
+    with psycopg2.connect(city) as conn, conn.cursor() as cur:
+        ids = deliver_night(cur, d)
+    monkeypatch.setattr(quality, "_row_checks", lambda conn, run_id, checkpoint: None)
+    report = quality.validate_night(city, d, ids, "row-checks-skipped")
+    not_computed = {(r.suite, r.check) for r in report.results if r.failed and "not computed" in (r.detail or "")}
+    assert not_computed == folded, report.summary_text()
+    assert ("raw_claim_codes", "hospital_code_format") in {(r.suite, r.check) for r in report.errors}
+
+
 def test_defects_that_slipped_past_the_loader_fail_the_right_checks(city):
     from yibao.quality import QualityGateFailed, validate_night
 

@@ -44,10 +44,34 @@ create table if not exists audit.dq_run_loads (
     primary key (run_id, load_id)
 );
 
+-- Row checks of the raw stage, computed in one pass per raw asset (yibao.quality._row_checks):
+-- every expectation with meta.row_check (a predicate on one row) is evaluated for all rows of the
+-- night's batch by a single scan, and the failing (check, hospital) groups are stored here; those
+-- expectations read their rows from audit.dq_night_row_findings. A catch-up of a year scans each
+-- raw table once instead of twice per check. dq_row_checks_done records that the pass ran for an
+-- asset, so an expectation fails ("not computed") rather than passes when it did not.
+create table if not exists audit.dq_row_findings (
+    run_id        text   not null,
+    check_name    text   not null,     -- <suite>.<check>
+    hospital_code text,
+    failed        bigint not null,
+    detail        text
+);
+create index if not exists dq_row_findings_run_idx on audit.dq_row_findings (run_id, check_name);
+create table if not exists audit.dq_row_checks_done (
+    run_id      text        not null,
+    asset       text        not null,  -- GX asset, e.g. night_claim
+    checks      integer     not null,  -- row checks evaluated in the pass
+    seconds     numeric(10, 3),
+    computed_at timestamptz not null default now(),
+    primary key (run_id, asset)
+);
+
 -- The views GX validates. Dropped and created again on every bootstrap, so a change of columns
 -- (here or in the raw tables) never blocks it; nothing depends on them.
 drop view if exists audit.dq_night, audit.dq_night_purchase, audit.dq_night_usage, audit.dq_night_claim,
-    audit.dq_night_loads, audit.dq_night_quarantine, audit.dq_marts_run;
+    audit.dq_night_loads, audit.dq_night_quarantine, audit.dq_marts_run, audit.dq_night_row_findings,
+    audit.dq_night_row_checks_done;
 
 -- The night's rows. The range condition lets PostgreSQL use the BRIN index on load_id, so a
 -- check reads the night's rows, never the whole history.
@@ -95,3 +119,13 @@ create view audit.dq_marts_run as
 select r.run_id, r.night_date as as_of_date, r.schema_name
 from audit.dq_runs r
 where r.stage = 'marts' and r.run_id = current_setting('yibao.dq_run_id', true);
+
+create view audit.dq_night_row_findings as
+select f.check_name, f.hospital_code, f.failed, f.detail
+from audit.dq_row_findings f
+where f.run_id = current_setting('yibao.dq_run_id', true);
+
+create view audit.dq_night_row_checks_done as
+select d.asset, d.checks
+from audit.dq_row_checks_done d
+where d.run_id = current_setting('yibao.dq_run_id', true);

@@ -12,7 +12,11 @@ JSON there; see ``expectations/README.md`` for what each suite checks):
 Every check is an ``UnexpectedRowsExpectation`` whose SQL runs inside PostgreSQL and returns one
 row per failing hospital (``hospital_code``, ``failed``, ``detail``). Results are written to
 ``audit.dq_results`` (re-running a run_id and stage replaces its rows) and rendered as GX Data Docs
-under ``expectations/uncommitted/data_docs/local_site/index.html``.
+under ``expectations/uncommitted/data_docs/local_site/index.html``. Checks that judge one row at a
+time carry their predicate in ``meta.row_check``: they are evaluated together, in one scan of each
+extract's batch, before the checkpoint runs (``_row_checks``), and their expectations read the
+failing groups from ``audit.dq_night_row_findings`` (GX runs every expectation's query twice, for
+the row count and for the rows: one query per row check read the batch twice per check).
 
 How a run is scoped: the run is registered in ``audit.dq_runs`` (load ids, or mart schema and
 as-of date); the GX assets are views over it (``audit.dq_night_*``, ``audit.dq_marts_run``) that
@@ -146,6 +150,7 @@ def validate_night(url: str, business_date: date, load_ids: list[int], run_id: s
     with _connect(url) as conn:
         _register_run(conn, run_id, "raw", business_date, load_ids=ids)
         populations = _populations(conn, _NIGHT_POPULATIONS, {"run_id": run_id})
+        _row_checks(conn, run_id, CHECKPOINTS["raw"])
     gx_results = _run_checkpoint(_gx_url(url, run_id), CHECKPOINTS["raw"], run_id, "raw")
     report = _report(gx_results, populations, "raw", run_id, business_date)
     report.seconds = time.monotonic() - started
@@ -232,6 +237,68 @@ def _register_run(conn, run_id: str, stage: str, night: date, load_ids: list[int
             cur.execute("delete from audit.dq_run_loads where run_id = %s", (run_id,))
             cur.execute(
                 "insert into audit.dq_run_loads (run_id, load_id) select %s, unnest(%s::bigint[])", (run_id, ids)
+            )
+
+
+def _suites(checkpoint: str) -> list[dict]:
+    """The expectation suites (JSON, as GX reads them) of a checkpoint."""
+    import json
+
+    cp = json.loads((GX_ROOT / "checkpoints" / f"{checkpoint}.json").read_text(encoding="utf-8"))
+    return [json.loads((GX_ROOT / "expectations" / f"{vd['name']}.json").read_text(encoding="utf-8"))
+            for vd in cp["validation_definitions"]]
+
+
+def row_check_statements(checkpoint: str, run_id_param: str = "%(run_id)s") -> dict[str, tuple[str, int]]:
+    """One INSERT per GX asset that evaluates all its row checks in a single scan of the batch.
+
+    A row check is an expectation with ``meta.row_check`` = {where, example, order_by}: the row
+    fails when ``where`` is true (as in ``select ... from batch where <where>``); the failing rows
+    are counted per hospital, with up to three examples (``example`` ordered by ``order_by``), as
+    its own query did before it was folded in here. Returns {asset: (sql, number of checks)}.
+    """
+    by_asset: dict[str, list[tuple[str, dict]]] = {}
+    for suite in _suites(checkpoint):
+        for e in suite["expectations"]:
+            rc = (e.get("meta") or {}).get("row_check")
+            if rc:
+                by_asset.setdefault(suite["meta"]["asset"], []).append((f"{suite['name']}.{e['meta']['check']}", rc))
+    out = {}
+    for asset, checks in by_asset.items():
+        if not _SCHEMA_NAME.match(asset):
+            raise ValueError(f"GX asset name {asset!r} is not an identifier")
+        flags = ",\n       ".join(f"({rc['where']}) as _f{i}" for i, (_, rc) in enumerate(checks))
+        any_failed = " or ".join(f"b._f{i}" for i in range(len(checks)))
+        values = ",\n    ".join(
+            f"({_quote(name)}, b._f{i}, ({rc['example']})::text, ({rc['order_by']})::text)"
+            for i, (name, rc) in enumerate(checks)
+        )
+        sql = (
+            "insert into audit.dq_row_findings (run_id, check_name, hospital_code, failed, detail)\n"
+            f"select {run_id_param}, c.check_name, b.hospital_code, count(*),\n"
+            "       'e.g. ' || array_to_string((array_agg(c.example order by c.sort_key))[1:3], ', ')\n"
+            # offset 0: the flags are computed once per row, the examples only for failing rows
+            f"from (select t.*,\n       {flags}\n      from audit.dq_{asset} as t offset 0) as b\n"
+            f"cross join lateral (values\n    {values}\n) as c (check_name, failed, example, sort_key)\n"
+            f"where ({any_failed}) and c.failed\n"
+            "group by c.check_name, b.hospital_code"
+        )
+        out[asset] = (sql, len(checks))
+    return out
+
+
+def _row_checks(conn, run_id: str, checkpoint: str) -> None:
+    """Compute the row checks of the run (one scan per asset) into audit.dq_row_findings."""
+    with conn.cursor() as cur:
+        cur.execute("select set_config('yibao.dq_run_id', %s, true)", (run_id,))
+        cur.execute("delete from audit.dq_row_findings where run_id = %s", (run_id,))
+        cur.execute("delete from audit.dq_row_checks_done where run_id = %s", (run_id,))
+        for asset, (sql, n) in row_check_statements(checkpoint).items():
+            started = time.monotonic()
+            cur.execute(sql, {"run_id": run_id})
+            cur.execute(
+                "insert into audit.dq_row_checks_done (run_id, asset, checks, seconds) values (%s, %s, %s, %s)",
+                (run_id, asset, n, round(time.monotonic() - started, 3)),
             )
 
 

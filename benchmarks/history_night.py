@@ -1,0 +1,368 @@
+"""A city's year, then one ordinary night: does the night cost the same on top of the year as on nothing?
+
+``make bench-history`` (or ``.venv/bin/python benchmarks/history_night.py [flags]``):
+
+1. **Generate** a clean synthetic city (``yibao.generator``): ``--hospitals`` hospitals, ``--days``
+   business dates from ``--start`` (the history), sized so that the history holds about
+   ``--claims-total`` claim rows (plus usage and purchase lines), and the next working day after it
+   (the night, at the same daily volume: about 100k claims for 100 hospitals and 30M claims a year).
+   The landing zone is kept under ``--data-dir`` and reused when the same flags run again.
+2. **The year**: a database gets the whole history in one catch-up night through the same pipeline
+   steps as the nightly DAG (``yibao.pipeline``: load → GX raw → dbt build → GX marts → publish);
+   the steps are timed and printed too (a bureau's first load of a year). The database is kept as a
+   template (``bench_year_<tag>``) and reused by a re-run with the same flags.
+3. **The night on top of the year**: a copy of that database (``create database … template``)
+   loads, validates, builds, validates and publishes the night; every step timed.
+4. **The same night on top of nothing**: a fresh database holding only the reference data runs the
+   same night (same landing files, same steps).
+
+Printed: one table with the seconds of each step (load, GX raw, dbt, GX marts, publish, total) for
+the year's catch-up, the night on the year and the night on nothing, the ratio year/empty of each
+step, and dbt's three slowest models of each run (from dbt's ``target/run_results.json``), plus the
+row counts and the load average. It takes long at full size (30M claims: hours); it is a benchmark,
+not a test. A small run: ``--hospitals 5 --days 20 --claims-total 20000``.
+
+Nothing is stubbed: the real loader, GX, dbt and PostgreSQL (the embedded server unless
+``YIBAO_DATABASE_URL`` is set; the databases are created beside the warehouse database).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from yibao import pg
+from yibao.config import PROJECT_ROOT, settings
+
+RUN_RESULTS = PROJECT_ROOT / "dbt_project" / "target" / "run_results.json"
+STEPS = ("load", "gx_raw", "dbt", "gx_marts", "publish")
+
+
+@dataclass
+class NightTiming:
+    label: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    slowest_models: list[tuple[str, float]] = field(default_factory=list)
+    rows_loaded: int = 0
+    files_loaded: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.get(s, 0.0) for s in STEPS)
+
+
+# ------------------------------------------------------------------------------------- data
+
+
+def _workday(day: dt.date) -> bool:
+    from yibao.workdays import CalendarCoverageError, is_workday
+
+    try:
+        return is_workday(day)
+    except CalendarCoverageError:
+        return day.weekday() < 5
+
+
+def plan(args) -> tuple[list[dt.date], dt.date, float]:
+    """History dates, the night (next working day after the history) and the generator volume."""
+    from yibao.generator import REST_FACTOR, estimate_rows_per_day
+
+    history = [args.start + dt.timedelta(days=i) for i in range(args.days)]
+    night = history[-1] + dt.timedelta(days=1)
+    while not _workday(night):
+        night += dt.timedelta(days=1)
+    work = sum(1 for d in history if _workday(d))
+    rest = len(history) - work
+    rest_factor = (REST_FACTOR["outpatient"] + REST_FACTOR["inpatient"]) / 2
+    claims_per_workday_v1 = estimate_rows_per_day(args.hospitals, 1.0)["claim"]
+    volume = args.claims_total / (claims_per_workday_v1 * (work + rest * rest_factor))
+    return history, night, volume
+
+
+def generate(args, landing: Path, start: dt.date, night: dt.date, volume: float) -> dict:
+    """The landing zone (history and night), reused when it was written with the same flags."""
+    from yibao.generator import generate_city
+
+    params = {"seed": args.seed, "hospitals": args.hospitals, "start": start.isoformat(),
+              "end": night.isoformat(), "volume": round(volume, 6)}
+    marker = landing / "_generator" / "bench_params.json"
+    if marker.exists() and json.loads(marker.read_text(encoding="utf-8")).get("params") == params:
+        saved = json.loads(marker.read_text(encoding="utf-8"))
+        print(f"reusing generated landing zone {landing} ({saved['summary'].splitlines()[0]})")
+        return saved
+    if landing.exists():
+        shutil.rmtree(landing)
+    t = time.perf_counter()
+    summary = generate_city(landing, seed=args.seed, hospitals=args.hospitals, start=start, end=night,
+                            volume=volume, defect_rate=0.0)
+    seconds = time.perf_counter() - t
+    print(f"generated in {seconds:.0f} s:\n{summary}")
+    saved = {"params": params, "summary": str(summary), "rows": summary.rows, "generate_seconds": round(seconds, 1)}
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(saved, indent=1), encoding="utf-8")
+    return saved
+
+
+def night_only_landing(landing: Path, night: dt.date, target: Path) -> Path:
+    """A landing zone with the reference files and the night's folder only (hard links where possible)."""
+    if target.exists():
+        shutil.rmtree(target)
+    for sub in ("reference", night.strftime("%Y%m%d")):
+        shutil.copytree(landing / sub, target / sub, copy_function=_link_or_copy)
+    return target
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+# ------------------------------------------------------------------------------------- databases
+
+
+def _admin(statement: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(pg.url(database="postgres"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(statement)
+    conn.close()
+
+
+def _exists(name: str) -> bool:
+    import psycopg2
+
+    conn = psycopg2.connect(pg.url(database="postgres"))
+    with conn.cursor() as cur:
+        cur.execute("select 1 from pg_database where datname = %s", (name,))
+        found = cur.fetchone() is not None
+    conn.close()
+    return found
+
+
+def _fresh(name: str, template: str | None = None) -> str:
+    _admin(f'drop database if exists "{name}" with (force)')
+    if template:
+        # pooled sessions this process left open on the template (GX's engine, dbt's adapter)
+        _admin(f"select pg_terminate_backend(pid) from pg_stat_activity where datname = '{template}'"
+               " and pid <> pg_backend_pid()")
+        _admin(f'create database "{name}" template "{template}" strategy file_copy')
+    else:
+        _admin(f'create database "{name}"')
+    return pg.url(database=name)
+
+
+def _use(url: str | None) -> None:
+    """Point yibao.pipeline (db.connect, pg.url) at ``url`` (None: back to the default)."""
+    if url is None:
+        os.environ.pop("YIBAO_DATABASE_URL", None)
+    else:
+        os.environ["YIBAO_DATABASE_URL"] = url
+
+
+def _year_is_built(url: str, last: dt.date) -> bool:
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(url)
+    except psycopg2.Error:
+        return False
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select to_regclass('audit.publish_log') is not null")
+            if not cur.fetchone()[0]:
+                return False
+            cur.execute("select max(as_of_date) from audit.publish_log")
+            return cur.fetchone()[0] == last
+    finally:
+        conn.close()
+
+
+def _scalar(url: str, sql: str):
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------------------------- the pipeline
+
+
+def run_night(label: str, landing: Path, through: dt.date, run_id: str) -> NightTiming:
+    """The nightly DAG's steps (yibao.pipeline), each timed; a failed quality gate is reported, not hidden."""
+    from yibao import pipeline
+    from yibao.quality import QualityGateFailed
+
+    timing = NightTiming(label)
+
+    def step(name: str, fn):
+        t = time.perf_counter()
+        try:
+            return fn()
+        except QualityGateFailed as exc:
+            first = str(exc).splitlines()
+            timing.notes.append(f"{name}: GATE FAILED — {first[0]}" + (f" ({first[1]})" if len(first) > 1 else ""))
+            return None
+        finally:
+            timing.seconds[name] = time.perf_counter() - t
+            print(f"  [{label}] {name:<9} {timing.seconds[name]:9.1f} s", flush=True)
+
+    loaded = step("load", lambda: pipeline.load(landing, through, run_id))
+    timing.rows_loaded, timing.files_loaded = loaded["rows_loaded"], loaded["files_loaded"]
+    step("gx_raw", lambda: pipeline.validate_raw(through, loaded["load_ids"], run_id))
+    RUN_RESULTS.unlink(missing_ok=True)
+    step("dbt", lambda: pipeline.transform(through, run_id))
+    timing.slowest_models = slowest_models(RUN_RESULTS, 3)
+    step("gx_marts", lambda: pipeline.validate_marts(through, run_id))
+    step("publish", lambda: pipeline.publish(through, run_id, loaded["files_loaded"]))
+    return timing
+
+
+def slowest_models(path: Path, n: int) -> list[tuple[str, float]]:
+    """dbt's n slowest models of the last invocation (``target/run_results.json``)."""
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    models = [(r["unique_id"].split(".")[-1], float(r.get("execution_time") or 0.0))
+              for r in data.get("results", []) if r.get("unique_id", "").startswith("model.")]
+    return sorted(models, key=lambda m: -m[1])[:n]
+
+
+# ------------------------------------------------------------------------------------- report
+
+
+def report(runs: list[NightTiming], year_rows: dict, night_claims: int, args, load_avg: tuple) -> str:
+    year = next((r for r in runs if r.label == "year"), None)
+    on_year = next(r for r in runs if r.label == "night on year")
+    on_empty = next(r for r in runs if r.label == "night on empty")
+    lines = [
+        "",
+        f"history_night: {args.hospitals} hospitals, {args.days} days from {args.start}, history "
+        + ", ".join(f"{k} {v:,}" for k, v in year_rows.items())
+        + f"; the night: {night_claims:,} claims, {on_empty.rows_loaded:,} rows in {on_empty.files_loaded} files",
+        f"load average before / after: {load_avg[0]} / {load_avg[1]} (cores: {os.cpu_count()})",
+        "",
+        f"{'step':<10}" + (f"{'year catch-up s':>17}" if year else "")
+        + f"{'night on year s':>17}{'night on empty s':>18}{'ratio':>8}",
+    ]
+    for s in (*STEPS, "total"):
+        a = on_year.total if s == "total" else on_year.seconds.get(s, 0.0)
+        b = on_empty.total if s == "total" else on_empty.seconds.get(s, 0.0)
+        y = (year.total if s == "total" else year.seconds.get(s, 0.0)) if year else None
+        ratio = f"{a / b:8.2f}" if b > 0 else f"{'-':>8}"
+        lines.append(f"{s:<10}" + (f"{y:17.1f}" if year else "") + f"{a:17.1f}{b:18.1f}{ratio}")
+    lines.append("")
+    for r in runs:
+        models = ", ".join(f"{m} {t:.1f} s" for m, t in r.slowest_models) or "n/a"
+        lines.append(f"dbt slowest models, {r.label}: {models}")
+    for r in runs:
+        for note in r.notes:
+            lines.append(f"NOTE {r.label}: {note}")
+    lines.append(f"\nnight on year / night on empty: {on_year.total / on_empty.total:.2f}×"
+                 if on_empty.total else "")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hospitals", type=int, default=100)
+    ap.add_argument("--days", type=int, default=364, help="business dates of history (default: 2025-01-01 … 12-30)")
+    ap.add_argument("--claims-total", type=int, default=30_000_000, help="claim rows of the whole history, about")
+    ap.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2025, 1, 1))
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--data-dir", type=Path, default=None,
+                    help="where the landing zones are kept (default: $YIBAO_HOME/bench/history)")
+    ap.add_argument("--rebuild-year", action="store_true", help="load and build the year again even if its database exists")
+    ap.add_argument("--skip-empty", action="store_true", help="do not run the night on an empty history")
+    ap.add_argument("--keep", action="store_true", help="keep the night's databases (to inspect or profile them)")
+    args = ap.parse_args()
+    if args.days < 1 or args.hospitals < 1 or args.claims_total < 1:
+        ap.error("--days, --hospitals and --claims-total must be positive")
+
+    load_before = os.getloadavg()
+    # synthetic patients only: a fixed benchmark key unless one is configured
+    os.environ.setdefault("YIBAO_PSEUDONYM_KEY", "benchmark-key-0123456789")
+    pg.start()
+    history, night, volume = plan(args)
+    tag = f"h{args.hospitals}_d{args.days}_c{args.claims_total}_s{args.seed}"
+    base = (args.data_dir or settings().home / "bench" / "history") / tag
+    landing = base / "landing"
+    print(f"history {history[0]} … {history[-1]} ({len(history)} days), night {night}, volume {volume:.3f}")
+    gen = generate(args, landing, history[0], night, volume)
+
+    from yibao import db
+
+    runs: list[NightTiming] = []
+    year_db, night_db, empty_db = f"bench_year_{tag}", f"bench_night_{tag}", f"bench_empty_{tag}"
+    try:
+        # the year, in one catch-up (kept as the template of the night's database)
+        if args.rebuild_year or not _exists(year_db) or not _year_is_built(pg.url(database=year_db), history[-1]):
+            _use(_fresh(year_db))
+            db.bootstrap()
+            print(f"loading and building the year into {year_db} …")
+            year = run_night("year", landing, history[-1], f"bench-year-{history[-1]}")
+            runs.append(year)
+            (base / "year_timing.json").write_text(json.dumps(year.__dict__, indent=1), encoding="utf-8")
+            _use(None)
+        else:
+            print(f"reusing the year already built in database {year_db}")
+            saved = base / "year_timing.json"
+            if saved.exists():  # the catch-up's figures from the run that built it
+                data = json.loads(saved.read_text(encoding="utf-8"))
+                data["label"] = "year"
+                data["slowest_models"] = [tuple(m) for m in data.get("slowest_models", [])]
+                runs.append(NightTiming(**data))
+        year_url = pg.url(database=year_db)
+        year_rows = {t: _scalar(year_url, f"select count(*) from raw.{t}") for t in ("claim", "usage", "purchase")}
+
+        # the night on top of the year
+        _use(_fresh(night_db, template=year_db))
+        print(f"the night {night} on top of the year ({night_db}) …")
+        runs.append(run_night("night on year", landing, night, f"bench-night-on-year-{night}"))
+        night_claims = _scalar(pg.url(database=night_db),
+                               f"select count(*) from raw.claim where business_date = '{night}'")
+        _use(None)
+
+        # the same night on top of nothing: reference data loaded first (not timed), then the night
+        if not args.skip_empty:
+            only = night_only_landing(landing, night, base / "night_only")
+            _use(_fresh(empty_db))
+            db.bootstrap()
+            from yibao.loader import load_landing
+
+            load_landing(only, night - dt.timedelta(days=1), show_progress=False)
+            print(f"the night {night} on top of an empty history ({empty_db}) …")
+            runs.append(run_night("night on empty", only, night, f"bench-night-on-empty-{night}"))
+            _use(None)
+    finally:
+        _use(None)
+    if args.skip_empty:
+        print("\n(--skip-empty: no comparison)")
+        for r in runs:
+            print(r.label, {k: round(v, 1) for k, v in r.seconds.items()}, r.slowest_models, r.notes)
+        return
+    load_after = os.getloadavg()
+    print(report(runs, year_rows or gen.get("rows", {}), night_claims, args,
+                 (f"{load_before[0]:.2f}", f"{load_after[0]:.2f}")))
+    if not args.keep:
+        _admin(f'drop database if exists "{night_db}" with (force)')
+
+
+if __name__ == "__main__":
+    sys.exit(main())
