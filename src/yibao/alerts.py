@@ -58,8 +58,17 @@ def _night(context: dict) -> str:
         return str(moment)
 
 
+def _original(exception: BaseException | None) -> BaseException | None:
+    """The error behind a fail-fast wrapper (``yibao.pipeline.task_errors`` raises AirflowFailException
+    from the step's own error, e.g. QualityGateFailed), so the message names what actually failed."""
+    if exception is not None and type(exception).__name__ == "AirflowFailException" and exception.__cause__:
+        return exception.__cause__
+    return exception
+
+
 def first_failure(exception: BaseException | None) -> str:
     """The first failing check (a quality gate), the first failing dbt node, or the error's first line."""
+    exception = _original(exception)
     if exception is None:
         return "no exception recorded (see the task log)"
     lines = [line.strip() for line in str(exception).splitlines() if line.strip()]
@@ -84,7 +93,7 @@ def message(context: dict) -> str:
 
 def payload(context: dict) -> dict:
     ti = context.get("ti") or context.get("task_instance")
-    exception = context.get("exception")
+    exception = _original(context.get("exception"))
     night = _night(context)
     return {
         "text": message(context),
