@@ -119,7 +119,9 @@ def test_every_step_of_every_run_is_logged(worked_example):
 
 
 def test_no_id_number_in_airflow_task_logs(worked_example, yibao_home):
-    logs = list((yibao_home / "airflow").rglob("*.log"))
+    # Airflow's task logs, and the whole Airflow output of each `yibao run` (logs/runs/) and dbt's log
+    logs = list((yibao_home / "airflow").rglob("*.log")) + list((yibao_home / "logs").rglob("*.log"))
+    assert any("runs" in p.parts for p in logs), logs
     landing_ids = ID_SHAPE.findall((worked_example["landing"] / "20250120" / HOSP / "claim.csv").read_text())
     assert landing_ids, "the fixture must carry an ID number for this test to mean anything"
     for path in logs:
