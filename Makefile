@@ -36,7 +36,8 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet uv==0.13.8
 
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --python $$($(PYTHON) -c 'import sys; print(sys.executable)')
+	@echo "installing the locked dependencies into $(VENV) (uv sync --frozen; the first time takes a few minutes)"
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --quiet --python $$($(PYTHON) -c 'import sys; print(sys.executable)')
 	touch $@
 
 system-deps: ## CJK fonts for reports, pdftotext/pdftoppm for report tests, fast font subsetting (Debian packages)

@@ -17,16 +17,6 @@ from .data import month_bounds
 
 PUBLISH_LOG = "audit.publish_log"
 STATEMENT_LOG = "audit.statement_log"
-_STATEMENT_LOG_DDL = f"""
-create table if not exists {STATEMENT_LOG} (
-    month        date        not null,   -- first day of the month rendered
-    as_of_date   date,                   -- as-of date of the marts it was rendered from
-    run_id       text,
-    trigger      text        not null default 'auto',   -- auto (asset-triggered) | manual
-    folder       text,
-    files        integer,
-    rendered_at  timestamptz not null default now()
-)"""
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 
@@ -83,7 +73,6 @@ def months_due(url: str) -> list[date]:
     conn = psycopg2.connect(url)
     try:
         with conn, conn.cursor() as cur:
-            cur.execute(_STATEMENT_LOG_DDL)
             cur.execute(
                 f"""select distinct s.settlement_month::date from marts.fct_settlement_monthly s
                     where (date_trunc('month', s.settlement_month) + interval '1 month - 1 day')::date <= %s
@@ -105,7 +94,6 @@ def record_rendered(url: str, month: date, *, run_id: str | None = None, trigger
     conn = psycopg2.connect(url)
     try:
         with conn, conn.cursor() as cur:
-            cur.execute(_STATEMENT_LOG_DDL)
             cur.execute(f"select max(as_of_date) from {PUBLISH_LOG} where published_at ="
                         f" (select max(published_at) from {PUBLISH_LOG})")
             (as_of,) = cur.fetchone()
