@@ -370,20 +370,6 @@ def task_result(outcome: TaskOutcome):
     return rows[0][0] if rows else None
 
 
-def dag_run_state(dag_id: str, logical_date: dt.datetime | None = None) -> str | None:
-    """State of the newest run of ``dag_id`` (at ``logical_date``, when given) in Airflow's metadata database.
-
-    With the scheduler up, the newest run may be a scheduled one: ``yibao run`` asks for its own.
-    """
-    import psycopg2
-
-    with psycopg2.connect(pg.url(database=AIRFLOW_DB)) as conn, conn.cursor() as cur:
-        cur.execute("select state from dag_run where dag_id = %s and (%s::timestamptz is null or logical_date = %s)"
-                    " order by id desc limit 1", (dag_id, logical_date, logical_date))
-        row = cur.fetchone()
-    return row[0] if row else None
-
-
 def scheduler_running(within_seconds: int = 60) -> bool:
     """Whether an Airflow scheduler on this metadata database has sent a heartbeat lately."""
     rows = _metadata_query(
