@@ -29,17 +29,6 @@ from yibao import pg
 from yibao.transform import DBT_PROJECT_DIR
 
 
-def _admin(sql: list[str]) -> None:
-    import psycopg2
-
-    admin = psycopg2.connect(pg.url(database="postgres"))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        for stmt in sql:
-            cur.execute(stmt)
-    admin.close()
-
-
 def _models_seconds() -> list[tuple[str, float, str]]:
     data = json.loads((DBT_PROJECT_DIR / "target" / "run_results.json").read_text())
     out = []
@@ -93,7 +82,7 @@ def main() -> None:
     url = pg.url(database=name)
     os.environ["YIBAO_DATABASE_URL"] = url
     if args.step == "prepare":
-        _admin([f'drop database if exists "{name}"', f'drop database if exists "{tpl}"', f'create database "{name}"'])
+        pg.admin_sql([f'drop database if exists "{name}"', f'drop database if exists "{tpl}"', f'create database "{name}"'])
         db.bootstrap()
         t = time.perf_counter()
         n0 = load_landing(Path(args.landing), args.through, url=url, pseudonymise=pseudo, show_progress=False)
@@ -105,9 +94,9 @@ def main() -> None:
         print(f"history through {args.through}: {rows:,} rows, load {load_s:.1f} s, full build {full_s:.1f} s")
         for m, s, msg in _models_seconds()[: args.top]:
             print(f"  {m:<48} {s:8.2f} s  {msg}")
-        _admin([f'create database "{tpl}" template "{name}"'])
+        pg.admin_sql([f'create database "{tpl}" template "{name}"'])
         return
-    _admin([f'drop database if exists "{name}"', f'create database "{name}" template "{tpl}"'])
+    pg.admin_sql([f'drop database if exists "{name}"', f'create database "{name}" template "{tpl}"'])
     db.bootstrap()  # new infra/sql files (e.g. indexes) reach a template prepared before them
     landing = Path(args.night_landing or args.landing)
     t = time.perf_counter()

@@ -25,17 +25,6 @@ from yibao import pg
 INDEXES = ["raw.claim_natural_key_idx", "raw.usage_natural_key_idx", "raw.purchase_natural_key_idx"]
 
 
-def _admin(sql: list[str]) -> None:
-    import psycopg2
-
-    admin = psycopg2.connect(pg.url(database="postgres"))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        for stmt in sql:
-            cur.execute(stmt)
-    admin.close()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--landing", required=True)
@@ -57,7 +46,7 @@ def main() -> None:
     for side, name in sides.items():
         if args.reuse:
             continue
-        _admin([f'drop database if exists "{name}"', f'create database "{name}"'])
+        pg.admin_sql([f'drop database if exists "{name}"', f'create database "{name}"'])
         url = pg.url(database=name)
         conn = psycopg2.connect(url)
         db.bootstrap(conn)

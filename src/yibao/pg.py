@@ -99,6 +99,20 @@ def url(s: Settings | None = None, database: str = WAREHOUSE_DB) -> str:
     return f"postgresql://{SUPERUSER}@127.0.0.1:{s.pg_port}/{database}"
 
 
+def admin_sql(statements: list[str], s: Settings | None = None) -> None:
+    """Run statements one by one in autocommit on the server's ``postgres`` database (create/drop database)."""
+    import psycopg2
+
+    conn = psycopg2.connect(url(s, database="postgres"))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for stmt in statements:
+                cur.execute(stmt)
+    finally:
+        conn.close()
+
+
 def start(s: Settings | None = None) -> str:
     """Initialise (first time) and start the embedded server; idempotent. Returns the URL."""
     s = s or settings()
