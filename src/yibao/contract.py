@@ -108,6 +108,60 @@ CLAIM = Extract(
     ),
 )
 
+# Optional fourth extract (DOMAIN §2): every charged line of a visit; feeds smart audit (R11–R22).
+# Stored with patient_key, patient_sex, patient_birth_year and patient_age_days (completed days of
+# age on the charge date), never the ID number or the birth date.
+FEE_DETAIL = Extract(
+    "fee_detail",
+    "费用明细",
+    "fee_line_id",
+    (
+        C("fee_line_id", "费用明细流水号"),
+        C("hospital_code", "定点医疗机构代码"),
+        C("visit_id", "就诊流水号"),
+        C("patient_id_no", "身份证号", "id_number"),
+        C("item_type", "项目类别"),
+        C("item_code", "医保目录编码"),
+        C("item_name", "项目名称"),
+        C("dept_code", "科室代码"),
+        C("doctor_code", "医保医师代码"),
+        C("charged_at", "费用发生时间", "timestamp"),
+        C("quantity", "数量", "qty"),
+        C("unit_price", "单价", "price"),
+        C("amount", "金额", "money"),
+        C("exam_result", "检查结果", required=False),
+    ),
+)
+# item_type → what it is (CODES.md); item_code's format depends on it.
+FEE_ITEM_TYPES = {"11": "西药", "12": "中成药", "13": "中药饮片", "21": "医疗服务项目", "31": "医用耗材"}
+
+# The smart-audit rule library (DOMAIN §3 audit_rules): the national default ships in
+# yibao/data/audit_rules_national.csv; a bureau adds or overrides rows with reference/audit_rules.csv.
+AUDIT_RULES_COLUMNS: tuple[Column, ...] = (
+    C("rule_id", "规则编号"),
+    C("rule_type", "规则类型"),
+    C("item_prefix", "项目编码前缀", required=False),
+    C("item_name", "项目名称", required=False),
+    C("severity", "违规程度"),
+    C("allowed_sex", "限定性别", required=False),
+    C("min_age_days", "最小年龄天数", "int", required=False),
+    C("max_age_days", "最大年龄天数", "int", required=False),
+    C("min_hospital_level", "最低医院等级", required=False),
+    C("max_quantity", "最大数量", "qty", required=False),
+    C("days", "天数", "int", required=False),
+    C("main_item_prefix", "主项目编码前缀", required=False),
+    C("diagnosis_prefixes", "诊断编码前缀", required=False),
+    C("exam_class", "检查类别", required=False),
+    C("threshold", "阈值", "rate", required=False),
+    C("effective_from", "生效日期", "date"),
+    C("effective_to", "失效日期", "date", required=False),
+    C("source", "来源", required=False),
+)
+AUDIT_RULE_TYPES = (
+    "sex", "age", "hospital_level", "inpatient_only", "daily_quantity", "min_interval_days",
+    "course_days", "included_in", "indication", "repeat_exam", "positive_rate", "readmission",
+)
+
 EXTRACTS: dict[str, Extract] = {e.name: e for e in (PURCHASE, USAGE, CLAIM)}
 
 # Reference data: whole-file snapshots; the latest load of each file is the truth.
