@@ -9,6 +9,7 @@ from pathlib import Path
 from .claim import _Claims
 from .common import _weighted
 from .defects import DEFECT_CLASSES, _FolderDefects
+from .fees import _FeeDetail
 from .hospitals import make_hospitals
 from .patients import _Patients
 from .purchase import _Purchases
@@ -29,11 +30,12 @@ from .world import (
 from .writers import _Sink
 
 
-class _City(_ReferenceData, _Patients, _Purchases, _Usage, _Claims, _FolderDefects):
+class _City(_ReferenceData, _Patients, _Purchases, _Usage, _Claims, _FeeDetail, _FolderDefects):
     """The whole city being generated; each extract's part is a mixin in its own module."""
 
     def __init__(self, landing: Path, seed: int, n_hospitals: int, start: dt.date, end: dt.date,
-                 volume: float, defect_rate: float) -> None:
+                 volume: float, defect_rate: float, fee_detail: float = 0.0, fee_lines: float = 4.0,
+                 audit_rate: float = 0.03) -> None:
         self.landing = landing
         self.seed = seed
         self.start = start
@@ -61,6 +63,10 @@ class _City(_ReferenceData, _Patients, _Purchases, _Usage, _Claims, _FolderDefec
         self.files = {"extract": 0, "manifest": 0, "reference": 0, "generator": 0}
         self.bytes = 0
         self.reference_rows: dict[str, int] = {}
+        self._fee_setup(fee_detail, fee_lines, audit_rate)
+        if self.fee_on:
+            self.rows["fee_detail"] = 0
+        self._fee_sink = None
         self._diag_tables = {
             "outpatient": _weighted((c, 1.0) for c in OUTPATIENT_DIAGNOSES),
             "chronic": _weighted((c, 1.0) for c in CHRONIC_DIAGNOSES),
@@ -77,6 +83,9 @@ class _City(_ReferenceData, _Patients, _Purchases, _Usage, _Claims, _FolderDefec
 
     def run(self) -> None:
         self.write_reference()
+        if self.fee_on:
+            self.write_audit_rules()
+        dropped: set[str] = set()
         hospital_codes = [h.code for h in self.hospitals]
         missing = None  # (day, hospital index) whose claim file never arrives
         if self.defect_rate > 0 and len(self.days) >= 3:
@@ -98,11 +107,21 @@ class _City(_ReferenceData, _Patients, _Purchases, _Usage, _Claims, _FolderDefec
                 sinks["purchase"].close()
                 self._usage_and_surgeries(rng, h, day, workday, sinks["usage"])
                 sinks["usage"].close()
+                if h.index in self.fee_index:  # written beside the claims, defect-free
+                    sinks["fee_detail"] = self._fee_sink = _Sink(self, h, day, "fee_detail", hdir, others, defects=False)
+                    self._fee_rng = random.Random(f"yibao-fee|{self.seed}|{h.code}|{day.isoformat()}")
+                self._fee_h = h
+                self._claim_file_missing = missing == (day, h.index)
                 self._claims(rng, h, day, workday, sinks["claim"])
                 sinks["claim"].close()
+                if self._fee_sink is not None:
+                    self._fee_sink.close()
+                    self._fee_sink = None
                 self._finish_folder(h, day, hdir, sinks)
                 if missing == (day, h.index):
                     self._drop_file(hdir, sinks["claim"])
+                    dropped.add(sinks["claim"].relpath)
+        self.audit = self.write_audit_truth(dropped) if self.fee_on else None
 
 
 
@@ -115,8 +134,16 @@ def generate_city(
     end: dt.date,
     volume: float = 1.0,
     defect_rate: float = 0.01,
+    fee_detail: float = 0.0,
+    fee_lines: float = 4.0,
+    audit_rate: float = 0.03,
 ) -> CitySummary:
     """Write a synthetic city's landing zone under ``landing`` (see the module docstring).
+
+    ``fee_detail`` is the share of hospitals that send ``fee_detail.csv`` (0: none, the city of the
+    three extracts; the others are the same bytes either way), ``fee_lines`` the mean lines of an
+    outpatient visit (an inpatient stay has about half of that a day), ``audit_rate`` the share of
+    visits with a settled claim that get one injected smart-audit violation (see :mod:`.fees`).
 
     Same arguments → byte-identical files. ``landing`` must not exist or be empty (a city is
     written whole; mixing two cities in one landing zone would make neither ground truth right).
@@ -129,11 +156,13 @@ def generate_city(
         raise ValueError("volume must be > 0")
     if not 0 <= defect_rate < 1:
         raise ValueError("defect_rate must be in [0, 1)")
+    if not 0 <= fee_detail <= 1 or not 0 <= audit_rate <= 1 or fee_lines < 1:
+        raise ValueError("fee_detail and audit_rate must be in [0, 1], fee_lines >= 1")
     landing = Path(landing)
     if landing.exists() and any(landing.iterdir()):
         raise FileExistsError(f"{landing} is not empty: generate a city into a new or empty directory")
     landing.mkdir(parents=True, exist_ok=True)
-    city = _City(landing, seed, hospitals, start, end, volume, defect_rate)
+    city = _City(landing, seed, hospitals, start, end, volume, defect_rate, fee_detail, fee_lines, audit_rate)
     city.run()
     counts = {cls: 0 for cls in DEFECT_CLASSES}
     for d in city.defects:
@@ -144,6 +173,6 @@ def generate_city(
         rows=dict(city.rows), reference_rows=dict(city.reference_rows), files=dict(city.files),
         bytes=city.bytes, defects=counts,
     )
-    summary.files["generator"] = 2
+    summary.files["generator"] = 2 if city.audit is None else 4
     write_truth(city, summary)
     return summary

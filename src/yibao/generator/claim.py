@@ -99,7 +99,23 @@ class _Claims:
                 secs = 8 * 3600 + int(rnd() * 9 * 3600)
                 row = self._claim_row(h, ymd, dstr, secs, visit, patient[0], patient[1], cat, fmt(admission),
                                       fmt(discharge), diag, drg, money)
-                self._emit_claim(rng, h, day, row, money, sink)
+                reversed_ = self._emit_claim(rng, h, day, row, money, sink)
+                if self._fee_sink is not None:
+                    self._fee_visit(h, day, visit, patient, cat, admission, money[0], diag,
+                                    self._claim_certain(reversed_))
+            elif kind == "planned":  # a readmission or a referral planned by the audit (see .fees)
+                _, patient, cat, admission, diag, drg = item
+                frng = self.readmit_rng
+                money = self.claim_money(frng, cat, patient[1], 0)
+                h.n_planned += 1  # own numbers (ZY8…, MZ8…): the other extracts' visit ids stay as without audit
+                visit = f"ZY8{h.n_planned:08d}" if admission else f"MZ8{h.n_planned:09d}"
+                secs = 8 * 3600 + int(frng.random() * 9 * 3600)
+                row = self._claim_row(h, ymd, dstr, secs, visit, patient[0], patient[1], cat,
+                                      fmt(admission) if admission else "", dstr if admission else "", diag, drg, money)
+                reversed_ = self._emit_claim(frng, h, day, row, money, sink)
+                if self._fee_sink is not None:
+                    self._fee_visit(h, day, visit, patient, cat, admission, money[0], diag,
+                                    self._claim_certain(reversed_))
             elif kind == "reversal":
                 _, o, money = item
                 secs = 9 * 3600 + int(rnd() * 8 * 3600)
@@ -136,6 +152,8 @@ class _Claims:
         claim_money = self.claim_money
         claim_row = self._claim_row
         emit = self._emit_claim
+        fee = self._fee_sink is not None
+        audit = self.fee_on
         for i in range(n_out + n_in):
             inpatient = i >= n_out
             cat = _pick(rng, in_mix) if inpatient else out_vals[bisect_right(out_cum, rnd())]
@@ -160,7 +178,8 @@ class _Claims:
                 h.n_visit += 1
                 visit = f"ZY{h.n_visit:09d}"
                 los = 0 if cat == "28" else 2 + int(rnd() * 12)
-                admission, discharge = fmt(day - dt.timedelta(los)), dstr
+                adm = day - dt.timedelta(los)
+                admission, discharge = fmt(adm), dstr
                 secs = 8 * 3600 + int(rnd() * 9 * 3600)
             else:
                 if cat == "14":
@@ -174,15 +193,27 @@ class _Claims:
                 h.n_visit += 1
                 visit = f"MZ{h.n_visit:010d}"
                 admission = discharge = ""
+                adm = None
                 secs = 7 * 3600 + int(rnd() * 14 * 3600)
             money = claim_money(rng, cat, patient[1], 0)
             row = claim_row(h, ymd, dstr, secs, visit, patient[0], patient[1], cat, admission, discharge, diag, drg,
                             money)
-            emit(rng, h, day, row, money, sink)
+            reversed_ = emit(rng, h, day, row, money, sink)
+            if audit and cat == "21" and not reversed_:
+                self._plan_readmission(h, day, patient, diag, drg)
+            if fee:
+                self._fee_visit(h, day, visit, patient, cat, adm, money[0], diag, self._claim_certain(reversed_))
 
-    def _emit_claim(self, rng, h: _Hospital, day: dt.date, row: list[str], money, sink: _Sink) -> None:
+    def _emit_claim(self, rng, h: _Hospital, day: dt.date, row: list[str], money, sink: _Sink) -> bool:
+        """Write a new settlement; True when a reversal of it is scheduled."""
         sink.emit(row)
         if rng.random() < 0.006:  # reversed (冲正) later, sometimes in the next month or year
             later = day + dt.timedelta(1 + (rng.randrange(5) if rng.random() < 0.6 else rng.randrange(45)))
             if later <= self.end:
                 self.pending_claims.setdefault((h.index, later), []).append(("reversal", list(row), money))
+                return True
+        return False
+
+    def _claim_certain(self, reversed_: bool) -> bool:
+        """The settlement just written will be its visit's effective one (loaded clean, never reversed)."""
+        return not reversed_ and not self.settlements[-1]["lost"] and not self._claim_file_missing

@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from ..contract import EXTRACTS
+from ..contract import EXTRACTS, FEE_DETAIL
+
+# fee_detail is optional and not yet among the contract's EXTRACTS
+_EXTRACTS = {**EXTRACTS, FEE_DETAIL.name: FEE_DETAIL}
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class FileFormat:
         return ".csv.gz" if self.gzip else ".csv"
 
     def header(self, extract: str) -> list[str]:
-        cols = EXTRACTS[extract].columns
+        cols = _EXTRACTS[extract].columns
         names = [c.zh if self.chinese_headers else c.name for c in cols]
         if self.padded_headers:
             names = [f" {n}" if i % 4 == 1 else (f"{n} " if i % 4 == 3 else n) for i, n in enumerate(names)]

@@ -49,6 +49,8 @@ class _Hospital:
     n_claim: int = 0
     n_visit: int = 0
     n_surgery: int = 0
+    n_fee: int = 0
+    n_planned: int = 0
 
     def code_of(self, key: str) -> str:
         p = PRODUCT_BY_KEY[key]

@@ -55,4 +55,6 @@ def write_truth(city, summary: CitySummary) -> None:
     data["hospital_formats"] = {
         h.code: {"level": h.level, "ownership": h.ownership, **asdict(h.fmt)} for h in city.hospitals
     }
+    if city.audit is not None:
+        data["audit"] = city.audit
     (gen / "summary.json").write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

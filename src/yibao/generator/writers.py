@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 class _Sink:
     """One extract file being written: defects are injected here, rows streamed to disk."""
 
-    def __init__(self, city: _City, h: _Hospital, day: dt.date, extract: str, hdir: Path, others: list[str]) -> None:
+    def __init__(self, city: _City, h: _Hospital, day: dt.date, extract: str, hdir: Path, others: list[str],
+                 defects: bool = True) -> None:
         self.city = city
         self.h = h
         self.day = day
@@ -38,7 +39,8 @@ class _Sink:
         self.rows = 0
         self.sha256 = ""
         self.header_bytes = 0
-        self.rate = city.defect_rate
+        self.rate = city.defect_rate if defects else 0.0
+        self.observe = extract == "claim" and city.fee_on
         self.drng = None
         self.file_defect: str | None = None
         self.file_rng: random.Random | None = None
@@ -131,6 +133,14 @@ class _Sink:
         return out
 
     def emit(self, row: list[str]) -> None:
+        if self.observe:  # the audit's ground truth follows every claim row, and whether it survives loading
+            n = len(self.city.defects)
+            self._emit(row)
+            self.city._observe_claim(row, self.file_defect is not None or len(self.city.defects) > n, self.relpath)
+        else:
+            self._emit(row)
+
+    def _emit(self, row: list[str]) -> None:
         drng = self.drng
         if drng is not None and drng.random() < self.rate:
             row = list(row)
