@@ -929,8 +929,9 @@ def test_audit_ground_truth_covers_every_rule_type(fee_city):
     assert rates and {r["is_alert"] for r in rates} == {True, False}
 
 
-def test_no_line_rule_violation_outside_the_ground_truth(fee_city):
-    """An independent check of the per-line rules (sex, age, level, inpatient-only) against the library."""
+def line_rule_violations(fee_city: Path) -> set[tuple[str, str]]:
+    """(rule_id, fee_line_id) of every per-line rule (sex, age, level, inpatient-only) a fee line breaks:
+    an independent check against the library."""
     library = effective_library(fee_city)
     by_prefix: dict[str, list[dict]] = {}
     for r in library:
@@ -938,13 +939,12 @@ def test_no_line_rule_violation_outside_the_ground_truth(fee_city):
             by_prefix.setdefault(r["item_prefix"], []).append(r)
     lengths = sorted({len(p) for p in by_prefix})
     levels = {r["hospital_code"]: LEVEL_RANK[r["level"]] for r in reference(fee_city, "hospitals")}
-    categories = {}
+    categories = {}  # the visit's settlement, where it loads
+    rejected = {d["file"] for d in defects_of(fee_city) if d["row"] is None}
     for _, folder, extract, path in extract_files(fee_city):
-        if extract == "claim":
+        if extract == "claim" and path.relative_to(fee_city).as_posix() not in rejected:
             for r in read_extract(path)[1]:
                 categories[(folder, r["visit_id"])] = r["medical_category"]
-    truth = {(f["rule_id"], f["subject_id"]) for f in _json(fee_city, "audit_findings.json")
-             if f["rule_type"] in LINE_RULE_TYPES}
     found = set()
     for _, folder, rows in fee_files(fee_city).values():
         for line in rows:
@@ -966,10 +966,16 @@ def test_no_line_rule_violation_outside_the_ground_truth(fee_city):
                     elif kind == "hospital_level":
                         bad = levels[folder] < LEVEL_RANK[r["min_hospital_level"]]
                     else:
-                        bad = categories[(folder, line["visit_id"])] in ("11", "12", "13", "14", "16", "41", "51")
+                        bad = categories.get((folder, line["visit_id"])) in ("11", "12", "13", "14", "16", "41", "51")
                     if bad:
                         found.add((r["rule_id"], line["fee_line_id"]))
-    assert found == truth and truth
+    return found
+
+
+def test_no_line_rule_violation_outside_the_ground_truth(fee_city):
+    truth = {(f["rule_id"], f["subject_id"]) for f in _json(fee_city, "audit_findings.json")
+             if f["rule_type"] in LINE_RULE_TYPES}
+    assert line_rule_violations(fee_city) == truth and truth
 
 
 def test_exam_positive_rates_recomputed(fee_city):
@@ -1000,3 +1006,28 @@ def test_fee_detail_is_reproducible_and_leaves_purchases_and_usage_alone(fee_cit
     for _, _, extract, path in extract_files(clean_city):  # same seed without fee_detail
         if extract in ("purchase", "usage"):
             assert (fee_city / path.relative_to(clean_city)).read_bytes() == path.read_bytes(), path
+
+
+def test_fee_city_with_defects_keeps_an_exact_ground_truth(tmp_path):
+    """Defects hit the other extracts only; what they make unloadable never carries a finding."""
+    landing = tmp_path / "dirty_fees"
+    generate_city(landing, defect_rate=0.04, **FEE_CITY)
+    defects = defects_of(landing)
+    assert defects and not any("fee_detail" in d["file"] for d in defects)
+    lost_files = {d["file"] for d in defects if d["row"] is None}
+    lost_rows = {(d["file"], d["row"]) for d in defects if d["row"] is not None}
+    lost_rows |= {(d["file"], d["row"] - 1) for d in defects if d["class"] == "duplicate_key"}
+    files = {}  # claim file of a hospital-day → {settlement_id: row number}
+    for day, folder, extract, path in extract_files(landing):
+        rel = path.relative_to(landing).as_posix()
+        if extract == "claim" and rel not in lost_files:  # (a truncated file may not even decompress)
+            files[(f"{day:%Y%m%d}", folder)] = (rel, {r["settlement_id"]: n for n, r in
+                                                      enumerate(read_extract(path)[1], 1)})
+    findings = _json(landing, "audit_findings.json")
+    assert {f["rule_type"] for f in findings} >= {"readmission", "inpatient_only", "indication"}
+    for f in findings:
+        if f["subject_type"] == "settlement":
+            rel, rows = files[(f["subject_id"][2:10], f["hospital_code"])]  # JS<YYYYMMDD>…: settled that day
+            assert (rel, rows[f["subject_id"]]) not in lost_rows, f
+    truth = {(f["rule_id"], f["subject_id"]) for f in findings if f["rule_type"] in LINE_RULE_TYPES}
+    assert line_rule_violations(landing) == truth

@@ -23,6 +23,7 @@ import json
 import random
 import re
 import zlib
+from decimal import ROUND_HALF_UP, Decimal
 
 from ..contract import AUDIT_RULES_COLUMNS, FEE_DETAIL
 from .audit import (
@@ -68,6 +69,11 @@ def fee_hospitals(n: int, share: float) -> list[int]:
         return []
     order = [i for i in _FEE_ORDER if i < n] + list(range(len(_FEE_ORDER), n))
     return sorted(order[: max(1, round(share * n))])
+
+
+def _item_type(code: str) -> str:
+    """11 西药 (X…), 12 中成药 (Z…), 21 医疗服务项目 (digits)."""
+    return "11" if code[0] == "X" else ("12" if code[0] == "Z" else "21")
 
 
 def _span_price(code: str, lo: float, hi: float) -> int:
@@ -379,82 +385,62 @@ class _FeeDetail:
                 tuple(r for r in self.exam_rules if code.startswith(r.item_prefix)))
 
     def _inject(self, h, rnd, inpatient, dates, sex, birth, rank, diagnosis, add, exam, patient, day) -> str | None:
-        """Add one violation's lines to the visit (the next feasible rule type in turn); its type or None."""
-        rules = self.inject_rules
-        pid = patient[0]
-        d0, d_last = dates[0], dates[-1]
-        for kind in sorted(INJECTED_TYPES, key=lambda k: self.injected[k]):  # the least injected type that fits
-            if kind == "sex":
-                r = rules.get("sex_F" if sex == "M" else "sex_M")
-                if r is None:
-                    continue
-                code = r["item_prefix"]
-                add(code, "11" if code[0] == "X" else ("12" if code[0] == "Z" else "21"), 1,
-                    _span_price(code, 5, 80), d0, force=True)
-            elif kind == "age":
-                r = rules.get("age")
-                if r is None or (d0 - birth).days <= 6574:
-                    continue
-                code = r["item_prefix"]
-                add(code, "11" if code[0] == "X" else "12", 2, _span_price(code, 5, 40), d0, force=True)
-            elif kind == "hospital_level":
-                r = rules.get("level_3") if rank < 3 else (rules.get("level_4") if rank < 4 else None)
-                if r is None:
-                    continue
-                code = r["item_prefix"]
-                add(code, "11" if code[0] == "X" else ("12" if code[0] == "Z" else "21"), 1,
-                    _span_price(code, 20, 200), d0, force=True)
-            elif kind == "inpatient_only":
-                r = rules.get("inpatient_only")
-                if r is None or inpatient:
-                    continue
-                code = r["item_prefix"]
-                add(code, "11" if code[0] == "X" else ("12" if code[0] == "Z" else "21"), 1,
-                    _span_price(code, 20, 150), d0, force=True)
-            elif kind == "daily_quantity":
-                r = rules.get(kind)
-                if r is None:
-                    continue
-                code = r["item_prefix"]
-                add(code, "21", 2, _span_price(code, 5, 40), d0, force=True)
-            elif kind == "min_interval_days":
-                r = rules.get(kind)
-                if r is None or len(dates) < 2:
-                    continue
-                code = r["item_prefix"]
-                add(code, "21", 1, _span_price(code, 10, 60), d0, force=True)
-                add(code, "21", 1, _span_price(code, 10, 60), dates[1], force=True)
-            elif kind == "course_days":
-                r = rules.get(kind)
-                if r is None or len(dates) <= int(r["days"]):
-                    continue
-                code = r["item_prefix"]
-                for d in (d0, dates[int(r["days"])]):
-                    add(code, "11" if code[0] == "X" else "12", 1, _span_price(code, 5, 80), d, force=True)
-            elif kind in ("included_in", "included_in_visit"):
-                r = rules.get(kind)
-                if r is None:
-                    continue
-                add(r["main_item_prefix"], "21", 1, _span_price(r["main_item_prefix"], 20, 120), d0, force=True)
-                add(r["item_prefix"], "21", 1, _span_price(r["item_prefix"], 5, 40),
-                    d0 if kind == "included_in" else d_last, force=True)
-            elif kind == "indication":
-                r = rules["indication"]
-                if diagnosis.startswith(tuple(INDICATION_DIAGNOSES.split("|"))) or rank < self.indication_drug[4]:
-                    continue
-                code = r["item_prefix"]
-                add(code, "11" if code[0] == "X" else "12", 1, _span_price(code, 1.5, 60), d0, force=True)
-            else:  # repeat_exam: the same CT twice in one stay, or again at another hospital days later
+        """Add one violation's lines to the visit (the least injected rule type that fits it); its type or None."""
+        for kind in sorted(INJECTED_TYPES, key=lambda k: self.injected[k]):
+            if kind == "repeat_exam":  # the same CT twice in one stay, or again at another hospital days later
                 if len(dates) >= 2:
-                    exam(d0, REPEAT_EXAM, force=True)
+                    exam(dates[0], REPEAT_EXAM, force=True)
                     exam(dates[min(len(dates) - 1, 3)], REPEAT_EXAM, force=True)
-                elif pid in self.repeat_first or not exam(d0, REPEAT_EXAM) \
+                elif patient[0] in self.repeat_first or not exam(dates[0], REPEAT_EXAM) \
                         or not self._plan_referral(h, day, patient, diagnosis):
                     continue  # (a CT that fitted the claim stays: a first CT, payable)
                 # else: this first CT is payable; the referral's CT is the repeat
+            else:
+                plan = self._violation_lines(kind, inpatient, dates, sex, birth, rank, diagnosis)
+                if plan is None:
+                    continue
+                for code, qty, d, lo, hi in plan:
+                    add(code, _item_type(code), qty, _span_price(code, lo, hi), d, force=True)
             self.injected[kind] += 1
             return kind
         return None
+
+    def _violation_lines(self, kind, inpatient, dates, sex, birth, rank, diagnosis) -> list[tuple] | None:
+        """(code, quantity, charge date, price range in yuan) of the lines that break a rule of kind, or None
+        when the visit cannot break it (e.g. inpatient-only on an inpatient stay)."""
+        rules = self.inject_rules
+        d0 = dates[0]
+        if kind == "sex":
+            r = rules.get("sex_F" if sex == "M" else "sex_M")
+            return r and [(r["item_prefix"], 1, d0, 5, 80)]
+        if kind == "age":
+            r = rules.get("age")  # a child-only drug for an adult
+            return r and (d0 - birth).days > 6574 and [(r["item_prefix"], 2, d0, 5, 40)] or None
+        if kind == "hospital_level":
+            r = rules.get("level_3") if rank < 3 else (rules.get("level_4") if rank < 4 else None)
+            return r and [(r["item_prefix"], 1, d0, 20, 200)]
+        if kind == "inpatient_only":
+            r = rules.get(kind)
+            return r and not inpatient and [(r["item_prefix"], 1, d0, 20, 150)] or None
+        if kind == "daily_quantity":
+            r = rules.get(kind)  # max 1 a day, charged twice
+            return r and [(r["item_prefix"], 2, d0, 5, 40)]
+        if kind == "min_interval_days":
+            r = rules.get(kind)  # two days in a row
+            return r and len(dates) >= 2 and [(r["item_prefix"], 1, d, 10, 60) for d in dates[:2]] or None
+        if kind == "course_days":
+            r = rules.get(kind)  # day 1 and day days + 1 of the course
+            return r and len(dates) > int(r["days"]) and [
+                (r["item_prefix"], 1, d, 5, 80) for d in (d0, dates[int(r["days"])])] or None
+        if kind in ("included_in", "included_in_visit"):
+            r = rules.get(kind)  # the main item A, and the item B it includes (same day / later in the visit)
+            return r and [(r["main_item_prefix"], 1, d0, 20, 120),
+                          (r["item_prefix"], 1, d0 if kind == "included_in" else dates[-1], 5, 40)]
+        # indication: a diagnosis outside the rule's (the drug's own level limit respected)
+        r = rules["indication"]
+        if diagnosis.startswith(tuple(INDICATION_DIAGNOSES.split("|"))) or rank < self.indication_drug[4]:
+            return None
+        return [(r["item_prefix"], 1, d0, 1.5, 60)]
 
     # -- ground truth --------------------------------------------------------------------------------
 
@@ -474,10 +460,10 @@ class _FeeDetail:
         thresholds = {r.exam_class: r.threshold for r in self.exam_rules}
         rates = []
         for (hosp, month, cls), (examined, positive) in sorted(self.exam_counts.items()):
-            rate = round(positive / examined, 4)
+            rate = (Decimal(positive) / Decimal(examined)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
             rates.append({"hospital_code": hosp, "month_start": month.isoformat(), "exam_class": cls,
-                          "examined_count": examined, "positive_count": positive, "positive_rate": f"{rate:.4f}",
-                          "threshold_rate": thresholds[cls], "is_alert": rate <= float(thresholds[cls])})
+                          "examined_count": examined, "positive_count": positive, "positive_rate": str(rate),
+                          "threshold_rate": thresholds[cls], "is_alert": rate <= Decimal(thresholds[cls])})
         (gen / "exam_positive_rate.json").write_text(json.dumps(rates, ensure_ascii=False, indent=1) + "\n",
                                                      encoding="utf-8")
         by_type: dict[str, int] = {}
