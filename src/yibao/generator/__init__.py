@@ -6,7 +6,11 @@ writes ``<landing>/reference/*.csv`` (the bureau's eight reference files; ``work
 only when the range reaches a year the bundled holiday calendar lacks), one folder per business
 date and hospital with ``purchase`` / ``usage`` / ``claim`` extracts (and, for some hospitals, a
 ``_manifest.json``), plus the ground truth for tests under ``<landing>/_generator/`` (ignored by
-the loader): ``defects.json`` lists every injected defect, ``summary.json`` the counts.
+the loader): ``defects.json`` lists every injected defect, ``summary.json`` the counts. With
+``fee_detail`` > 0 a share of the hospitals also send ``fee_detail`` (every charged line of a visit),
+the bureau's ``reference/audit_rules.csv`` is written, and ``audit_findings.json`` /
+``exam_positive_rate.json`` list what the smart audit (R11-R22) must find (see :mod:`.fees` and
+docs/generator.md).
 
 The city (新乡市, region 4107xx) is built so that every rule R1-R10 has something to find: VBP
 batches for coronary stents (C020202) and artificial joints (C031001) with selected and
@@ -57,7 +61,8 @@ The package, one module per concern (each fits in a reader's head):
 | ``hospitals`` | the hospitals (level, format, doctors, formulary, pricing behaviour) |
 | ``patients`` | the patient pool |
 | ``reference`` | reference data (VBP batches, prices, budgets) and ``reference/*.csv`` |
-| ``purchase`` / ``usage`` / ``claim`` | one module per extract |
+| ``purchase`` / ``usage`` / ``claim`` / ``fees`` | one module per extract (``fees``: fee_detail, injected violations, audit rules) |
+| ``audit`` | the rule library and an exact evaluator of the smart-audit rules (the audit ground truth) |
 | ``defects`` | injected row and file-level defects |
 | ``writers`` | one extract file being written (CSV / gzip / xlsx) |
 | ``formats`` / ``workdays`` / ``common`` | per-hospital file formats, working days, small helpers |

@@ -129,13 +129,12 @@ class _FeeDetail:
         }
         self.inject_rules = {k: v[0] for k, v in inj.items() if v}
         since = (self.start - dt.timedelta(30)).isoformat()  # an inpatient stay settled on day 1 began before it
-        bureau = [
-            {**r, "effective_from": min(since, r["effective_from"]),
-             "source": f"本市提前执行（{since}起）; {r['source']}"}
-            for r in self.inject_rules.values()
+        bureau = [  # national rules the city applies before the nation does (where the city starts earlier)
+            {**r, "effective_from": since, "source": f"本市提前执行（{since}起）; {r['source']}"}
+            for r in self.inject_rules.values() if since < r["effective_from"]
         ]
         # clean pools, from the national library before the local rules exist
-        local_codes = {r["item_prefix"] for r in bureau}
+        local_codes = {r["item_prefix"] for r in self.inject_rules.values()}  # injected only
         simple = {"sex", "age", "hospital_level", "inpatient_only"}
         drugs, services = [], []
         for code in sorted(base.by_prefix):
@@ -176,7 +175,7 @@ class _FeeDetail:
         self.inject_rules["indication"] = bureau_row(rule_id="LOC-IND-0001", rule_type="indication", item_prefix=ind_code,
                                  item_name=names[ind_code], severity="suspicious",
                                  diagnosis_prefixes=INDICATION_DIAGNOSES, effective_from=since,
-                                 source="本市限适应症（糖尿病）")
+                                 source="本市限适应症（限诊断 E11/E14）")
         bureau.append(self.inject_rules["indication"])
         bureau.append(bureau_row(rule_id="LOC-REP-0001", rule_type="repeat_exam", item_prefix=REPEAT_EXAM,
                                  item_name="X线计算机体层(CT)平扫", severity="suspicious", days="7", exam_class="CT",
