@@ -812,6 +812,15 @@ def fee_files(landing: Path) -> dict[str, tuple[dt.date, str, list[dict[str, str
             for day, folder, extract, path in extract_files(landing) if extract == "fee_detail"}
 
 
+def loaded_fee_lines(landing: Path):
+    """(folder, row) of every fee line that loads (defects.json's rows are quarantined)."""
+    bad = {(d["file"], d["row"]) for d in defects_of(landing)}
+    for rel, (_, folder, rows) in fee_files(landing).items():
+        for n, row in enumerate(rows, 1):
+            if (rel, n) not in bad:
+                yield folder, row
+
+
 def effective_library(landing: Path) -> list[dict[str, str]]:
     """National rows, a bureau row replacing a national one with the same rule_id (decision 1 of issue 14)."""
     with open(NATIONAL, encoding="utf-8", newline="") as fh:
@@ -946,29 +955,28 @@ def line_rule_violations(fee_city: Path) -> set[tuple[str, str]]:
             for r in read_extract(path)[1]:
                 categories[(folder, r["visit_id"])] = r["medical_category"]
     found = set()
-    for _, folder, rows in fee_files(fee_city).values():
-        for line in rows:
-            code, pid = line["item_code"], line["patient_id_no"]
-            charged = parse_datetime(line["charged_at"]).date()
-            sex = "M" if int(pid[16]) % 2 else "F"
-            age = (charged - dt.date(int(pid[6:10]), int(pid[10:12]), int(pid[12:14]))).days
-            for n in lengths:
-                for r in by_prefix.get(code[:n], ()):
-                    if not (r["effective_from"] <= charged.isoformat() and (not r["effective_to"]
-                                                                           or charged.isoformat() <= r["effective_to"])):
-                        continue
-                    kind = r["rule_type"]
-                    if kind == "sex":
-                        bad = sex != r["allowed_sex"]
-                    elif kind == "age":
-                        bad = (r["min_age_days"] and age < int(r["min_age_days"])) or (
-                            r["max_age_days"] and age > int(r["max_age_days"]))
-                    elif kind == "hospital_level":
-                        bad = levels[folder] < LEVEL_RANK[r["min_hospital_level"]]
-                    else:
-                        bad = categories.get((folder, line["visit_id"])) in ("11", "12", "13", "14", "16", "41", "51")
-                    if bad:
-                        found.add((r["rule_id"], line["fee_line_id"]))
+    for folder, line in loaded_fee_lines(fee_city):
+        code, pid = line["item_code"], line["patient_id_no"]
+        charged = parse_datetime(line["charged_at"]).date()
+        sex = "M" if int(pid[16]) % 2 else "F"
+        age = (charged - dt.date(int(pid[6:10]), int(pid[10:12]), int(pid[12:14]))).days
+        for n in lengths:
+            for r in by_prefix.get(code[:n], ()):
+                if not (r["effective_from"] <= charged.isoformat() and (not r["effective_to"]
+                                                                       or charged.isoformat() <= r["effective_to"])):
+                    continue
+                kind = r["rule_type"]
+                if kind == "sex":
+                    bad = sex != r["allowed_sex"]
+                elif kind == "age":
+                    bad = (r["min_age_days"] and age < int(r["min_age_days"])) or (
+                        r["max_age_days"] and age > int(r["max_age_days"]))
+                elif kind == "hospital_level":
+                    bad = levels[folder] < LEVEL_RANK[r["min_hospital_level"]]
+                else:
+                    bad = categories.get((folder, line["visit_id"])) in ("11", "12", "13", "14", "16", "41", "51")
+                if bad:
+                    found.add((r["rule_id"], line["fee_line_id"]))
     return found
 
 
@@ -978,23 +986,30 @@ def test_no_line_rule_violation_outside_the_ground_truth(fee_city):
     assert line_rule_violations(fee_city) == truth and truth
 
 
-def test_exam_positive_rates_recomputed(fee_city):
+def exam_positive_rates(fee_city: Path) -> dict[tuple, list[int]]:
+    """(hospital, month, exam class) → [examined, positive], recomputed from the fee lines that load."""
     rules = [r for r in effective_library(fee_city) if r["rule_type"] == "positive_rate"]
     levels = {r["hospital_code"]: LEVEL_RANK[r["level"]] for r in reference(fee_city, "hospitals")}
     counts: dict[tuple, list[int]] = {}
-    for _, folder, rows in fee_files(fee_city).values():
-        for line in rows:
-            if levels[folder] < 3 or not line["exam_result"] or int(line["quantity"]) <= 0:
-                continue
-            month = parse_datetime(line["charged_at"]).date().replace(day=1).isoformat()
-            for r in rules:
-                if line["item_code"].startswith(r["item_prefix"]):
-                    c = counts.setdefault((folder, month, r["exam_class"]), [0, 0])
-                    c[0] += 1
-                    c[1] += line["exam_result"] == "P"
-    rows = _json(fee_city, "exam_positive_rate.json")
-    assert {(r["hospital_code"], r["month_start"], r["exam_class"]): [r["examined_count"], r["positive_count"]]
-            for r in rows} == counts
+    for folder, line in loaded_fee_lines(fee_city):
+        if levels[folder] < 3 or not line["exam_result"] or int(line["quantity"]) <= 0:
+            continue
+        month = parse_datetime(line["charged_at"]).date().replace(day=1).isoformat()
+        for r in rules:
+            if line["item_code"].startswith(r["item_prefix"]):
+                c = counts.setdefault((folder, month, r["exam_class"]), [0, 0])
+                c[0] += 1
+                c[1] += line["exam_result"] == "P"
+    return counts
+
+
+def positive_rate_truth(landing: Path) -> dict[tuple, list[int]]:
+    return {(r["hospital_code"], r["month_start"], r["exam_class"]): [r["examined_count"], r["positive_count"]]
+            for r in _json(landing, "exam_positive_rate.json")}
+
+
+def test_exam_positive_rates_recomputed(fee_city):
+    assert exam_positive_rates(fee_city) == positive_rate_truth(fee_city)
 
 
 def test_fee_detail_is_reproducible_and_leaves_purchases_and_usage_alone(fee_city, clean_city, tmp_path):
@@ -1009,11 +1024,31 @@ def test_fee_detail_is_reproducible_and_leaves_purchases_and_usage_alone(fee_cit
 
 
 def test_fee_city_with_defects_keeps_an_exact_ground_truth(tmp_path):
-    """Defects hit the other extracts only; what they make unloadable never carries a finding."""
+    """Fee lines get row defects of their own; what defects make unloadable never carries a finding."""
     landing = tmp_path / "dirty_fees"
     generate_city(landing, defect_rate=0.04, **FEE_CITY)
     defects = defects_of(landing)
-    assert defects and not any("fee_detail" in d["file"] for d in defects)
+    fee_defects = [d for d in defects if "/fee_detail." in d["file"]]
+    assert {d["class"] for d in fee_defects} == {"bad_item_code", "bad_item_type", "amount_mismatch",
+                                                   "bad_exam_result"}
+    fee_rows = {rel: rows for rel, (_, _, rows) in fee_files(landing).items()}
+    for d in fee_defects:  # the listed field holds the listed value, and it is wrong
+        row = fee_rows[d["file"]][d["row"] - 1]
+        assert row[d["column"]] == d["value"], d
+        if d["class"] == "bad_item_code":
+            code = d["value"]
+            assert not ((row["item_type"] == "11" and len(code) == 23 and code.isalnum())
+                        or (row["item_type"] == "12" and len(code) == 20 and code.isalnum())
+                        or (row["item_type"] == "21" and len(code) == 15 and code.isdigit())), d
+        elif d["class"] == "bad_item_type":
+            assert d["value"] not in FEE_ITEM_TYPES
+        elif d["class"] == "amount_mismatch":
+            qty, price = int(row["quantity"]), Decimal(row["unit_price"])
+            assert abs(Decimal(d["value"]) - qty * price) >= 1
+        else:
+            assert d["value"] not in ("", "P", "N")
+    summary = _json(landing, "summary.json")
+    assert all(summary["defects"][c] == sum(1 for d in defects if d["class"] == c) for c in summary["defects"])
     lost_files = {d["file"] for d in defects if d["row"] is None}
     lost_rows = {(d["file"], d["row"]) for d in defects if d["row"] is not None}
     lost_rows |= {(d["file"], d["row"] - 1) for d in defects if d["class"] == "duplicate_key"}
@@ -1031,3 +1066,6 @@ def test_fee_city_with_defects_keeps_an_exact_ground_truth(tmp_path):
             assert (rel, rows[f["subject_id"]]) not in lost_rows, f
     truth = {(f["rule_id"], f["subject_id"]) for f in findings if f["rule_type"] in LINE_RULE_TYPES}
     assert line_rule_violations(landing) == truth
+    quarantined = {(d["file"].split("/")[1], fee_rows[d["file"]][d["row"] - 1]["fee_line_id"]) for d in fee_defects}
+    assert not any((f["hospital_code"], f["subject_id"]) in quarantined for f in findings)
+    assert exam_positive_rates(landing) == positive_rate_truth(landing)

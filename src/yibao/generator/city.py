@@ -9,7 +9,7 @@ from pathlib import Path
 from .claim import _Claims
 from .common import _weighted
 from .defects import DEFECT_CLASSES, _FolderDefects
-from .fees import _FeeDetail
+from .fees import FEE_DEFECT_CLASSES, _FeeDetail
 from .hospitals import make_hospitals
 from .patients import _Patients
 from .purchase import _Purchases
@@ -110,6 +110,8 @@ class _City(_ReferenceData, _Patients, _Purchases, _Usage, _Claims, _FeeDetail, 
                 if h.index in self.fee_index:  # written beside the claims, defect-free
                     sinks["fee_detail"] = self._fee_sink = _Sink(self, h, day, "fee_detail", hdir, others, defects=False)
                     self._fee_rng = random.Random(f"yibao-fee|{self.seed}|{h.code}|{day.isoformat()}")
+                    self._fee_drng = (random.Random(f"yibao-fee-defects|{self.seed}|{h.code}|{day.isoformat()}")
+                                      if self.defect_rate > 0 else None)
                 self._fee_h = h
                 self._claim_file_missing = missing == (day, h.index)
                 self._claims(rng, h, day, workday, sinks["claim"])
@@ -164,7 +166,7 @@ def generate_city(
     landing.mkdir(parents=True, exist_ok=True)
     city = _City(landing, seed, hospitals, start, end, volume, defect_rate, fee_detail, fee_lines, audit_rate)
     city.run()
-    counts = {cls: 0 for cls in DEFECT_CLASSES}
+    counts = {cls: 0 for cls in DEFECT_CLASSES + (FEE_DEFECT_CLASSES if city.fee_on else ())}
     for d in city.defects:
         counts[d["class"]] += 1
     summary = CitySummary(

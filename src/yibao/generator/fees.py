@@ -57,6 +57,8 @@ EXAM_CLASSES = (("002103", "CT"), ("00210102", "DR"), ("002203", "彩超"))
 INDICATION_DIAGNOSES = "E11|E14"
 # Hospital # → the order in which hospitals start sending fee_detail (mixes levels for small shares).
 _FEE_ORDER = (0, 2, 4, 5, 1, 3)
+# Row defects of fee lines (defects.json; the loader's quarantine reasons); bad_exam_result last.
+FEE_DEFECT_CLASSES = ("bad_item_code", "bad_item_type", "amount_mismatch", "bad_exam_result")
 INJECTED_TYPES = (  # fee-line violations; readmissions (R22) are planned with the claims
     "sex", "age", "hospital_level", "inpatient_only", "daily_quantity", "min_interval_days", "course_days",
     "included_in", "included_in_visit", "indication", "repeat_exam",
@@ -69,6 +71,25 @@ def fee_hospitals(n: int, share: float) -> list[int]:
         return []
     order = [i for i in _FEE_ORDER if i < n] + list(range(len(_FEE_ORDER), n))
     return sorted(order[: max(1, round(share * n))])
+
+
+def _corrupt_fee_row(drng: random.Random, cls: str, row: list[str]) -> tuple[str, str]:
+    """Corrupt one field of a fee row in place for a defect class; (column, new value)."""
+    if cls == "bad_item_code":  # malformed for its item type
+        code = row[FI["item_code"]]
+        forms = (code[:-1], code + "0", code[:4] + "-" + code[5:]) if code[0] in "XZ" else \
+            (code[:-1], code[:6] + "A" + code[7:], code + "0")
+        row[FI["item_code"]] = forms[drng.randrange(len(forms))]
+        return "item_code", row[FI["item_code"]]
+    if cls == "bad_item_type":  # not one of 11 12 13 21 31
+        row[FI["item_type"]] = ("99", "41", "1", "药品")[drng.randrange(4)]
+        return "item_type", row[FI["item_type"]]
+    if cls == "amount_mismatch":  # ≠ quantity × unit price by 1.00 or more
+        cents = int(row[FI["amount"]].replace(".", "")) + (100 + drng.randrange(9900)) * (1 if drng.random() < 0.5 else -1)
+        row[FI["amount"]] = _cents(cents)
+        return "amount", row[FI["amount"]]
+    row[FI["exam_result"]] = ("X", "Q", "PN", "+")[drng.randrange(4)]  # bad_exam_result: not P / N
+    return "exam_result", row[FI["exam_result"]]
 
 
 def _item_type(code: str) -> str:
@@ -347,8 +368,12 @@ class _FeeDetail:
         for ln, _, _ in lines:
             h.n_fee += 1
             ln.fee_line_id = f"{ymd}{h.n_fee:08d}"
+        # row defects, which the loader quarantines: drawn first, the audit sees only the lines that load
+        drng = self._fee_drng
+        bad = {i: self._fee_defect_class(drng, result) for i, (_, _, result) in enumerate(lines)
+               if drng is not None and drng.random() < self.defect_rate}
         ctx = VisitContext(rank, sex, birth, cat if safe else None, diagnosis if safe else None)
-        found = evaluate_visit(self.library, ctx, [ln for ln, _, _ in lines])
+        found = evaluate_visit(self.library, ctx, [ln for i, (ln, _, _) in enumerate(lines) if i not in bad])
         if found and injected is None:
             raise RuntimeError(f"generator bug: clean visit {visit} at {h.code} is flagged: {found}")
         self.fee_findings += found
@@ -356,26 +381,38 @@ class _FeeDetail:
         dept = ("0301", "0201", "0401", "0501")[h.n_visit % 4] if inpatient else "0101"
         doctor = f"D{h.county}{h.index:03d}{900 + h.n_visit % 17:03d}"
         meta = self._code_meta
-        for ln, item_type, result in lines:
+        for i, (ln, item_type, result) in enumerate(lines):
             code = ln.code
             m = meta.get(code)
             if m is None:
                 m = meta[code] = self._meta(code)
             name, window, exam_rules = m
+            at = ln.at
+            row = [
+                ln.fee_line_id, h.code, visit, pid, item_type, code, name, dept, doctor,
+                f"{fmt(at.date())} {at.hour:02d}:{at.minute:02d}:{at.second:02d}", str(ln.qty), _price(ln.price4),
+                _cents(ln.cents), result,
+            ]
+            if i in bad:
+                column, value = _corrupt_fee_row(drng, bad[i], row)
+                sink.emit(row)
+                self._record(sink.relpath, sink.rows, bad[i], column, value)
+                continue
             if window:
                 self.window_lines.append(ln)
-            at = ln.at
             if result and exam_rules and ln.qty > 0 and rank >= 3:
                 for r in exam_rules:
                     if r.effective(at.date()):
                         c = self.exam_counts.setdefault((h.code, at.date().replace(day=1), r.exam_class), [0, 0])
                         c[0] += 1
                         c[1] += result == "P"
-            sink.emit([
-                ln.fee_line_id, h.code, visit, pid, item_type, code, name, dept, doctor,
-                f"{fmt(at.date())} {at.hour:02d}:{at.minute:02d}:{at.second:02d}", str(ln.qty), _price(ln.price4),
-                _cents(ln.cents), result,
-            ])
+            sink.emit(row)
+
+    @staticmethod
+    def _fee_defect_class(drng: random.Random, result: str) -> str:
+        """A row defect class for a fee line (bad_exam_result only where there is an exam result)."""
+        classes = FEE_DEFECT_CLASSES if result else FEE_DEFECT_CLASSES[:-1]
+        return classes[drng.randrange(len(classes))]
 
     def _meta(self, code: str) -> tuple[str, bool, tuple]:
         """(item name, under a window rule (R15/R16/R20), positive-rate rules) of a code."""
