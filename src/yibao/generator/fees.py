@@ -103,6 +103,100 @@ def _span_price(code: str, lo: float, hi: float) -> int:
     return int((lo + (hi - lo) * (h % 1000) / 1000) * 100) * 100
 
 
+def injection_rules(national: list[dict[str, str]], base: Library, pick: random.Random) -> dict[str, dict]:
+    """One national rule per injected kind, drawn by the seed, on a code that no other rule matches."""
+
+    def single(row) -> bool:  # its findings are of one type only
+        code = row["item_prefix"]
+        return len(base.matching(code)) == 1 and not base.as_main(code)
+
+    def drug(row) -> bool:
+        return row["item_prefix"][:1] in "XZ" and len(row["item_prefix"]) in (20, 23)
+
+    def main_free(row) -> bool:  # the main item A of an included_in rule has no rule of its own
+        return len(base.matching(row["main_item_prefix"])) == 0
+
+    wanted = {
+        "sex_M": lambda r: r["rule_type"] == "sex" and r["allowed_sex"] == "M" and drug(r),
+        "sex_F": lambda r: r["rule_type"] == "sex" and r["allowed_sex"] == "F" and drug(r),
+        "age": lambda r: r["rule_type"] == "age" and r["max_age_days"] == "6574" and not r["min_age_days"] and drug(r),
+        "level_3": lambda r: r["rule_type"] == "hospital_level" and r["min_hospital_level"] == "二级",
+        "level_4": lambda r: r["rule_type"] == "hospital_level" and r["min_hospital_level"] == "三级",
+        "inpatient_only": lambda r: r["rule_type"] == "inpatient_only",
+        "daily_quantity": lambda r: r["rule_type"] == "daily_quantity" and r["max_quantity"] == "1",
+        "min_interval_days": lambda r: r["rule_type"] == "min_interval_days",
+        "course_days": lambda r: r["rule_type"] == "course_days" and r["days"] == "10",
+        "included_in": lambda r: r["rule_type"] == "included_in" and r["days"] == "0" and main_free(r),
+        "included_in_visit": lambda r: r["rule_type"] == "included_in" and r["days"] == "" and main_free(r),
+    }
+    out = {}
+    for kind, pred in wanted.items():
+        rows = [r for r in national if pred(r) and r["severity"] == "violation" and single(r)]
+        if rows:
+            out[kind] = rows[pick.randrange(len(rows))]
+    return out
+
+
+def clean_pools(base: Library, excluded: set[str]) -> tuple[list[tuple], list[tuple]]:
+    """Codes clean lines may use, with what their rules ask. Drugs: (code, allowed sex, min age, max age,
+    min level rank, inpatient only) under sex/age/level/inpatient rules only. Services: (code, allowed
+    sex) under sex rules, or as the included item B of included_in rules (their main items never appear
+    on clean lines); no exam codes."""
+    simple = {"sex", "age", "hospital_level", "inpatient_only"}
+    exam_prefixes = tuple(p for p, _ in EXAM_CLASSES)
+    drugs, services = [], []
+    for code in sorted(base.by_prefix):
+        if code in excluded:
+            continue
+        rules = base.matching(code)
+        kinds = {r.rule_type for r in rules}
+        sexes = {r.allowed_sex for r in rules if r.rule_type == "sex"}
+        if len(sexes) > 1:
+            continue
+        sex = sexes.pop() if sexes else ""
+        if code[:1] in "XZ" and len(code) in (20, 23) and kinds <= simple:
+            mins = [r.min_age for r in rules if r.min_age is not None]
+            maxs = [r.max_age for r in rules if r.max_age is not None]
+            ranks = [r.min_rank for r in rules if r.min_rank is not None]
+            drugs.append((code, sex, max(mins) if mins else None, min(maxs) if maxs else None,
+                          max(ranks) if ranks else 0, "inpatient_only" in kinds))
+        elif code.isdigit() and len(code) == 15 and kinds <= {"sex", "included_in"} and not base.as_main(code) \
+                and not code.startswith(exam_prefixes):
+            services.append((code, sex))
+    return drugs, services
+
+
+def item_names(national: list[dict[str, str]]) -> dict[str, str]:
+    """Code → name: the library's items, the main items of included_in rules (named in the source,
+    "…主项:急诊监护费)"), the exams."""
+    names = {r["item_prefix"]: r["item_name"] for r in national}
+    for r in national:
+        main = re.search(r"主项:([^)）]+)", r["source"])
+        if r["main_item_prefix"] and main:
+            names.setdefault(r["main_item_prefix"], main.group(1))
+    names.update({e[0]: e[1] for e in EXAMS})
+    return names
+
+
+def local_rules(since: str, indication_code: str, names: dict[str, str]) -> list[dict[str, str]]:
+    """The bureau's own rules: indication (first), repeat exam, positive rates, readmission."""
+    rules = [
+        bureau_row(rule_id="LOC-IND-0001", rule_type="indication", item_prefix=indication_code,
+                   item_name=names[indication_code], severity="suspicious", diagnosis_prefixes=INDICATION_DIAGNOSES,
+                   effective_from=since, source="本市限适应症（限诊断 E11/E14）"),
+        bureau_row(rule_id="LOC-REP-0001", rule_type="repeat_exam", item_prefix=REPEAT_EXAM,
+                   item_name=names[REPEAT_EXAM], severity="suspicious", days="7", exam_class="CT",
+                   effective_from=since, source="本市重复检查（7日内互认）"),
+    ]
+    for i, (prefix, cls) in enumerate(EXAM_CLASSES, 1):
+        rules.append(bureau_row(rule_id=f"LOC-PR-{i:04d}", rule_type="positive_rate", item_prefix=prefix,
+                                item_name=cls, severity="suspicious", exam_class=cls, threshold="0.70",
+                                effective_from=since, source="004 §6 检查阳性率应高于70%"))
+    rules.append(bureau_row(rule_id="LOC-RDM-0001", rule_type="readmission", severity="suspicious", days="15",
+                            effective_from=since, source="本市分解住院（出院15日内同病种再入院）"))
+    return rules
+
+
 class _FeeDetail:
     """The fee_detail extract and the smart-audit ground truth (mixed into the city)."""
 
@@ -118,97 +212,24 @@ class _FeeDetail:
         national = national_rows()
         base = Library(national, [])
         pick = random.Random(f"yibao-audit-rules|{self.seed}")
-
-        def single(row) -> bool:  # the code matches this rule only: its findings are of one type
-            code = row["item_prefix"]
-            return len(base.matching(code)) == 1 and not base.as_main(code)
-
-        def choose(pred, n=1):
-            rows = [r for r in national if pred(r)]
-            return [rows[i] for i in sorted(pick.sample(range(len(rows)), min(n, len(rows))))]
-
-        drug = lambda r: r["item_prefix"][:1] in "XZ" and len(r["item_prefix"]) in (20, 23)  # noqa: E731
-        inj = {
-            "sex_M": choose(lambda r: r["rule_type"] == "sex" and r["allowed_sex"] == "M" and drug(r) and single(r)),
-            "sex_F": choose(lambda r: r["rule_type"] == "sex" and r["allowed_sex"] == "F" and drug(r) and single(r)),
-            "age": choose(lambda r: r["rule_type"] == "age" and r["max_age_days"] == "6574" and not r["min_age_days"]
-                          and drug(r) and single(r)),
-            "level_3": choose(lambda r: r["rule_type"] == "hospital_level" and r["min_hospital_level"] == "二级"
-                              and r["severity"] == "violation" and single(r)),
-            "level_4": choose(lambda r: r["rule_type"] == "hospital_level" and r["min_hospital_level"] == "三级"
-                              and r["severity"] == "violation" and single(r)),
-            "inpatient_only": choose(lambda r: r["rule_type"] == "inpatient_only" and r["severity"] == "violation"
-                                     and single(r)),
-            "daily_quantity": choose(lambda r: r["rule_type"] == "daily_quantity" and r["max_quantity"] == "1"
-                                     and single(r)),
-            "min_interval_days": choose(lambda r: r["rule_type"] == "min_interval_days" and single(r)),
-            "course_days": choose(lambda r: r["rule_type"] == "course_days" and r["days"] == "10" and single(r)),
-            "included_in": choose(lambda r: r["rule_type"] == "included_in" and r["days"] == "0" and single(r)
-                                  and len(base.matching(r["main_item_prefix"])) == 0),
-            "included_in_visit": choose(lambda r: r["rule_type"] == "included_in" and r["days"] == "" and single(r)
-                                        and len(base.matching(r["main_item_prefix"])) == 0),
-        }
-        self.inject_rules = {k: v[0] for k, v in inj.items() if v}
+        self.inject_rules = injection_rules(national, base, pick)
         since = (self.start - dt.timedelta(30)).isoformat()  # an inpatient stay settled on day 1 began before it
         bureau = [  # national rules the city applies before the nation does (where the city starts earlier)
             {**r, "effective_from": since, "source": f"本市提前执行（{since}起）; {r['source']}"}
             for r in self.inject_rules.values() if since < r["effective_from"]
         ]
-        # clean pools, from the national library before the local rules exist
-        local_codes = {r["item_prefix"] for r in self.inject_rules.values()}  # injected only
-        simple = {"sex", "age", "hospital_level", "inpatient_only"}
-        drugs, services = [], []
-        for code in sorted(base.by_prefix):
-            if code in local_codes:
-                continue
-            rules = base.matching(code)
-            kinds = {r.rule_type for r in rules}
-            if code[:1] in "XZ" and len(code) in (20, 23) and kinds <= simple:
-                sexes = {r.allowed_sex for r in rules if r.rule_type == "sex"}
-                if len(sexes) > 1:
-                    continue
-                mins = [r.min_age for r in rules if r.min_age is not None]
-                maxs = [r.max_age for r in rules if r.max_age is not None]
-                ranks = [r.min_rank for r in rules if r.min_rank is not None]
-                drugs.append((code, sexes.pop() if sexes else "", max(mins) if mins else None,
-                              min(maxs) if maxs else None, max(ranks) if ranks else 0, "inpatient_only" in kinds))
-            elif code.isdigit() and len(code) == 15 and kinds <= {"sex", "age", "included_in"} \
-                    and not base.as_main(code) and not code.startswith(tuple(p for p, _ in EXAM_CLASSES)) \
-                    and all(r.rule_type != "included_in" or r.item_prefix == code for r in rules):
-                sexes = {r.allowed_sex for r in rules if r.rule_type == "sex"}
-                if len(sexes) > 1 or any(r.rule_type == "age" for r in rules):
-                    continue
-                services.append((code, sexes.pop() if sexes else ""))
-        names = {r["item_prefix"]: r["item_name"] for r in national}
-        for r in national:  # main items of included_in rules are named in the source: "…主项:急诊监护费)"
-            main = re.search(r"主项:([^)）]+)", r["source"])
-            if r["main_item_prefix"] and main:
-                names.setdefault(r["main_item_prefix"], main.group(1))
-        names.update({e[0]: e[1] for e in EXAMS})
-        self.item_names = names
-        self.clean_drugs = [(*d, "11" if d[0][0] == "X" else "12", _span_price(d[0], 1.5, 60)) for d in drugs]
+        drugs, services = clean_pools(base, {r["item_prefix"] for r in self.inject_rules.values()})
+        self.item_names = item_names(national)
+        self.clean_drugs = [(*d, _item_type(d[0]), _span_price(d[0], 1.5, 60)) for d in drugs]
         self.clean_services = [(c, s, _span_price(c, 5, 30)) for c, s in services]
-        # local rules: indication, repeat exam, positive rate, readmission
+        # the local indication rule's drug: one with at most a level limit (checked when injected)
         plain = [d for d in self.clean_drugs if not d[1] and d[2] is None and d[3] is None and not d[5]]
-        self.indication_drug = plain[pick.randrange(len(plain))]  # at most a level limit, checked when injected
-        ind_code = self.indication_drug[0]
-        self.clean_drugs = [d for d in self.clean_drugs if d[0] != ind_code]
-        self.inject_rules["indication"] = bureau_row(rule_id="LOC-IND-0001", rule_type="indication", item_prefix=ind_code,
-                                 item_name=names[ind_code], severity="suspicious",
-                                 diagnosis_prefixes=INDICATION_DIAGNOSES, effective_from=since,
-                                 source="本市限适应症（限诊断 E11/E14）")
-        bureau.append(self.inject_rules["indication"])
-        bureau.append(bureau_row(rule_id="LOC-REP-0001", rule_type="repeat_exam", item_prefix=REPEAT_EXAM,
-                                 item_name="X线计算机体层(CT)平扫", severity="suspicious", days="7", exam_class="CT",
-                                 effective_from=since, source="本市重复检查（7日内互认）"))
-        for i, (prefix, cls) in enumerate(EXAM_CLASSES, 1):
-            bureau.append(bureau_row(rule_id=f"LOC-PR-{i:04d}", rule_type="positive_rate", item_prefix=prefix,
-                                     item_name=cls, severity="suspicious", exam_class=cls, threshold="0.70",
-                                     effective_from=since, source="004 §6 检查阳性率应高于70%"))
-        bureau.append(bureau_row(rule_id="LOC-RDM-0001", rule_type="readmission", severity="suspicious", days="15",
-                                 effective_from=since, source="本市分解住院（出院15日内同病种再入院）"))
-        self.bureau_rules = bureau
-        self.library = Library(national, bureau)
+        self.indication_drug = plain[pick.randrange(len(plain))]
+        self.clean_drugs = [d for d in self.clean_drugs if d[0] != self.indication_drug[0]]
+        local = local_rules(since, self.indication_drug[0], self.item_names)
+        self.inject_rules["indication"] = local[0]
+        self.bureau_rules = bureau + local
+        self.library = Library(national, self.bureau_rules)
         for code, *_ in EXAMS:
             assert all(r.rule_type in ("repeat_exam", "positive_rate") for r in self.library.matching(code)), code
         self.exam_rules = [r for r in self.library.rules if r.rule_type == "positive_rate"]
@@ -219,9 +240,7 @@ class _FeeDetail:
         self.exam_counts: dict[tuple[str, dt.date, str], list[int]] = {}
         self.settlements: list[dict] = []
         self.repeat_first: dict[str, tuple[dt.date, str]] = {}
-        self.injected = {t: 0 for t in INJECTED_TYPES}
-        self.injected["repeat_exam_cross"] = 0
-        self.injected["readmission"] = 0
+        self.injected = {t: 0 for t in (*INJECTED_TYPES, "repeat_exam_cross", "readmission")}
         self.readmit_rng = random.Random(f"yibao-readmissions|{self.seed}")
 
     def write_audit_rules(self) -> None:
