@@ -107,7 +107,7 @@ class _City(_ReferenceData, _Patients, _Purchases, _Usage, _Claims, _FeeDetail, 
                 sinks["purchase"].close()
                 self._usage_and_surgeries(rng, h, day, workday, sinks["usage"])
                 sinks["usage"].close()
-                if h.index in self.fee_index:  # written beside the claims, defect-free
+                if h.index in self.fee_index:  # written beside the claims (row defects drawn per visit, in .fees)
                     sinks["fee_detail"] = self._fee_sink = _Sink(self, h, day, "fee_detail", hdir, others, defects=False)
                     self._fee_rng = random.Random(f"yibao-fee|{self.seed}|{h.code}|{day.isoformat()}")
                     self._fee_drng = (random.Random(f"yibao-fee-defects|{self.seed}|{h.code}|{day.isoformat()}")
@@ -143,7 +143,8 @@ def generate_city(
     """Write a synthetic city's landing zone under ``landing`` (see the module docstring).
 
     ``fee_detail`` is the share of hospitals that send ``fee_detail.csv`` (0: none, the city of the
-    three extracts; the others are the same bytes either way), ``fee_lines`` the mean lines of an
+    three extracts; with it, purchases and usage are the same bytes, claims gain the audit's planned
+    readmissions and referrals), ``fee_lines`` the mean lines of an
     outpatient visit (an inpatient stay has about half of that a day), ``audit_rate`` the share of
     visits with a settled claim that get one injected smart-audit violation (see :mod:`.fees`).
 
