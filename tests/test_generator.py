@@ -1069,3 +1069,86 @@ def test_fee_city_with_defects_keeps_an_exact_ground_truth(tmp_path):
     quarantined = {(d["file"].split("/")[1], fee_rows[d["file"]][d["row"] - 1]["fee_line_id"]) for d in fee_defects}
     assert not any((f["hospital_code"], f["subject_id"]) in quarantined for f in findings)
     assert exam_positive_rates(landing) == positive_rate_truth(landing)
+
+
+def test_readmissions_recomputed_from_the_claims(fee_city):
+    """R22, independently: effective inpatient (21) settlements of a patient at a hospital, readmitted within
+    the local rule's days of the previous discharge with the same 3-character diagnosis."""
+    rule = next(r for r in reference(fee_city, "audit_rules") if r["rule_type"] == "readmission")
+    settlements, reversed_ = [], set()
+    for _, folder, extract, path in extract_files(fee_city):
+        if extract == "claim":
+            for r in read_extract(path)[1]:
+                if r["reversal_of"]:
+                    reversed_.add((folder, r["reversal_of"]))
+                else:
+                    settlements.append((folder, r))
+    effective: dict[tuple[str, str], dict] = {}
+    for folder, r in settlements:
+        if (folder, r["settlement_id"]) in reversed_:
+            continue
+        key = (folder, r["visit_id"])
+        if key not in effective or parse_datetime(r["settled_at"]) > parse_datetime(effective[key]["settled_at"]):
+            effective[key] = r
+    stays = defaultdict(list)
+    for (folder, _), r in effective.items():
+        if r["medical_category"] == "21":
+            stays[(folder, r["patient_id_no"])].append(r)
+    expected = set()
+    for (folder, _), group in stays.items():
+        group.sort(key=lambda r: (parse_date(r["admission_date"]), r["settlement_id"]))
+        for prev, cur in itertools.pairwise(group):
+            gap = (parse_date(cur["admission_date"]) - parse_date(prev["discharge_date"])).days
+            if gap <= int(rule["days"]) and cur["principal_diagnosis"][:3] == prev["principal_diagnosis"][:3]:
+                expected.add((folder, cur["settlement_id"], cur["fund_paid"]))
+    truth = {(f["hospital_code"], f["subject_id"], f["flagged_amount"]) for f in _json(fee_city, "audit_findings.json")
+             if f["rule_type"] == "readmission"}
+    assert expected == truth and truth
+
+
+def test_window_rules_recomputed_from_the_fee_lines(fee_city):
+    """R15 (daily quantity), R16 (interval) and R20 (repeat exam), independently, over every fee line."""
+    rules = [r for r in effective_library(fee_city)
+             if r["rule_type"] in ("daily_quantity", "min_interval_days", "repeat_exam")]
+    lines = defaultdict(list)  # (rule, patient) → matching lines
+    for folder, line in loaded_fee_lines(fee_city):
+        charged = parse_datetime(line["charged_at"])
+        for r in rules:
+            if line["item_code"].startswith(r["item_prefix"]) and r["effective_from"] <= charged.date().isoformat() \
+                    and (not r["effective_to"] or charged.date().isoformat() <= r["effective_to"]):
+                lines[(r["rule_id"], line["patient_id_no"])].append((charged, folder, line))
+    expected = set()
+    for (rule_id, _), group in lines.items():
+        rule = next(r for r in rules if r["rule_id"] == rule_id)
+        net = Counter()
+        if rule["rule_type"] == "daily_quantity":
+            for at, folder, line in group:
+                net[(folder, at.date())] += int(line["quantity"])
+            for (folder, day), q in net.items():
+                if q > int(rule["max_quantity"]):
+                    last = max((at, line["fee_line_id"]) for at, f, line in group
+                               if (f, at.date()) == (folder, day) and int(line["quantity"]) > 0)
+                    expected.add((rule_id, last[1], str(q - int(rule["max_quantity"])), False))
+        elif rule["rule_type"] == "min_interval_days":
+            for at, _, line in group:
+                net[at.date()] += int(line["quantity"])
+            payable, denied = None, set()
+            for day in sorted(d for d, q in net.items() if q > 0):
+                if payable is None or (day - payable).days >= int(rule["days"]):
+                    payable = day
+                else:
+                    denied.add(day)
+            expected |= {(rule_id, line["fee_line_id"], line["quantity"], False)
+                         for at, _, line in group if at.date() in denied}
+        else:
+            for at, folder, line in group:
+                net[(at.date(), folder)] += int(line["quantity"])
+            pairs = sorted(p for p, q in net.items() if q > 0)
+            for prev, cur in itertools.pairwise(pairs):
+                if (cur[0] - prev[0]).days <= int(rule["days"]):
+                    expected |= {(rule_id, line["fee_line_id"], line["quantity"], cur[1] != prev[1])
+                                 for at, folder, line in group if (at.date(), folder) == cur}
+    truth = {(f["rule_id"], f["subject_id"], f["flagged_quantity"], f["is_cross_hospital"])
+             for f in _json(fee_city, "audit_findings.json")
+             if f["rule_type"] in ("daily_quantity", "min_interval_days", "repeat_exam")}
+    assert expected == truth and {t[0].split("-")[1] for t in truth} >= {"FRQ", "INT", "REP"}
