@@ -15,6 +15,8 @@ DEMO_HOSPITALS ?= 6
 DEMO_START ?= 2025-01-01
 DEMO_END ?= 2026-01-05
 DEMO_VOLUME ?= 0.3
+DEMO_FEE_DETAIL ?= 0.5
+DEMO_FEE_LINES ?= 2
 
 .PHONY: run test setup system-deps db-start db-stop db-reset demo-data airflow-ui lint bench bench-history bi-check clean
 
@@ -61,7 +63,8 @@ db-reset: ## stop the embedded PostgreSQL and delete its data
 demo-data: setup
 	@if [ ! -d $(YIBAO_HOME)/landing/reference ]; then \
 	  $(YIBAO) generate --out $(YIBAO_HOME)/landing --seed $(DEMO_SEED) --hospitals $(DEMO_HOSPITALS) \
-	    --start $(DEMO_START) --end $(DEMO_END) --volume $(DEMO_VOLUME); \
+	    --start $(DEMO_START) --end $(DEMO_END) --volume $(DEMO_VOLUME) \
+	    --fee-detail $(DEMO_FEE_DETAIL) --fee-lines $(DEMO_FEE_LINES); \
 	else echo "demo landing zone exists: $(YIBAO_HOME)/landing"; fi
 
 airflow-ui: db-start ## Airflow UI (api-server, scheduler, dag-processor, triggerer) on 127.0.0.1:8080 (venv need not be active)

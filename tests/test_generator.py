@@ -22,7 +22,7 @@ import pytest
 
 from yibao import codes
 from yibao.config import PROJECT_ROOT
-from yibao.contract import EXTRACTS, OPTIONAL_REFERENCE, REFERENCE
+from yibao.contract import AUDIT_RULES_COLUMNS, EXTRACTS, FEE_DETAIL, FEE_ITEM_TYPES, OPTIONAL_REFERENCE, REFERENCE
 from yibao.generator import (
     CHRONIC_DIAGNOSES,
     DEFECT_CLASSES,
@@ -39,7 +39,7 @@ from yibao.generator import (
 
 REFERENCE_DIR = PROJECT_ROOT / "tests" / "data" / "reference"  # the national lists, vendored
 CENT = Decimal("0.01")
-ZH = {e: {c.zh: c.name for c in ex.columns} for e, ex in EXTRACTS.items()}
+ZH = {e: {c.zh: c.name for c in ex.columns} for e, ex in {**EXTRACTS, "fee_detail": FEE_DETAIL}.items()}
 DATE_STYLES = ("%Y-%m-%d", "%Y%m%d", "%Y/%m/%d")
 
 # One small city, clean and with defects: same seed and shape, so the dirty one is the clean one
@@ -784,3 +784,371 @@ def test_busy_city_exercises_the_rules(busy_city):
     # R10: patients come back
     patients = {c["patient_id_no"] for c in claims.values()}
     assert len(claims) / len(patients) > 1.3
+
+
+# --- fee_detail and the smart-audit ground truth ---------------------------------------------------
+
+# Half of the six hospitals send fee_detail: #0 (三级, UTF-8), #2 (二级, GB18030 + Chinese headers + CRLF),
+# #4 (一级, gzip): one per format family and level.
+FEE_CITY = {**CITY, "fee_detail": 0.5}
+LINE_RULE_TYPES = ("sex", "age", "hospital_level", "inpatient_only")
+NATIONAL = PROJECT_ROOT / "src" / "yibao" / "data" / "audit_rules_national.csv"
+LEVEL_RANK = {"基层": 1, "一级": 2, "二级": 3, "三级": 4}
+
+
+@pytest.fixture(scope="module")
+def fee_city(tmp_path_factory) -> Path:
+    landing = tmp_path_factory.mktemp("fees") / "landing"
+    generate_city(landing, defect_rate=0.0, **FEE_CITY)
+    return landing
+
+
+def _json(landing: Path, name: str):
+    return json.loads((landing / "_generator" / name).read_text(encoding="utf-8"))
+
+
+def fee_files(landing: Path) -> dict[str, tuple[dt.date, str, list[dict[str, str]]]]:
+    return {path.relative_to(landing).as_posix(): (day, folder, read_extract(path)[1])
+            for day, folder, extract, path in extract_files(landing) if extract == "fee_detail"}
+
+
+def loaded_fee_lines(landing: Path):
+    """(folder, row) of every fee line that loads (defects.json's rows are quarantined)."""
+    bad = {(d["file"], d["row"]) for d in defects_of(landing)}
+    for rel, (_, folder, rows) in fee_files(landing).items():
+        for n, row in enumerate(rows, 1):
+            if (rel, n) not in bad:
+                yield folder, row
+
+
+def effective_library(landing: Path) -> list[dict[str, str]]:
+    """National rows, a bureau row replacing a national one with the same rule_id (decision 1 of issue 14)."""
+    with open(NATIONAL, encoding="utf-8", newline="") as fh:
+        rows = {r["rule_id"]: r for r in csv.DictReader(fh)}
+    rows.update({r["rule_id"]: r for r in reference(landing, "audit_rules")})
+    return list(rows.values())
+
+
+def test_fee_detail_layout_and_bureau_rules(fee_city):
+    hospitals = reference(fee_city, "hospitals")
+    senders = _json(fee_city, "summary.json")["audit"]["fee_hospitals"]
+    assert senders == sorted(hospitals[i]["hospital_code"] for i in (0, 2, 4))
+    days = 0
+    for day_dir in (p for p in fee_city.iterdir() if p.name.isdigit()):
+        days += 1
+        for hdir in day_dir.iterdir():
+            stems = {p.name.split(".")[0] for p in hdir.iterdir()} - {"_manifest"}
+            assert stems == ({"purchase", "usage", "claim", "fee_detail"} if hdir.name in senders
+                             else {"purchase", "usage", "claim"}), hdir
+            manifest = hdir / "_manifest.json"
+            if manifest.exists() and hdir.name in senders:
+                entry = json.loads(manifest.read_text(encoding="utf-8"))["fee_detail"]
+                path = next(hdir.glob("fee_detail.*"))
+                assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert days == (FEE_CITY["end"] - FEE_CITY["start"]).days + 1
+    with open(fee_city / "reference" / "audit_rules.csv", encoding="utf-8", newline="") as fh:
+        assert next(csv.reader(fh)) == [c.name for c in AUDIT_RULES_COLUMNS]
+    bureau = reference(fee_city, "audit_rules")
+    with open(NATIONAL, encoding="utf-8", newline="") as fh:
+        national = {r["rule_id"]: r for r in csv.DictReader(fh)}
+    types = Counter(r["rule_type"] for r in bureau)
+    assert {"repeat_exam", "positive_rate", "readmission", "indication"} <= set(types)
+    for r in bureau:
+        if r["rule_id"] in national:  # a national rule the bureau applies earlier: only the dates and source differ
+            same = {k: v for k, v in national[r["rule_id"]].items() if k not in ("effective_from", "source")}
+            assert {k: v for k, v in r.items() if k not in ("effective_from", "source")} == same
+            assert r["effective_from"] <= national[r["rule_id"]]["effective_from"]
+        else:
+            assert r["rule_id"].startswith("LOC-") and r["rule_type"] in ("indication", "repeat_exam", "positive_rate",
+                                                                          "readmission")
+
+
+def test_fee_lines_are_valid_and_consistent_with_claims(fee_city):
+    claims = {}
+    for day, folder, extract, path in extract_files(fee_city):
+        if extract == "claim":
+            for r in read_extract(path)[1]:
+                if not r["reversal_of"]:
+                    claims.setdefault((folder, r["visit_id"]), []).append((day, r))
+    flagged_visits = {(f["hospital_code"], f["visit_id"]) for f in _json(fee_city, "audit_findings.json")}
+    totals: Counter = Counter()
+    ids = Counter()
+    n = 0
+    for rel, (day, folder, rows) in fee_files(fee_city).items():
+        for r in rows:
+            n += 1
+            ids[(folder, r["fee_line_id"])] += 1
+            assert r["hospital_code"] == folder, rel
+            assert r["item_type"] in FEE_ITEM_TYPES and r["item_type"] != "31", r
+            code = r["item_code"]
+            if r["item_type"] == "11":
+                assert len(code) == 23 and code[0] == "X" and code.isalnum() and code.upper() == code, r
+            elif r["item_type"] == "12":
+                assert len(code) == 20 and code[0] == "Z" and code.isalnum() and code.upper() == code, r
+            else:
+                assert r["item_type"] == "21" and len(code) == 15 and code.isdigit() and code[:2] == "00", r
+            assert r["item_name"] and r["dept_code"] and r["doctor_code"]
+            qty, price, amount = int(r["quantity"]), Decimal(r["unit_price"]), Decimal(r["amount"])
+            assert qty != 0 and price > 0 and -price.as_tuple().exponent <= 4
+            assert amount == (qty * price).quantize(CENT, rounding=ROUND_HALF_UP), r
+            assert r["exam_result"] in ("", "P", "N") and (not r["exam_result"] or r["item_type"] == "21")
+            charged = parse_datetime(r["charged_at"])
+            assert charged is not None and charged.date() <= day, r
+            assert codes.validate_id_number(r["patient_id_no"]) is None, r
+            settled = claims[(folder, r["visit_id"])]  # every visit has its claim, in the same folder
+            assert settled[0][0] == day and settled[0][1]["patient_id_no"] == r["patient_id_no"]
+            admission = parse_date(settled[0][1]["admission_date"]) if settled[0][1]["admission_date"] else day
+            assert admission <= charged.date(), r
+            totals[(folder, r["visit_id"])] += amount
+    assert n > 5000 and max(ids.values()) == 1
+    assert sum(1 for r in (x for f in fee_files(fee_city).values() for x in f[2]) if int(r["quantity"]) < 0) > 0
+    assert {r["exam_result"] for f in fee_files(fee_city).values() for r in f[2]} == {"", "P", "N"}
+    for visit, total in totals.items():  # clean visits stay within the claim's total_amount
+        if visit not in flagged_visits:
+            assert total <= Decimal(claims[visit][0][1]["total_amount"]), visit
+    summary = _json(fee_city, "summary.json")
+    assert summary["rows"]["fee_detail"] == n
+
+
+def test_audit_ground_truth_covers_every_rule_type(fee_city):
+    findings = _json(fee_city, "audit_findings.json")
+    by_type = Counter(f["rule_type"] for f in findings)
+    expected = {"sex", "age", "hospital_level", "inpatient_only", "daily_quantity", "min_interval_days",
+                "course_days", "included_in", "indication", "repeat_exam", "readmission"}  # R11-R20, R22
+    assert set(by_type) == expected and all(by_type.values()), by_type
+    assert _json(fee_city, "summary.json")["audit"]["findings_by_rule_type"] == dict(sorted(by_type.items()))
+    assert any(f["is_cross_hospital"] for f in findings if f["rule_type"] == "repeat_exam")
+    assert len({(f["rule_id"], f["subject_id"]) for f in findings}) == len(findings)  # one row per rule × subject
+    lines = {(folder, r["fee_line_id"]): r for _, folder, rows in fee_files(fee_city).values() for r in rows}
+    severities = {r["rule_id"]: r["severity"] for r in effective_library(fee_city)}
+    for f in findings:
+        assert f["severity"] == severities[f["rule_id"]]
+        if f["subject_type"] == "settlement":
+            assert f["rule_type"] == "readmission" and f["severity"] == "suspicious"
+            continue
+        line = lines[(f["hospital_code"], f["subject_id"])]
+        assert (line["visit_id"], line["patient_id_no"], line["item_code"]) == (
+            f["visit_id"], f["patient_id_no"], f["item_code"])
+        assert parse_datetime(line["charged_at"]).date().isoformat() == f["charge_date"]
+        if f["rule_type"] != "daily_quantity":  # whole line
+            assert (f["flagged_quantity"], f["flagged_amount"]) == (line["quantity"], line["amount"]), f
+        else:
+            assert 0 < int(f["flagged_quantity"]) <= int(line["quantity"])
+    rates = _json(fee_city, "exam_positive_rate.json")
+    assert rates and {r["is_alert"] for r in rates} == {True, False}
+
+
+def line_rule_violations(fee_city: Path) -> set[tuple[str, str]]:
+    """(rule_id, fee_line_id) of every per-line rule (sex, age, level, inpatient-only) a fee line breaks:
+    an independent check against the library."""
+    library = effective_library(fee_city)
+    by_prefix: dict[str, list[dict]] = {}
+    for r in library:
+        if r["rule_type"] in LINE_RULE_TYPES:
+            by_prefix.setdefault(r["item_prefix"], []).append(r)
+    lengths = sorted({len(p) for p in by_prefix})
+    levels = {r["hospital_code"]: LEVEL_RANK[r["level"]] for r in reference(fee_city, "hospitals")}
+    categories = {}  # the visit's settlement, where it loads
+    rejected = {d["file"] for d in defects_of(fee_city) if d["row"] is None}
+    for _, folder, extract, path in extract_files(fee_city):
+        if extract == "claim" and path.relative_to(fee_city).as_posix() not in rejected:
+            for r in read_extract(path)[1]:
+                categories[(folder, r["visit_id"])] = r["medical_category"]
+    found = set()
+    for folder, line in loaded_fee_lines(fee_city):
+        code, pid = line["item_code"], line["patient_id_no"]
+        charged = parse_datetime(line["charged_at"]).date()
+        sex = "M" if int(pid[16]) % 2 else "F"
+        age = (charged - dt.date(int(pid[6:10]), int(pid[10:12]), int(pid[12:14]))).days
+        for n in lengths:
+            for r in by_prefix.get(code[:n], ()):
+                if not (r["effective_from"] <= charged.isoformat() and (not r["effective_to"]
+                                                                       or charged.isoformat() <= r["effective_to"])):
+                    continue
+                kind = r["rule_type"]
+                if kind == "sex":
+                    bad = sex != r["allowed_sex"]
+                elif kind == "age":
+                    bad = (r["min_age_days"] and age < int(r["min_age_days"])) or (
+                        r["max_age_days"] and age > int(r["max_age_days"]))
+                elif kind == "hospital_level":
+                    bad = levels[folder] < LEVEL_RANK[r["min_hospital_level"]]
+                else:
+                    bad = categories.get((folder, line["visit_id"])) in ("11", "12", "13", "14", "16", "41", "51")
+                if bad:
+                    found.add((r["rule_id"], line["fee_line_id"]))
+    return found
+
+
+def test_no_line_rule_violation_outside_the_ground_truth(fee_city):
+    truth = {(f["rule_id"], f["subject_id"]) for f in _json(fee_city, "audit_findings.json")
+             if f["rule_type"] in LINE_RULE_TYPES}
+    assert line_rule_violations(fee_city) == truth and truth
+
+
+def exam_positive_rates(fee_city: Path) -> dict[tuple, list[int]]:
+    """(hospital, month, exam class) → [examined, positive], recomputed from the fee lines that load."""
+    rules = [r for r in effective_library(fee_city) if r["rule_type"] == "positive_rate"]
+    levels = {r["hospital_code"]: LEVEL_RANK[r["level"]] for r in reference(fee_city, "hospitals")}
+    counts: dict[tuple, list[int]] = {}
+    for folder, line in loaded_fee_lines(fee_city):
+        if levels[folder] < 3 or not line["exam_result"] or int(line["quantity"]) <= 0:
+            continue
+        month = parse_datetime(line["charged_at"]).date().replace(day=1).isoformat()
+        for r in rules:
+            if line["item_code"].startswith(r["item_prefix"]):
+                c = counts.setdefault((folder, month, r["exam_class"]), [0, 0])
+                c[0] += 1
+                c[1] += line["exam_result"] == "P"
+    return counts
+
+
+def positive_rate_truth(landing: Path) -> dict[tuple, list[int]]:
+    return {(r["hospital_code"], r["month_start"], r["exam_class"]): [r["examined_count"], r["positive_count"]]
+            for r in _json(landing, "exam_positive_rate.json")}
+
+
+def test_exam_positive_rates_recomputed(fee_city):
+    assert exam_positive_rates(fee_city) == positive_rate_truth(fee_city)
+
+
+def test_fee_detail_is_reproducible_and_leaves_purchases_and_usage_alone(fee_city, clean_city, tmp_path):
+    again = tmp_path / "again"
+    generate_city(again, defect_rate=0.0, **FEE_CITY)
+    for p in sorted(fee_city.rglob("*")):
+        if p.is_file():
+            assert (again / p.relative_to(fee_city)).read_bytes() == p.read_bytes(), p
+    for _, _, extract, path in extract_files(clean_city):  # same seed without fee_detail
+        if extract in ("purchase", "usage"):
+            assert (fee_city / path.relative_to(clean_city)).read_bytes() == path.read_bytes(), path
+
+
+def test_fee_city_with_defects_keeps_an_exact_ground_truth(tmp_path):
+    """Fee lines get row defects of their own; what defects make unloadable never carries a finding."""
+    landing = tmp_path / "dirty_fees"
+    generate_city(landing, defect_rate=0.04, **FEE_CITY)
+    defects = defects_of(landing)
+    fee_defects = [d for d in defects if "/fee_detail." in d["file"]]
+    assert {d["class"] for d in fee_defects} == {"bad_item_code", "bad_item_type", "amount_mismatch",
+                                                   "bad_exam_result"}
+    fee_rows = {rel: rows for rel, (_, _, rows) in fee_files(landing).items()}
+    for d in fee_defects:  # the listed field holds the listed value, and it is wrong
+        row = fee_rows[d["file"]][d["row"] - 1]
+        assert row[d["column"]] == d["value"], d
+        if d["class"] == "bad_item_code":
+            code = d["value"]
+            assert not ((row["item_type"] == "11" and len(code) == 23 and code.isalnum())
+                        or (row["item_type"] == "12" and len(code) == 20 and code.isalnum())
+                        or (row["item_type"] == "21" and len(code) == 15 and code.isdigit())), d
+        elif d["class"] == "bad_item_type":
+            assert d["value"] not in FEE_ITEM_TYPES
+        elif d["class"] == "amount_mismatch":
+            qty, price = int(row["quantity"]), Decimal(row["unit_price"])
+            assert abs(Decimal(d["value"]) - qty * price) >= 1
+        else:
+            assert d["value"] not in ("", "P", "N")
+    summary = _json(landing, "summary.json")
+    assert all(summary["defects"][c] == sum(1 for d in defects if d["class"] == c) for c in summary["defects"])
+    lost_files = {d["file"] for d in defects if d["row"] is None}
+    lost_rows = {(d["file"], d["row"]) for d in defects if d["row"] is not None}
+    lost_rows |= {(d["file"], d["row"] - 1) for d in defects if d["class"] == "duplicate_key"}
+    files = {}  # claim file of a hospital-day → {settlement_id: row number}
+    for day, folder, extract, path in extract_files(landing):
+        rel = path.relative_to(landing).as_posix()
+        if extract == "claim" and rel not in lost_files:  # (a truncated file may not even decompress)
+            files[(f"{day:%Y%m%d}", folder)] = (rel, {r["settlement_id"]: n for n, r in
+                                                      enumerate(read_extract(path)[1], 1)})
+    findings = _json(landing, "audit_findings.json")
+    assert {f["rule_type"] for f in findings} >= {"readmission", "inpatient_only", "indication"}
+    for f in findings:
+        if f["subject_type"] == "settlement":
+            rel, rows = files[(f["subject_id"][2:10], f["hospital_code"])]  # JS<YYYYMMDD>…: settled that day
+            assert (rel, rows[f["subject_id"]]) not in lost_rows, f
+    truth = {(f["rule_id"], f["subject_id"]) for f in findings if f["rule_type"] in LINE_RULE_TYPES}
+    assert line_rule_violations(landing) == truth
+    quarantined = {(d["file"].split("/")[1], fee_rows[d["file"]][d["row"] - 1]["fee_line_id"]) for d in fee_defects}
+    assert not any((f["hospital_code"], f["subject_id"]) in quarantined for f in findings)
+    assert exam_positive_rates(landing) == positive_rate_truth(landing)
+
+
+def test_readmissions_recomputed_from_the_claims(fee_city):
+    """R22, independently: effective inpatient (21) settlements of a patient at a hospital, readmitted within
+    the local rule's days of the previous discharge with the same 3-character diagnosis."""
+    rule = next(r for r in reference(fee_city, "audit_rules") if r["rule_type"] == "readmission")
+    settlements, reversed_ = [], set()
+    for _, folder, extract, path in extract_files(fee_city):
+        if extract == "claim":
+            for r in read_extract(path)[1]:
+                if r["reversal_of"]:
+                    reversed_.add((folder, r["reversal_of"]))
+                else:
+                    settlements.append((folder, r))
+    effective: dict[tuple[str, str], dict] = {}
+    for folder, r in settlements:
+        if (folder, r["settlement_id"]) in reversed_:
+            continue
+        key = (folder, r["visit_id"])
+        if key not in effective or parse_datetime(r["settled_at"]) > parse_datetime(effective[key]["settled_at"]):
+            effective[key] = r
+    stays = defaultdict(list)
+    for (folder, _), r in effective.items():
+        if r["medical_category"] == "21":
+            stays[(folder, r["patient_id_no"])].append(r)
+    expected = set()
+    for (folder, _), group in stays.items():
+        group.sort(key=lambda r: (parse_date(r["admission_date"]), r["settlement_id"]))
+        for prev, cur in itertools.pairwise(group):
+            gap = (parse_date(cur["admission_date"]) - parse_date(prev["discharge_date"])).days
+            if gap <= int(rule["days"]) and cur["principal_diagnosis"][:3] == prev["principal_diagnosis"][:3]:
+                expected.add((folder, cur["settlement_id"], cur["fund_paid"]))
+    truth = {(f["hospital_code"], f["subject_id"], f["flagged_amount"]) for f in _json(fee_city, "audit_findings.json")
+             if f["rule_type"] == "readmission"}
+    assert expected == truth and truth
+
+
+def test_window_rules_recomputed_from_the_fee_lines(fee_city):
+    """R15 (daily quantity), R16 (interval) and R20 (repeat exam), independently, over every fee line."""
+    rules = [r for r in effective_library(fee_city)
+             if r["rule_type"] in ("daily_quantity", "min_interval_days", "repeat_exam")]
+    lines = defaultdict(list)  # (rule, patient) → matching lines
+    for folder, line in loaded_fee_lines(fee_city):
+        charged = parse_datetime(line["charged_at"])
+        for r in rules:
+            if line["item_code"].startswith(r["item_prefix"]) and r["effective_from"] <= charged.date().isoformat() \
+                    and (not r["effective_to"] or charged.date().isoformat() <= r["effective_to"]):
+                lines[(r["rule_id"], line["patient_id_no"])].append((charged, folder, line))
+    expected = set()
+    for (rule_id, _), group in lines.items():
+        rule = next(r for r in rules if r["rule_id"] == rule_id)
+        net = Counter()
+        if rule["rule_type"] == "daily_quantity":
+            for at, folder, line in group:
+                net[(folder, at.date())] += int(line["quantity"])
+            for (folder, day), q in net.items():
+                if q > int(rule["max_quantity"]):
+                    last = max((at, line["fee_line_id"]) for at, f, line in group
+                               if (f, at.date()) == (folder, day) and int(line["quantity"]) > 0)
+                    expected.add((rule_id, last[1], str(q - int(rule["max_quantity"])), False))
+        elif rule["rule_type"] == "min_interval_days":
+            for at, _, line in group:
+                net[at.date()] += int(line["quantity"])
+            payable, denied = None, set()
+            for day in sorted(d for d, q in net.items() if q > 0):
+                if payable is None or (day - payable).days >= int(rule["days"]):
+                    payable = day
+                else:
+                    denied.add(day)
+            expected |= {(rule_id, line["fee_line_id"], line["quantity"], False)
+                         for at, _, line in group if at.date() in denied}
+        else:
+            for at, folder, line in group:
+                net[(at.date(), folder)] += int(line["quantity"])
+            pairs = sorted(p for p, q in net.items() if q > 0)
+            for prev, cur in itertools.pairwise(pairs):
+                if (cur[0] - prev[0]).days <= int(rule["days"]):
+                    expected |= {(rule_id, line["fee_line_id"], line["quantity"], cur[1] != prev[1])
+                                 for at, folder, line in group if (at.date(), folder) == cur}
+    truth = {(f["rule_id"], f["subject_id"], f["flagged_quantity"], f["is_cross_hospital"])
+             for f in _json(fee_city, "audit_findings.json")
+             if f["rule_type"] in ("daily_quantity", "min_interval_days", "repeat_exam")}
+    assert expected == truth and {t[0].split("-")[1] for t in truth} >= {"FRQ", "INT", "REP"}

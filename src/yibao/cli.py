@@ -64,7 +64,8 @@ def cmd_generate(args) -> int:
 
     summary = generate_city(
         Path(args.out), seed=args.seed, hospitals=args.hospitals, start=args.start, end=args.end,
-        volume=args.volume, defect_rate=args.defect_rate,
+        volume=args.volume, defect_rate=args.defect_rate, fee_detail=args.fee_detail, fee_lines=args.fee_lines,
+        audit_rate=args.audit_rate,
     )
     print(summary)
     return 0
@@ -268,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--end", type=_date, required=True)
     p.add_argument("--volume", type=float, default=1.0, help="rows scale factor per hospital and day")
     p.add_argument("--defect-rate", type=float, default=0.01)
+    p.add_argument("--fee-detail", type=float, default=0.0,
+                   help="share of hospitals that send fee_detail.csv (0 = none; writes reference/audit_rules.csv)")
+    p.add_argument("--fee-lines", type=float, default=4.0,
+                   help="mean fee lines of an outpatient visit (an inpatient stay: about half that a day)")
+    p.add_argument("--audit-rate", type=float, default=0.03,
+                   help="share of settled visits that get one injected smart-audit violation")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("run", help="run the nightly DAG (real Airflow run) on the landing root")
