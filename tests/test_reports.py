@@ -99,7 +99,8 @@ create table marts.fct_evaluation_quarterly (hospital_code text, quarter_start d
 -- asked of the dbt side (not fixed by §7 yet): the effective settlement carrying each visit's deduction
 create table marts.fct_settlement_deduction (hospital_code text, settlement_id text, visit_id text,
     insurance_type text, settled_at timestamptz, settlement_month date, total_amount numeric(18,2),
-    fund_paid_amount numeric(18,2), unreasonable_excess_amount numeric(18,2), deduction_amount numeric(18,2));
+    fund_paid_amount numeric(18,2), unreasonable_excess_amount numeric(18,2), deduction_amount numeric(18,2),
+    audit_violation_amount numeric(18,2));  -- beyond the first version: smart audit's part of the base (R6)
 """ + """
 -- smart audit (§7 names and columns exactly): a fixture for the renderer in this test's own database,
 -- not the dbt models (test_audit_fixture_matches_the_dbt_marts compares the columns once they exist)
@@ -126,7 +127,7 @@ BUDGETS = {(H1, "310"): Decimal("1200000.00"), (H1, "390"): Decimal("600000.00")
            (H2, "310"): Decimal("360000.00"), (H2, "390"): Decimal("240000.00")}
 SURPLUS_RETENTION, OVERSPEND_SHARE = Decimal("0.6"), Decimal("0.3")
 # (hospital, type, month) -> deduction; must equal the claims of fct_settlement_deduction below
-DEDUCTIONS = {(H1, "310", date(2025, 1, 1)): Decimal("160.00"), (H1, "390", date(2025, 1, 1)): Decimal("120.00"),
+DEDUCTIONS = {(H1, "310", date(2025, 1, 1)): Decimal("160.00"), (H1, "390", date(2025, 1, 1)): Decimal("205.80"),
               (H2, "310", date(2025, 1, 1)): Decimal("89.85"), (H2, "310", date(2025, 12, 1)): Decimal("81.00")}
 
 
@@ -211,12 +212,15 @@ USAGE = [  # hospital, usage, visit, code, used_at, qty, charge, reference, stan
     (H2, "U9", "V8", STAPLER, datetime(2025, 12, 9, 10, 0), -1, "900", "800", None, "-100", "0", "-100", False),
     (H2, "U10", "V10", STENT, datetime(2025, 12, 14, 16, 0), 3, "530", "500", "520", "90", "30", "90", False),
 ]
-CLAIM_DEDUCTIONS = [  # hospital, settlement, visit, type, settled_at (+08), month, total, fund, unreasonable, deduction
-    (H1, "S1", "V1", "310", "2025-01-20 10:00:00+08", date(2025, 1, 1), "100000", "80000", "200", "160"),
-    (H1, "S5", "V5", "390", "2025-01-25 15:00:00+08", date(2025, 1, 1), "50000", "30000", "200", "120"),
-    (H2, "S7", "V7", "310", "2025-01-28 09:00:00+08", date(2025, 1, 1), "10000", "6000", "149.75", "89.85"),
-    (H2, "S8", "V8", "390", "2025-12-10 12:00:00+08", date(2025, 12, 1), "5000", "3000", "0", "0"),
-    (H2, "S10", "V10", "310", "2025-12-15 17:00:00+08", date(2025, 12, 1), "10000", "9000", "90", "81"),
+CLAIM_DEDUCTIONS = [  # hospital, settlement, visit, type, settled_at (+08), month, total, fund, unreasonable,
+    # deduction, audit violation amount
+    (H1, "S1", "V1", "310", "2025-01-20 10:00:00+08", date(2025, 1, 1), "100000", "80000", "200", "160", "0"),
+    (H1, "S5", "V5", "390", "2025-01-25 15:00:00+08", date(2025, 1, 1), "50000", "30000", "200", "120", "0"),
+    # §8b's visit V9 (below): violations 300 − 300 + 91 + 40 + 12 = 143.00 → round(143 × 1,200 / 2,000, 2)
+    (H1, "S9", "V9", "390", "2025-01-26 18:00:00+08", date(2025, 1, 1), "2000", "1200", "0", "85.80", "143.00"),
+    (H2, "S7", "V7", "310", "2025-01-28 09:00:00+08", date(2025, 1, 1), "10000", "6000", "149.75", "89.85", "0"),
+    (H2, "S8", "V8", "390", "2025-12-10 12:00:00+08", date(2025, 12, 1), "5000", "3000", "0", "0", "0"),
+    (H2, "S10", "V10", "310", "2025-12-15 17:00:00+08", date(2025, 12, 1), "10000", "9000", "90", "81", "0"),
 ]
 SUPPLIER = [
     (H1, "L-0001", "914403001922038216", date(2025, 9, 28), date(2025, 11, 14), None, "overdue", 70, "14000.00"),
@@ -579,7 +583,7 @@ def test_deductions_fallback_without_claim_mart(marts_url, tmp_path):
     assert all(ws.cell(r, 1).value is None for r in rows), "no claim attribution without the mart"
     total = find_row(ws, "合计")
     assert cents(ws.cell(total, cols["不合理费用"]).value) == Decimal("450.00")
-    assert cents(ws.cell(total, cols["扣除金额"]).value) == Decimal("280.00")
+    assert cents(ws.cell(total, cols["扣除金额"]).value) == Decimal("365.80")  # 160.00 + 120.00 + 85.80 (S9, smart audit)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -666,6 +670,15 @@ def test_audit_worked_example_on_the_statement(rendered):
     assert ws.cell(r, cols["医保目录编码"]).value is None and cents(ws.cell(r, cols["金额"]).value) == Decimal("8600.00")
     (r,) = [r for r in audit_section(ws, "suspicious") if ws.cell(r, 1).value == "REP-1"]
     assert ws.cell(r, cols["跨院"]).value == "是" and ws.cell(r, cols["规则类型"]).value == "重复检查（R20）"
+    # the visit's settlement of this month, whose deduction includes the violations (R6 extended)
+    assert {ws.cell(r, cols["本月扣款结算"]).value for r in rows.values()} == {"S9", None}
+    assert all(ws.cell(rows[fl], cols["本月扣款结算"]).value == "S9" for fl in (FL.format(1), FL.format(2)))
+    assert ws.cell(rows[FL.format(10)], cols["本月扣款结算"]).value is None  # V10: no settlement this month
+    claim_cols = header_map(ws)
+    s9 = find_row(ws, "S9")
+    assert cents(ws.cell(s9, claim_cols["智能审核违规金额"]).value) == Decimal("143.00")
+    assert cents(ws.cell(s9, claim_cols["扣除金额"]).value) == Decimal("85.80")
+    assert "智能审核违规" in ws.cell(s9, claim_cols["适用规则"]).value
     # H2's January: no violation, one suspicious finding
     ws = openpyxl.load_workbook(statement(rendered[date(2025, 1, 1)], H2))["扣除明细"]
     assert audit_section(ws, "violation") == [] and len(audit_section(ws, "suspicious")) == 1

@@ -366,11 +366,15 @@ def _load(r: _Reader, schema: str, first: date, last: date) -> MonthData:
         u.unreasonable_excess_amount, u.is_untraceable
     """
     if r.exists(DEDUCTION_TABLE):
+        # beyond the first version of the table: the visit's smart-audit violation amount (R6 extended)
+        audit_amount = ("audit_violation_amount" if "audit_violation_amount" in r.columns(DEDUCTION_TABLE)
+                        else "null::numeric")
         deduction_claims = r.rows(
             """
             select hospital_code::text as hospital_code, settlement_id::text as settlement_id,
                    visit_id::text as visit_id, insurance_type::text as insurance_type, settled_at,
-                   total_amount, fund_paid_amount, unreasonable_excess_amount, deduction_amount
+                   total_amount, fund_paid_amount, unreasonable_excess_amount,
+                   """ + audit_amount + """ as audit_violation_amount, deduction_amount
             from {d}
             where settlement_month = %(first)s
               and (deduction_amount <> 0 or unreasonable_excess_amount <> 0)
@@ -428,12 +432,15 @@ def _load(r: _Reader, schema: str, first: date, last: date) -> MonthData:
 
     audit_findings = audit_summary = exam_rates = None
     if r.exists(AUDIT_FINDINGS):
+        # item_name: beyond §7, shown when the mart carries it
+        item_name = "item_name::text" if "item_name" in r.columns(AUDIT_FINDINGS) else "null::text"
         audit_findings = r.rows(
             """
             select rule_id::text as rule_id, rule_type::text as rule_type, severity::text as severity,
                    hospital_code::text as hospital_code, subject_type::text as subject_type,
                    subject_id::text as subject_id, visit_id::text as visit_id, charge_date::date as charge_date,
-                   item_code::text as item_code, flagged_quantity, flagged_amount, is_cross_hospital
+                   item_code::text as item_code, """ + item_name + """ as item_name, flagged_quantity,
+                   flagged_amount, is_cross_hospital
             from {t}
             where charge_date between %(first)s and %(last)s
             order by hospital_code, severity desc, charge_date, rule_id, subject_type, subject_id

@@ -315,6 +315,8 @@ DEDUCTION_COLS = [
     Col("适用规则", "rule"),
     Col("扣除金额", "deduction_amount", "money"),
 ]
+# when fct_settlement_deduction carries the visit's smart-audit violation amount (R6 extended)
+AUDIT_DEDUCTION_COL = Col("智能审核违规金额", "audit_violation_amount", "money")
 
 
 def deduction_rows(hm: HospitalMonth) -> tuple[list[dict], dict]:
@@ -335,7 +337,10 @@ def deduction_rows(hm: HospitalMonth) -> tuple[list[dict], dict]:
     total = {"settlement_id": "合计", "unreasonable_excess_amount": Decimal("0.00"), "deduction_amount": Decimal("0.00")}
     if hm.deduction_claims is not None:
         for claim in hm.deduction_claims:
-            rows.append({**claim, "is_line": False, "rule": "按统筹支付占比折算扣除（R6）"})
+            rule = "按统筹支付占比折算扣除（R6）"
+            if claim.get("audit_violation_amount"):
+                rule = "（耗材超额 + 智能审核违规）按统筹支付占比折算扣除（R6）"
+            rows.append({**claim, "is_line": False, "rule": rule})
             rows.extend(line_row(u, claim) for u in hm.lines_of(claim))
             total["unreasonable_excess_amount"] += claim["unreasonable_excess_amount"]
             total["deduction_amount"] += claim["deduction_amount"]
@@ -356,6 +361,11 @@ def _hospital_deductions(book: Book, hm: HospitalMonth, head: str) -> None:
         note += "｜marts 暂无结算归属表（fct_settlement_deduction），按使用月份列示超额明细；合计扣除取自月度结算"
     ws = book.sheet(name, f"{hm.hospital.name} {month_label(hm.data.month)} 不合理费用审核扣除明细", note)
     rows, total = deduction_rows(hm)
+    cols = DEDUCTION_COLS
+    if any(c.get("audit_violation_amount") is not None for c in hm.deduction_claims or []):
+        cols = DEDUCTION_COLS[:-2] + [AUDIT_DEDUCTION_COL] + DEDUCTION_COLS[-2:]
+        total["audit_violation_amount"] = sum((c["audit_violation_amount"] or Decimal(0) for c in hm.deduction_claims),
+                                              Decimal("0.00"))
 
     def style_of(r):
         return {"*": "muted", "usage_id": "", "consumable_code": "", "generic_name": "", "used_at": "", "quantity": "",
@@ -363,7 +373,7 @@ def _hospital_deductions(book: Book, hm: HospitalMonth, head: str) -> None:
                 "markup_excess_amount": "", "standard_excess_amount": "", "unreasonable_excess_amount": "",
                 "rule": ""} if r["is_line"] and hm.deduction_claims is not None else {}
 
-    end = book.table(ws, name, DEDUCTION_COLS, rows, total=total, style_of=style_of)
+    end = book.table(ws, name, cols, rows, total=total, style_of=style_of)
     book.rows[name] = len(rows)
     if hm.deduction_claims is not None:
         r = HEADER_ROW + 1
@@ -383,16 +393,23 @@ AUDIT_COLS = [
     Col("对象编号（费用明细号/结算流水号）", "subject_id"),
     Col("就诊流水号", "visit_id"),
     Col("医保目录编码", "item_code", "text", 24),
+    Col("项目名称", "item_name"),
     Col("费用日期", "charge_date", "date"),
     Col("数量", "flagged_quantity", "qty"),
     Col("金额", "flagged_amount", "money"),
     Col("跨院", "is_cross_hospital", "bool"),
+    Col("本月扣款结算", "settlement_id"),
 ]
 
 
-def audit_rows(findings: list[dict]) -> list[dict]:
+def audit_rows(findings: list[dict], claims: list[dict] | None = None) -> list[dict]:
+    """Findings with their labels and, for violations, the settlement of this month's statement whose
+    deduction includes them (the visit's effective settlement, when it is in this month)."""
+    settlement_of = {c["visit_id"]: c["settlement_id"] for c in claims or []}
     return [{**f, "rule_type_label": rule_type_label(f["rule_type"]), "severity_label": severity_label(f["severity"]),
-             "subject_label": SUBJECT_TYPE.get(f["subject_type"], f["subject_type"])} for f in findings]
+             "subject_label": SUBJECT_TYPE.get(f["subject_type"], f["subject_type"]),
+             "settlement_id": settlement_of.get(f["visit_id"]) if f["severity"] == "violation" else None}
+            for f in findings]
 
 
 def _audit_findings(book: Book, ws, name: str, hm: HospitalMonth, row: int) -> int:
@@ -423,8 +440,9 @@ def _audit_findings(book: Book, ws, name: str, hm: HospitalMonth, row: int) -> i
             continue
         total = {"rule_id": "小计", "subject_id": f"{len(findings)} 条",
                  "flagged_amount": sum((f["flagged_amount"] or Decimal(0) for f in findings), Decimal("0.00"))}
-        row = book.table(ws, name, AUDIT_COLS, audit_rows(findings), start=row + 1, total=total, freeze=False,
-                         count=False) + 1
+        cols = AUDIT_COLS if severity == "violation" else AUDIT_COLS[:-1]
+        row = book.table(ws, name, cols, audit_rows(findings, hm.deduction_claims), start=row + 1, total=total,
+                         freeze=False, count=False) + 1
         written += len(findings)
     return written
 
