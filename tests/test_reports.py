@@ -760,11 +760,14 @@ def test_audit_in_the_pdfs(rendered):
                    "¥300.00", "-¥300.00", "¥91.00", "¥8,600.00", "2025-01-03", "违规 7 条 ¥206.00；可疑 2 条（不扣款）"):
         assert needle in text, needle
     assert "FL-H1-0201" not in text, "a February finding is not January's"
+    exam = text[text.index("大型检查阳性率（R21"):]
+    assert "CT" in exam and "70.00%" in exam and "90.00%" in exam and "预警" in exam
     text = _pdftotext(statement(rendered[date(2025, 1, 1)], H2, "pdf"))
     assert "本月无违规发现" in text and "限适应症（R19）" in text
     for code in (H1, H2):
         assert "本月无智能审核发现" in _pdftotext(statement(rendered[date(2026, 2, 1)], code, "pdf"))
-    assert "本月无智能审核发现" in _pdftotext(statement(rendered[date(2025, 12, 1)], H1, "pdf"))
+    text = _pdftotext(statement(rendered[date(2025, 12, 1)], H1, "pdf"))
+    assert "本月无智能审核发现" in text and "83.33%" in text  # no findings, but its CT positive rate
 
     text = _pdftotext(overview(rendered[date(2025, 1, 1)], "pdf"))
     for needle in ("九、智能审核发现排名", "十、大型检查阳性率", "新乡市第一人民医院", "¥206.00", "70.00%", "0.00%",

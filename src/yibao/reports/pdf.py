@@ -230,7 +230,7 @@ def _hospital_audit(hm: HospitalMonth) -> str:
     if not hm.audit_findings:
         parts.append(f"<p>{NO_FINDINGS}。</p>")
         parts.append('<p class="note">未报送费用明细（fee_detail）的医院不做智能审核。</p>')
-        return "".join(parts)
+        return "".join(parts) + _exam_rates(hm)
     groups: dict[tuple[str, str], list[dict]] = {}
     for f in hm.audit_findings:
         groups.setdefault((f["rule_type"], f["severity"]), []).append(f)
@@ -247,7 +247,18 @@ def _hospital_audit(hm: HospitalMonth) -> str:
     parts.append(_finding_table(violations) if violations else "<p>本月无违规发现。</p>")
     parts.append(f"<h2>可疑明细（{SUSPICIOUS_NOTE}）</h2>")
     parts.append(_finding_table(suspicious) if suspicious else "<p>本月无可疑发现。</p>")
-    return "".join(parts)
+    return "".join(parts) + _exam_rates(hm)
+
+
+def _exam_rates(hm: HospitalMonth) -> str:
+    """The hospital's R21 rows of the month (hospitals of level 二级 and above that send exam results)."""
+    if not hm.exam_rates:
+        return ""
+    rows = [[r["exam_class"], str(r["examined_count"]), str(r["positive_count"]),
+             (pct(r["positive_rate"]), "red" if r["is_alert"] else ""), pct(r["threshold_rate"]),
+             ("预警", "red") if r["is_alert"] else "正常"] for r in hm.exam_rates]
+    return ("<h2>大型检查阳性率（R21，预警：阳性率 ≤ 阈值）</h2>"
+            + _table(["检查类别", "有结果的检查数", "阳性数", "阳性率", "阈值", "预警"], rows))
 
 
 def _short(t: str | None) -> str:
