@@ -611,6 +611,20 @@ create table {s}.fct_abnormal_use_alerts (
 create table {s}.fct_evaluation_quarterly (
     hospital_code text, quarter_start date, avg_inpatient_cost_amount numeric(18,2),
     avg_inpatient_cost_growth numeric(9,4), visits_per_patient numeric(9,4), personal_burden_ratio numeric(9,4));
+create table {s}.fct_settlement_deduction (
+    hospital_code text, settlement_id text, visit_id text, insurance_type text, settled_at timestamptz,
+    settlement_month date, total_amount numeric(18,2), fund_paid_amount numeric(18,2),
+    unreasonable_excess_amount numeric(18,2), deduction_amount numeric(18,2));
+create table {s}.fct_audit_findings (
+    rule_id text, rule_type text, severity text, hospital_code text, subject_type text, subject_id text,
+    visit_id text, patient_key text, charge_date date, item_code text, flagged_quantity numeric(18,4),
+    flagged_amount numeric(18,2), is_cross_hospital boolean);
+create table {s}.fct_exam_positive_rate_monthly (
+    hospital_code text, month_start date, exam_class text, examined_count integer, positive_count integer,
+    positive_rate numeric(9,4), threshold_rate numeric(9,4), is_alert boolean);
+create table {s}.fct_audit_summary_monthly (
+    hospital_code text, month_start date, rule_type text, severity text, finding_count integer,
+    flagged_amount numeric(18,2));
 """
 AS_OF = dt.date(2025, 3, 31)
 
@@ -630,6 +644,11 @@ def build_marts(cur, schema: str) -> None:
             monthly.append((b["hospital_code"], b["insurance_type"], dt.date(2025, m, 1), quota, declared,
                             Decimal("100.00"), reasonable, paid, deferred, Decimal("0.00")))
     execute_values(cur, f"insert into {schema}.fct_settlement_monthly values %s", monthly)
+    # R6: the settlements behind each month's deduction (Σ per month = the monthly deduction)
+    execute_values(cur, f"insert into {schema}.fct_settlement_deduction values %s", [
+        (h, f"SD-{t}-{m:%m}", f"VD-{t}-{m:%m}", t, dt.datetime.combine(m, dt.time(9)), m, Decimal("1000.00"),
+         Decimal("700.00"), Decimal("142.86"), deduction) for h, t, m, _, _, deduction, *_ in monthly
+    ])
     execute_values(cur, f"insert into {schema}.fct_budget_consumption values %s", [
         (HA, "310", AS_OF, Decimal("1200000.00"), Decimal("240000.00"), Decimal("0.2000"), Decimal("0.2466"),
          Decimal("0.8110"), Decimal("973170.73"), "green"),
@@ -659,14 +678,86 @@ def build_marts(cur, schema: str) -> None:
     ])
 
 
+# Smart audit (R11–R22): fee lines in raw.fee_detail (a load id of their own, removed after the test)
+# and the findings on them, as DOMAIN §4b states them.
+FEE_LOAD = 990_001
+CT, SEXDRUG, FRQ = "002103000010000", "002202010060000", "001102000010000"
+FEE_LINES = [  # hospital, fee_line_id, visit, item_type, item_code, quantity, unit_price, amount
+    (HA, "FL1", "VA1", "21", SEXDRUG, Decimal("1"), Decimal("300.0000"), Decimal("300.00")),
+    (HA, "FL2", "VA1", "21", SEXDRUG, Decimal("-1"), Decimal("300.0000"), Decimal("-300.00")),  # refund of FL1
+    (HA, "FL3", "VA1", "21", FRQ, Decimal("2"), Decimal("20.0000"), Decimal("40.00")),
+    (HA, "FL4", "VA2", "21", FRQ, Decimal("1"), Decimal("20.0000"), Decimal("20.00")),
+    (HB, "FL5", "VB1", "21", CT, Decimal("1"), Decimal("280.0000"), Decimal("280.00")),
+    (HC, "FL6", "VC1", "21", CT, Decimal("1"), Decimal("280.0000"), Decimal("280.00")),
+    (HC, "FL7", "VC1", "21", SEXDRUG, Decimal("1"), Decimal("300.0000"), Decimal("300.00")),
+]
+R22_SETTLEMENT = "S0310001"  # claim(HA, 2025-03-10, 1): fund_paid 700.00
+FINDINGS = [  # rule, type, severity, hospital, subject type, subject, visit, patient, date, item, qty, amount, cross
+    ("SEX-1", "sex", "violation", HA, "fee_line", "FL1", "VA1", KEY, dt.date(2025, 3, 3), SEXDRUG, 1, "300.00", False),
+    ("SEX-1", "sex", "violation", HA, "fee_line", "FL2", "VA1", KEY, dt.date(2025, 3, 4), SEXDRUG, -1, "-300.00", False),
+    ("FRQ-1", "daily_quantity", "violation", HA, "fee_line", "FL3", "VA1", KEY, dt.date(2025, 3, 3), FRQ, 2, "40.00", False),
+    # R15 flags the day's excess on the day's last line: 3 × 20.00 on a line of 1 × 20.00 is right
+    ("FRQ-1", "daily_quantity", "violation", HA, "fee_line", "FL4", "VA2", KEY, dt.date(2025, 3, 5), FRQ, 3, "60.00", False),
+    ("REP-1", "repeat_exam", "suspicious", HB, "fee_line", "FL5", "VB1", KEY, dt.date(2025, 3, 6), CT, 1, "280.00", True),
+    ("RDM-1", "readmission", "suspicious", HA, "settlement", R22_SETTLEMENT, "V0310001", KEY, dt.date(2025, 3, 5),
+     None, None, "700.00", False),
+]
+EXAMS = [
+    (HA, dt.date(2025, 3, 1), "CT", 10, 7, Decimal("0.7000"), Decimal("0.7000"), True),
+    (HB, dt.date(2025, 3, 1), "CT", 3, 2, Decimal("0.6667"), Decimal("0.7000"), True),
+    (HB, dt.date(2025, 3, 1), "DR", 0, 0, None, Decimal("0.7000"), False),  # nothing examined: no rate, no alert
+    (HB, dt.date(2025, 2, 1), "CT", 8, 7, Decimal("0.8750"), Decimal("0.7000"), False),
+]
+
+
+def summarise_findings(cur, schema: str) -> None:
+    cur.execute(f"""delete from {schema}.fct_audit_summary_monthly;
+        insert into {schema}.fct_audit_summary_monthly
+        select hospital_code, date_trunc('month', charge_date)::date, rule_type, severity, count(*), sum(flagged_amount)
+        from {schema}.fct_audit_findings group by 1, 2, 3, 4""")
+
+
+def build_audit(cur, schema: str) -> int:
+    """Clean smart-audit marts in ``schema`` and their raw inputs; returns the claim's load id."""
+    execute_values(cur, "insert into raw.fee_detail (load_id, business_date, source_file, source_row, hospital_code,"
+                        " fee_line_id, visit_id, patient_key, item_type, item_code, quantity, unit_price, amount,"
+                        " charged_at) values %s",
+                   [(FEE_LOAD, dt.date(2025, 3, 10), f"20250310/{h}/fee_detail.csv", i, h, fl, v, KEY, t, code, q, p,
+                     a, dt.datetime(2025, 3, 3, 9)) for i, (h, fl, v, t, code, q, p, a) in enumerate(FEE_LINES, 1)])
+    # an earlier version of FL3 at another price (2 × 25.00): only the latest version (2 × 20.00) counts
+    cur.execute("insert into raw.fee_detail (load_id, business_date, source_file, source_row, hospital_code,"
+                " fee_line_id, visit_id, patient_key, item_type, item_code, quantity, unit_price, amount, charged_at)"
+                " select load_id, business_date - 1, source_file, 99, hospital_code, fee_line_id, visit_id, patient_key,"
+                " item_type, item_code, quantity, 25, 50.00, charged_at from raw.fee_detail"
+                " where load_id = %s and fee_line_id = 'FL3'", (FEE_LOAD,))
+    claim_load = deliver(cur, "claim", HA, dt.date(2025, 3, 10), [claim(HA, dt.date(2025, 3, 10), 1)])
+    execute_values(cur, f"insert into {schema}.fct_audit_findings values %s", FINDINGS)
+    execute_values(cur, f"insert into {schema}.fct_exam_positive_rate_monthly values %s", EXAMS)
+    summarise_findings(cur, schema)
+    return claim_load
+
+
+def drop_audit_inputs(url: str, claim_load: int) -> None:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("delete from raw.fee_detail where load_id = %s", (FEE_LOAD,))
+        cur.execute("delete from raw.claim where load_id = %s", (claim_load,))
+        cur.execute("delete from raw.load_ledger where load_id = %s", (claim_load,))
+
+
 def test_clean_mart_passes(city):
     from yibao.quality import validate_marts
 
     with psycopg2.connect(city) as conn, conn.cursor() as cur:
         build_marts(cur, "marts_clean")
-    report = validate_marts(city, "marts_clean", AS_OF, "marts-clean")
+        claim_load = build_audit(cur, "marts_clean")
+    try:
+        report = validate_marts(city, "marts_clean", AS_OF, "marts-clean")
+    finally:
+        drop_audit_inputs(city, claim_load)
     assert report.errors == [] and report.warnings == [], report.summary_text()
-    assert {r.suite for r in report.results} == {"marts_settlement", "marts_rates", "marts_grain"}
+    assert {r.suite for r in report.results} == {"marts_settlement", "marts_rates", "marts_grain", "marts_audit"}
+    audit = {r.check: r for r in report.results if r.suite == "marts_audit"}
+    assert len(audit) == 10 and audit["fct_audit_findings_grain"].evaluated == len(FINDINGS)
     by_name = {r.check: r for r in report.results}
     assert by_name["monthly_rows_complete"].evaluated == 4 * 3
     assert len(_stored(city, "marts-clean", "marts")) == len(report.results)
@@ -726,6 +817,61 @@ def test_mart_errors_fail_the_gate_and_list_each_failure(city):
     assert f"marts_settlement.month_with_claims_has_budget [hospital {HC}]: 2 of" in message
     assert "marts_grain.fct_supplier_payment_grain [all hospitals]: 1 of 0 failed — check could not run" in message
     assert len(message.splitlines()) == 1 + 6 + 1  # title, one line per failed result, Data Docs
+
+
+def test_audit_mart_errors_fail_the_gate(city):
+    """Each smart-audit mart check fails for the hospital whose rows break it, and only there."""
+    from yibao.quality import validate_marts
+
+    s = "marts_audit_bad"
+    with psycopg2.connect(city) as conn, conn.cursor() as cur:
+        build_marts(cur, s)
+        claim_load = build_audit(cur, s)
+        f = f"{s}.fct_audit_findings"
+        cur.execute(f"insert into {f} select * from {f} where subject_id = 'FL1'")             # HA: one finding twice
+        cur.execute(f"update {f} set flagged_amount = 41.00 where subject_id = 'FL3'")        # HA: R15 ≠ 2 × 20.00
+        cur.execute(f"update {f} set flagged_amount = 699.99 where rule_type = 'readmission'")  # HA: R22 ≠ fund_paid
+        execute_values(cur, f"insert into {f} values %s", [
+            ("SEX-1", "sex", "violation", HB, "fee_line", "FL-NONE", "VB9", KEY, dt.date(2025, 3, 7), SEXDRUG, 1,
+             "300.00", False),                                                                  # HB: no such line
+            ("PR-1", "positive_rate", "violation", HC, "fee_line", "FL6", "VC1", KEY, dt.date(2025, 3, 3), CT, 1,
+             "280.00", False),                                                                  # HC: R21 is no finding
+            ("SEX-1", "sex", "violation", HC, "fee_line", "FL7", "VC1", KEY, dt.date(2025, 3, 3), SEXDRUG, 1,
+             "350.00", False),                                                                  # HC: more than the line
+        ])
+        summarise_findings(cur, s)
+        cur.execute(f"delete from {s}.fct_audit_summary_monthly where hospital_code = '{HB}'")  # HB: summary short
+        e = f"{s}.fct_exam_positive_rate_monthly"
+        cur.execute(f"update {e} set positive_rate = 0.7001 where hospital_code = '{HA}'")     # HA: ≠ 7/10, alert wrong
+        cur.execute(f"insert into {e} select * from {e} where hospital_code = '{HB}' and exam_class = 'DR'")  # HB ×2
+        d = f"{s}.fct_settlement_deduction"
+        cur.execute(f"update {d} set deduction_amount = 800.00 where hospital_code = '{HB}' and settlement_id = 'SD-310-03'")
+        cur.execute(f"delete from {d} where hospital_code = '{HC}' and settlement_id = 'SD-310-01'")
+    try:
+        report = validate_marts(city, s, AS_OF, "marts-audit-bad")
+    finally:
+        drop_audit_inputs(city, claim_load)
+    errors = {k: v for k, v in _failed(report, "error").items() if k[0] == "marts_audit"}
+    assert errors == {
+        ("marts_audit", "fct_audit_findings_grain", HA): 2,
+        ("marts_audit", "audit_finding_fields", HC): 1,
+        ("marts_audit", "audit_amount_within_fee_line", HA): 1,
+        ("marts_audit", "audit_amount_within_fee_line", HB): 1,
+        ("marts_audit", "audit_amount_within_fee_line", HC): 1,
+        ("marts_audit", "audit_readmission_amount_is_fund_paid", HA): 1,
+        ("marts_audit", "audit_summary_matches_findings", HB): 2,   # 2025-03 sex/violation and repeat_exam/suspicious
+        ("marts_audit", "exam_positive_rate_consistent", HA): 1,
+        ("marts_audit", "fct_exam_positive_rate_monthly_grain", HB): 2,
+        ("marts_audit", "deduction_within_fund_paid", HB): 1,
+        ("marts_audit", "deductions_listed_per_settlement", HB): 1,
+        ("marts_audit", "deductions_listed_per_settlement", HC): 1,
+    }, report.summary_text()
+    assert set(_failed(report, "error")) == set(errors), report.summary_text()
+    details = {(r.check, r.hospital_code): r.detail for r in report.errors}
+    assert "FL-NONE: no such fee line" in details["audit_amount_within_fee_line", HB]
+    assert "FL3: qty 2.0000 of line qty 2.0000 at 20.0000: 41.00" in details["audit_amount_within_fee_line", HA]
+    assert "FL7: 350.00 of line amount 300.00" in details["audit_amount_within_fee_line", HC]
+    assert "SD-310-03: 800.00 of fund_paid 700.00" in details["deduction_within_fund_paid", HB]
 
 
 def test_marts_schema_name_is_an_identifier(city):

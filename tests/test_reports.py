@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import re
 import shutil
 import subprocess
 from datetime import date, datetime, timedelta
@@ -98,14 +99,35 @@ create table marts.fct_evaluation_quarterly (hospital_code text, quarter_start d
 -- asked of the dbt side (not fixed by §7 yet): the effective settlement carrying each visit's deduction
 create table marts.fct_settlement_deduction (hospital_code text, settlement_id text, visit_id text,
     insurance_type text, settled_at timestamptz, settlement_month date, total_amount numeric(18,2),
-    fund_paid_amount numeric(18,2), unreasonable_excess_amount numeric(18,2), deduction_amount numeric(18,2));
+    fund_paid_amount numeric(18,2), unreasonable_excess_amount numeric(18,2), deduction_amount numeric(18,2),
+    audit_violation_amount numeric(18,2));  -- beyond the first version: smart audit's part of the base (R6)
+""" + """
+-- smart audit (§7 names and columns exactly): a fixture for the renderer in this test's own database,
+-- not the dbt models (test_audit_fixture_matches_the_dbt_marts compares the columns once they exist)
+create table marts.fct_audit_findings (rule_id text, rule_type text, severity text, hospital_code text,
+    subject_type text, subject_id text, visit_id text, patient_key text, charge_date date, item_code text,
+    flagged_quantity numeric(18,4), flagged_amount numeric(18,2), is_cross_hospital boolean);
+create table marts.fct_exam_positive_rate_monthly (hospital_code text, month_start date, exam_class text,
+    examined_count integer, positive_count integer, positive_rate numeric(9,4), threshold_rate numeric(9,4),
+    is_alert boolean);
+create table marts.fct_audit_summary_monthly (hospital_code text, month_start date, rule_type text, severity text,
+    finding_count integer, flagged_amount numeric(18,2));
 """
+AUDIT_COLUMNS = {  # DOMAIN §7, in order
+    "fct_audit_findings": ["rule_id", "rule_type", "severity", "hospital_code", "subject_type", "subject_id",
+                           "visit_id", "patient_key", "charge_date", "item_code", "flagged_quantity",
+                           "flagged_amount", "is_cross_hospital"],
+    "fct_exam_positive_rate_monthly": ["hospital_code", "month_start", "exam_class", "examined_count",
+                                       "positive_count", "positive_rate", "threshold_rate", "is_alert"],
+    "fct_audit_summary_monthly": ["hospital_code", "month_start", "rule_type", "severity", "finding_count",
+                                  "flagged_amount"],
+}
 
 BUDGETS = {(H1, "310"): Decimal("1200000.00"), (H1, "390"): Decimal("600000.00"),
            (H2, "310"): Decimal("360000.00"), (H2, "390"): Decimal("240000.00")}
 SURPLUS_RETENTION, OVERSPEND_SHARE = Decimal("0.6"), Decimal("0.3")
 # (hospital, type, month) -> deduction; must equal the claims of fct_settlement_deduction below
-DEDUCTIONS = {(H1, "310", date(2025, 1, 1)): Decimal("160.00"), (H1, "390", date(2025, 1, 1)): Decimal("120.00"),
+DEDUCTIONS = {(H1, "310", date(2025, 1, 1)): Decimal("160.00"), (H1, "390", date(2025, 1, 1)): Decimal("205.80"),
               (H2, "310", date(2025, 1, 1)): Decimal("89.85"), (H2, "310", date(2025, 12, 1)): Decimal("81.00")}
 
 
@@ -190,12 +212,15 @@ USAGE = [  # hospital, usage, visit, code, used_at, qty, charge, reference, stan
     (H2, "U9", "V8", STAPLER, datetime(2025, 12, 9, 10, 0), -1, "900", "800", None, "-100", "0", "-100", False),
     (H2, "U10", "V10", STENT, datetime(2025, 12, 14, 16, 0), 3, "530", "500", "520", "90", "30", "90", False),
 ]
-CLAIM_DEDUCTIONS = [  # hospital, settlement, visit, type, settled_at (+08), month, total, fund, unreasonable, deduction
-    (H1, "S1", "V1", "310", "2025-01-20 10:00:00+08", date(2025, 1, 1), "100000", "80000", "200", "160"),
-    (H1, "S5", "V5", "390", "2025-01-25 15:00:00+08", date(2025, 1, 1), "50000", "30000", "200", "120"),
-    (H2, "S7", "V7", "310", "2025-01-28 09:00:00+08", date(2025, 1, 1), "10000", "6000", "149.75", "89.85"),
-    (H2, "S8", "V8", "390", "2025-12-10 12:00:00+08", date(2025, 12, 1), "5000", "3000", "0", "0"),
-    (H2, "S10", "V10", "310", "2025-12-15 17:00:00+08", date(2025, 12, 1), "10000", "9000", "90", "81"),
+CLAIM_DEDUCTIONS = [  # hospital, settlement, visit, type, settled_at (+08), month, total, fund, unreasonable,
+    # deduction, audit violation amount
+    (H1, "S1", "V1", "310", "2025-01-20 10:00:00+08", date(2025, 1, 1), "100000", "80000", "200", "160", "0"),
+    (H1, "S5", "V5", "390", "2025-01-25 15:00:00+08", date(2025, 1, 1), "50000", "30000", "200", "120", "0"),
+    # §8b's visit V9 (below): violations 300 − 300 + 91 + 40 + 12 = 143.00 → round(143 × 1,200 / 2,000, 2)
+    (H1, "S9", "V9", "390", "2025-01-26 18:00:00+08", date(2025, 1, 1), "2000", "1200", "0", "85.80", "143.00"),
+    (H2, "S7", "V7", "310", "2025-01-28 09:00:00+08", date(2025, 1, 1), "10000", "6000", "149.75", "89.85", "0"),
+    (H2, "S8", "V8", "390", "2025-12-10 12:00:00+08", date(2025, 12, 1), "5000", "3000", "0", "0", "0"),
+    (H2, "S10", "V10", "310", "2025-12-15 17:00:00+08", date(2025, 12, 1), "10000", "9000", "90", "81", "0"),
 ]
 SUPPLIER = [
     (H1, "L-0001", "914403001922038216", date(2025, 9, 28), date(2025, 11, 14), None, "overdue", 70, "14000.00"),
@@ -222,6 +247,36 @@ ALERTS = [
 ]
 
 
+# Smart-audit findings (docs/worked-example.md §8b, moved to January 2025 where the other months need
+# it); codes of full length: a 23-character drug code and a 50-character herbal (中药饮片) code.
+SEXDRUG, INPDRUG, FRQ, INCB, INT, CT = ("002202010060000", "XB05BAF160B0A001010012345", "001102000010000",
+                                        "001101000010000", "250301015000000", "002103000010000")
+HERBAL = "YP" + "4107020001" * 4 + "12345678"  # 50 characters, local format
+FL = "FL2025010300000000{:02d}"  # 20-character fee line ids
+FINDINGS = [  # rule_id, rule_type, severity, hospital, subject_type, subject_id, visit, patient, date, item, qty, amount, cross
+    ("SEX-1", "sex", "violation", H1, "fee_line", FL.format(1), "V9", "PK-MAN", date(2025, 1, 3), SEXDRUG, 1, "300.00", False),
+    ("SEX-1", "sex", "violation", H1, "fee_line", FL.format(7), "V9", "PK-MAN", date(2025, 1, 4), SEXDRUG, -1, "-300.00", False),
+    ("INP-1", "inpatient_only", "violation", H1, "fee_line", FL.format(2), "V9", "PK-MAN", date(2025, 1, 3), INPDRUG, 2, "91.00", False),
+    ("FRQ-1", "daily_quantity", "violation", H1, "fee_line", FL.format(4), "V9", "PK-MAN", date(2025, 1, 3), FRQ, 2, "40.00", False),
+    ("INC-1", "included_in", "violation", H1, "fee_line", FL.format(6), "V9", "PK-MAN", date(2025, 1, 3), INCB, 1, "12.00", False),
+    ("INT-1", "min_interval_days", "violation", H1, "fee_line", FL.format(10), "V10", "PK-MAN", date(2025, 1, 10), INT, 1, "35.50", False),
+    ("HERB-1", "hospital_level", "violation", H1, "fee_line", FL.format(11), "V10", "PK-MAN", date(2025, 1, 10), HERBAL, "2.5", "27.50", False),
+    ("REP-1", "repeat_exam", "suspicious", H1, "fee_line", FL.format(20), "V20", "PK-GIRL", date(2025, 1, 5), CT, 1, "280.00", True),
+    ("RDM-1", "readmission", "suspicious", H1, "settlement", "S21", "V21", "PK-MAN", date(2025, 1, 20), None, None, "8600.00", False),
+    ("IND-1", "indication", "suspicious", H2, "fee_line", "FL-H2-0001", "V7", "PK-H2", date(2025, 1, 27), INPDRUG, 3, "129.90", False),
+    # February: must not show in January's statements
+    ("AGE-1", "age", "violation", H1, "fee_line", "FL-H1-0201", "V30", "PK-KID", date(2025, 2, 3), SEXDRUG, 1, "66.00", False),
+    # December: H2 only (H1's December statement has none)
+    ("AGE-1", "age", "violation", H2, "fee_line", "FL-H2-1201", "V8", "PK-H2", date(2025, 12, 8), SEXDRUG, 1, "88.00", False),
+]
+EXAM_RATES = [  # hospital, month, class, examined, positive, rate, threshold, alert
+    (H1, date(2025, 1, 1), "CT", 10, 7, "0.7000", "0.7000", True),
+    (H1, date(2025, 1, 1), "DR", 20, 18, "0.9000", "0.7000", False),
+    (H2, date(2025, 1, 1), "CT", 2, 0, "0.0000", "0.7000", True),
+    (H1, date(2025, 12, 1), "CT", 12, 10, "0.8333", "0.7000", False),
+]
+
+
 def load_fixture(url: str) -> None:
     monthly = build_monthly()
     conn = psycopg2.connect(url)
@@ -238,6 +293,12 @@ def load_fixture(url: str) -> None:
         ins("fct_usage_pricing", USAGE)
         ins("fct_abnormal_use_alerts", ALERTS)
         ins("fct_settlement_deduction", CLAIM_DEDUCTIONS)
+        ins("fct_audit_findings", FINDINGS)
+        ins("fct_exam_positive_rate_monthly", EXAM_RATES)
+        cur.execute("""insert into marts.fct_audit_summary_monthly
+                       select hospital_code, date_trunc('month', charge_date)::date, rule_type, severity, count(*),
+                              sum(flagged_amount)
+                       from marts.fct_audit_findings group by 1, 2, 3, 4""")
         # a schema of views without the deduction mart: the reports' fallback path
         cur.execute("drop schema if exists marts_min cascade; create schema marts_min")
         cur.execute("select table_name from information_schema.tables where table_schema = 'marts'")
@@ -245,7 +306,7 @@ def load_fixture(url: str) -> None:
             if name == "dim_hospital":  # the dbt model's name for the level column
                 cur.execute("create view marts_min.dim_hospital as select hospital_code, hospital_name,"
                             " level as hospital_level, county_code from marts.dim_hospital")
-            elif name != "fct_settlement_deduction":
+            elif name != "fct_settlement_deduction" and name not in AUDIT_COLUMNS:  # nor smart audit
                 cur.execute(f"create view marts_min.{name} as select * from marts.{name}")
     conn.close()
 
@@ -330,6 +391,13 @@ def data_rows(ws, start: int = 4, col: int = 1) -> list[int]:
             break
         rows.append(r)
     return rows
+
+
+def _pdftotext(path: Path) -> str:
+    return subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
+
+
+needs_poppler = pytest.mark.skipif(not shutil.which("pdftotext"), reason="poppler-utils not installed")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -515,7 +583,220 @@ def test_deductions_fallback_without_claim_mart(marts_url, tmp_path):
     assert all(ws.cell(r, 1).value is None for r in rows), "no claim attribution without the mart"
     total = find_row(ws, "合计")
     assert cents(ws.cell(total, cols["不合理费用"]).value) == Decimal("450.00")
-    assert cents(ws.cell(total, cols["扣除金额"]).value) == Decimal("280.00")
+    assert cents(ws.cell(total, cols["扣除金额"]).value) == Decimal("365.80")  # 160.00 + 120.00 + 85.80 (S9, smart audit)
+
+
+# ------------------------------------------------------------------------------------------------
+# Smart audit (R11–R22)
+# ------------------------------------------------------------------------------------------------
+RULE_TYPE_CN = {"sex": "限定性别（R11）", "age": "限定年龄（R12）", "hospital_level": "限医疗机构级别（R13）",
+                "inpatient_only": "限住院使用（R14）", "daily_quantity": "限定频次（R15）",
+                "min_interval_days": "周期超频次（R16）", "course_days": "限支付疗程（R17）",
+                "included_in": "重复收费（R18）", "indication": "限适应症（R19）", "repeat_exam": "重复检查（R20）",
+                "positive_rate": "检查阳性率（R21）", "readmission": "分解住院（R22）"}
+
+
+def audit_section(ws, severity: str) -> list[int]:
+    """Rows of the violation / suspicious table of 扣除明细 (below the consumable table), [] when the
+    section says it has none."""
+    title = "智能审核违规明细" if severity == "violation" else "智能审核可疑明细"
+    (r,) = [r for r in range(1, ws.max_row + 1) if str(ws.cell(r, 1).value or "").startswith(title)]
+    if ws.cell(r + 1, 1).value != "规则编号":
+        assert ws.cell(r + 1, 1).value in ("本月无违规发现", "本月无可疑发现")
+        return []
+    rows = []
+    for x in range(r + 2, ws.max_row + 1):
+        if ws.cell(x, 1).value == "小计":
+            return rows
+        rows.append(x)
+    raise AssertionError(f"{title}: no 小计 row")
+
+
+@pytest.mark.parametrize("month", MONTHS, ids=lambda m: f"{m:%Y-%m}")
+@pytest.mark.parametrize("code", [H1, H2])
+def test_audit_findings_on_the_deductions_sheet(rendered, marts_url, month, code):
+    """Each finding of the month (by charge date) is listed under 扣除明细, violations and suspicious
+    findings apart, with the mart's figures; a month without any says 本月无智能审核发现."""
+    ws = openpyxl.load_workbook(statement(rendered[month], code))["扣除明细"]
+    values = [c.value for row in ws.iter_rows() for c in row if c.value is not None]
+    last = date(month.year, month.month, calendar.monthrange(month.year, month.month)[1])
+    expected_all = q(marts_url, """select severity, rule_id, rule_type, subject_id, visit_id, item_code, charge_date,
+                     flagged_quantity, flagged_amount, is_cross_hospital from marts.fct_audit_findings
+                     where hospital_code = %s and charge_date between %s and %s
+                     order by charge_date, rule_id, subject_type, subject_id""", code, month, last)
+    if not expected_all:
+        assert any(str(v).endswith("本月无智能审核发现") for v in values), values[-5:]
+        assert "智能审核违规明细" not in " ".join(str(v) for v in values)
+        return
+    assert not any("本月无智能审核发现" in str(v) for v in values)
+    cols = header_map(ws, find_row(ws, "规则编号"))
+    for severity, label in (("violation", "违规"), ("suspicious", "可疑")):
+        expected = [e[1:] for e in expected_all if e[0] == severity]
+        rows = audit_section(ws, severity)
+        got = [(ws.cell(r, cols["规则编号"]).value, ws.cell(r, cols["规则类型"]).value,
+                ws.cell(r, cols["对象编号（费用明细号/结算流水号）"]).value, ws.cell(r, cols["就诊流水号"]).value,
+                ws.cell(r, cols["医保目录编码"]).value, ws.cell(r, cols["费用日期"]).value.date(),
+                None if ws.cell(r, cols["数量"]).value is None else Decimal(repr(ws.cell(r, cols["数量"]).value)),
+                cents(ws.cell(r, cols["金额"]).value), ws.cell(r, cols["跨院"]).value) for r in rows]
+        assert got == [(rid, RULE_TYPE_CN[rt], sid, visit, item, d, qty if qty is None else Decimal(qty).normalize(),
+                        amount, "是" if cross else "否")
+                       for rid, rt, sid, visit, item, d, qty, amount, cross in expected]
+        assert all(ws.cell(r, cols["性质"]).value == label for r in rows)
+        if rows:
+            subtotal = rows[-1] + 1
+            assert ws.cell(subtotal, 1).value == "小计"
+            assert cents(ws.cell(subtotal, cols["金额"]).value) == sum(e[-2] for e in expected)
+            assert ws.cell(rows[0], cols["金额"]).number_format.startswith("[$¥-804]")
+    assert any(str(v).endswith("可疑，待复核，不扣款") for v in values)
+    n = sum(1 for m in manifest(rendered[month])["files"] if m["file"] == statement(rendered[month], code).name
+            and m["rows"]["扣除明细"] >= len(expected_all))
+    assert n == 1
+
+
+def test_audit_worked_example_on_the_statement(rendered):
+    """docs/worked-example.md §8b's findings as printed (independent of any SQL): the man's visit V9."""
+    ws = openpyxl.load_workbook(statement(rendered[date(2025, 1, 1)], H1))["扣除明细"]
+    cols = header_map(ws, find_row(ws, "规则编号"))
+    rows = {ws.cell(r, cols["对象编号（费用明细号/结算流水号）"]).value: r for r in audit_section(ws, "violation")}
+    for fee_line, rule, amount in ((FL.format(1), "限定性别（R11）", "300.00"), (FL.format(7), "限定性别（R11）", "-300.00"),
+                                   (FL.format(2), "限住院使用（R14）", "91.00"), (FL.format(4), "限定频次（R15）", "40.00"),
+                                   (FL.format(6), "重复收费（R18）", "12.00")):
+        assert ws.cell(rows[fee_line], cols["规则类型"]).value == rule
+        assert cents(ws.cell(rows[fee_line], cols["金额"]).value) == Decimal(amount)
+    assert ws.cell(rows[FL.format(2)], cols["医保目录编码"]).value == INPDRUG  # text, all 25 characters
+    assert Decimal(repr(ws.cell(rows[FL.format(4)], cols["数量"]).value)) == 2
+    (r,) = [r for r in audit_section(ws, "suspicious") if ws.cell(r, 1).value == "RDM-1"]
+    assert ws.cell(r, cols["审核对象"]).value == "结算" and ws.cell(r, cols["对象编号（费用明细号/结算流水号）"]).value == "S21"
+    assert ws.cell(r, cols["医保目录编码"]).value is None and cents(ws.cell(r, cols["金额"]).value) == Decimal("8600.00")
+    (r,) = [r for r in audit_section(ws, "suspicious") if ws.cell(r, 1).value == "REP-1"]
+    assert ws.cell(r, cols["跨院"]).value == "是" and ws.cell(r, cols["规则类型"]).value == "重复检查（R20）"
+    # the visit's settlement of this month, whose deduction includes the violations (R6 extended)
+    assert {ws.cell(r, cols["本月扣款结算"]).value for r in rows.values()} == {"S9", None}
+    assert all(ws.cell(rows[fl], cols["本月扣款结算"]).value == "S9" for fl in (FL.format(1), FL.format(2)))
+    assert ws.cell(rows[FL.format(10)], cols["本月扣款结算"]).value is None  # V10: no settlement this month
+    claim_cols = header_map(ws)
+    s9 = find_row(ws, "S9")
+    assert cents(ws.cell(s9, claim_cols["智能审核违规金额"]).value) == Decimal("143.00")
+    assert cents(ws.cell(s9, claim_cols["扣除金额"]).value) == Decimal("85.80")
+    assert "智能审核违规" in ws.cell(s9, claim_cols["适用规则"]).value
+    # H2's January: no violation, one suspicious finding
+    ws = openpyxl.load_workbook(statement(rendered[date(2025, 1, 1)], H2))["扣除明细"]
+    assert audit_section(ws, "violation") == [] and len(audit_section(ws, "suspicious")) == 1
+
+
+def test_audit_sections_without_the_audit_marts(marts_url, tmp_path):
+    """A warehouse built before smart audit (no fct_audit_* tables): the statements say so, and the
+    bureau's audit sheets are notes, not empty tables."""
+    from yibao.reports import render_month
+
+    folder = render_month(marts_url, date(2025, 1, 1), tmp_path, schema="marts_min")
+    values = [c.value for row in openpyxl.load_workbook(statement(folder, H1))["扣除明细"].iter_rows() for c in row]
+    assert any("暂无智能审核表" in str(v) for v in values)
+    wb = openpyxl.load_workbook(overview(folder))
+    for name in ("智能审核排名", "智能审核分类", "检查阳性率"):
+        assert "暂无智能审核表" in wb[name]["A2"].value and wb[name].max_row == 2, name
+
+
+@pytest.mark.parametrize("month", MONTHS, ids=lambda m: f"{m:%Y-%m}")
+def test_bureau_audit_and_exam_rankings(rendered, marts_url, month):
+    wb = openpyxl.load_workbook(overview(rendered[month]))
+    ws = wb["智能审核排名"]
+    cols = header_map(ws)
+    expected = q(marts_url, """select h.hospital_code,
+                     coalesce(sum(s.finding_count) filter (where s.severity = 'violation'), 0),
+                     coalesce(sum(s.flagged_amount) filter (where s.severity = 'violation'), 0),
+                     coalesce(sum(s.finding_count) filter (where s.severity = 'suspicious'), 0),
+                     coalesce(sum(s.finding_count), 0)
+                 from marts.dim_hospital h
+                 left join marts.fct_audit_summary_monthly s on s.hospital_code = h.hospital_code
+                      and s.month_start = %s
+                 group by 1 order by 3 desc, 5 desc, 1""", month)
+    got = [(ws.cell(r, cols["医院代码"]).value, ws.cell(r, cols["违规条数"]).value,
+            cents(ws.cell(r, cols["违规金额"]).value), ws.cell(r, cols["可疑条数（不扣款）"]).value,
+            ws.cell(r, cols["发现合计"]).value) for r in data_rows(ws)]
+    assert got == [(h, v, q2(a), s_, n) for h, v, a, s_, n in expected]
+    assert [ws.cell(r, cols["排名"]).value for r in data_rows(ws)] == [1, 2]
+    total = find_row(ws, "合计", cols["医院代码"])
+    assert cents(ws.cell(total, cols["违规金额"]).value) == sum(q2(e[2]) for e in expected)
+
+    ws = wb["智能审核分类"]
+    by_type = q(marts_url, """select rule_type, severity, sum(finding_count), sum(flagged_amount)
+                from marts.fct_audit_summary_monthly where month_start = %s group by 1, 2""", month)
+    if not by_type:
+        assert ws.cell(3, 1).value == "本月无智能审核发现"
+    else:
+        cols = header_map(ws)
+        got = {(ws.cell(r, cols["规则类型"]).value, ws.cell(r, cols["性质"]).value):
+               (ws.cell(r, cols["发现条数"]).value, cents(ws.cell(r, cols["金额"]).value)) for r in data_rows(ws)}
+        assert got == {(RULE_TYPE_CN[t], {"violation": "违规", "suspicious": "可疑"}[sv]): (n, a)
+                       for t, sv, n, a in by_type}
+        order = [ws.cell(r, cols["规则类型"]).value for r in data_rows(ws)]
+        assert order == sorted(order, key=list(RULE_TYPE_CN.values()).index)
+
+    ws = wb["检查阳性率"]
+    rates = q(marts_url, """select hospital_code, exam_class, examined_count, positive_count, positive_rate, is_alert
+              from marts.fct_exam_positive_rate_monthly where month_start = %s
+              order by is_alert desc, positive_rate, hospital_code, exam_class""", month)
+    if not rates:
+        assert ws.cell(3, 1).value.startswith("本月无检查阳性率数据")
+        return
+    cols = header_map(ws)
+    got = [(ws.cell(r, cols["医院代码"]).value, ws.cell(r, cols["检查类别"]).value, ws.cell(r, cols["有结果的检查数"]).value,
+            ws.cell(r, cols["阳性数"]).value, rate(ws.cell(r, cols["阳性率"]).value), ws.cell(r, cols["预警"]).value)
+           for r in data_rows(ws)]
+    assert got == [(h, c, n, p, r_, "预警" if a else "正常") for h, c, n, p, r_, a in rates]
+    for r in data_rows(ws):
+        fill = ws.cell(r, cols["预警"]).fill.fgColor.rgb
+        assert (fill == "FFFADBD8") == (ws.cell(r, cols["预警"]).value == "预警")
+        assert ws.cell(r, cols["阳性率"]).number_format == "0.00%"
+
+
+@needs_poppler
+def test_audit_in_the_pdfs(rendered):
+    text = _pdftotext(statement(rendered[date(2025, 1, 1)], H1, "pdf"))
+    for needle in ("智能审核发现（2025年01月，规则 R11–R22）", "违规明细（扣款）", "可疑明细（可疑，待复核，不扣款）",
+                   "限定性别（R11）", "限住院使用（R14）", "限定频次（R15）", "重复收费（R18）", "周期超频次（R16）",
+                   "重复检查（R20）", "分解住院（R22）", "SEX-1", "RDM-1", "结算 S21", INPDRUG, FL.format(4),
+                   "¥300.00", "-¥300.00", "¥91.00", "¥8,600.00", "2025-01-03", "违规 7 条 ¥206.00；可疑 2 条（不扣款）"):
+        assert needle in text, needle
+    assert "FL-H1-0201" not in text, "a February finding is not January's"
+    exam = text[text.index("大型检查阳性率（R21"):]
+    assert "CT" in exam and "70.00%" in exam and "90.00%" in exam and "预警" in exam
+    text = _pdftotext(statement(rendered[date(2025, 1, 1)], H2, "pdf"))
+    assert "本月无违规发现" in text and "限适应症（R19）" in text
+    for code in (H1, H2):
+        assert "本月无智能审核发现" in _pdftotext(statement(rendered[date(2026, 2, 1)], code, "pdf"))
+    text = _pdftotext(statement(rendered[date(2025, 12, 1)], H1, "pdf"))
+    assert "本月无智能审核发现" in text and "83.33%" in text  # no findings, but its CT positive rate
+
+    text = _pdftotext(overview(rendered[date(2025, 1, 1)], "pdf"))
+    for needle in ("九、智能审核发现排名", "十、大型检查阳性率", "新乡市第一人民医院", "¥206.00", "70.00%", "0.00%",
+                   "预警", "十、", "限定性别（R11）"):
+        assert needle in text, needle
+    text = _pdftotext(overview(rendered[date(2026, 2, 1)], "pdf"))
+    assert "本月无智能审核发现" in text and "本月无检查阳性率数据" in text
+    assert "十一、2025年度 年终清算" in _pdftotext(overview(rendered[date(2025, 12, 1)], "pdf"))
+
+
+def test_audit_fixture_matches_the_dbt_marts():
+    """The renderer's fixture tables carry exactly the §7 columns; once the dbt models exist, every
+    one of those columns is a documented column of the model (the reports read no other)."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[1] / "dbt_project" / "models"
+    documented: dict[str, set[str]] = {}
+    for path in root.rglob("*.yml"):
+        for model in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("models", []) or []:
+            if model.get("name") in AUDIT_COLUMNS:
+                documented[model["name"]] = {c["name"] for c in model.get("columns", [])}
+    ddl = {name: re.findall(r"(\w+) (?:text|date|numeric|integer|boolean)", block)
+           for name, block in re.findall(r"create table marts\.(fct_audit_\w+|fct_exam_\w+) \((.*?)\);", DDL, re.S)}
+    assert {k: v for k, v in ddl.items()} == AUDIT_COLUMNS
+    missing = [name for name in AUDIT_COLUMNS if not (root / "marts" / f"{name}.sql").exists()]
+    if missing:
+        pytest.skip(f"dbt models not built yet: {', '.join(missing)}")
+    for name, columns in AUDIT_COLUMNS.items():
+        assert set(columns) <= documented.get(name, set()), (name, set(columns) - documented.get(name, set()))
 
 
 @pytest.mark.parametrize("month", MONTHS, ids=lambda m: f"{m:%Y-%m}")
@@ -569,7 +850,8 @@ def test_vbp_supplier_and_alert_sheets(rendered, marts_url, month):
 def test_bureau_workbook(rendered, marts_url, month):
     wb = openpyxl.load_workbook(overview(rendered[month]))
     expected_sheets = ["全市汇总", "预算进度排名", "审核扣除排名", "集采完成排名", "回款逾期排名", "逾期明细",
-                       "异常预警排名", "异常预警明细"] + (["年终清算"] if month.month == 12 else [])
+                       "异常预警排名", "异常预警明细", "智能审核排名", "智能审核分类", "检查阳性率"] + (
+                          ["年终清算"] if month.month == 12 else [])
     assert wb.sheetnames == expected_sheets
     assert wb.properties.creator == "市医疗保障局"
 
@@ -666,13 +948,6 @@ def test_print_setup_widths_and_properties(rendered):
         assert ws.column_dimensions["A"].width >= 10, ws.title
     assert wb["扣除明细"].page_setup.orientation == "landscape"
     assert wb["汇总_职工310"].column_dimensions["A"].width >= 30
-
-
-def _pdftotext(path: Path) -> str:
-    return subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
-
-
-needs_poppler = pytest.mark.skipif(not shutil.which("pdftotext"), reason="poppler-utils not installed")
 
 
 @needs_poppler

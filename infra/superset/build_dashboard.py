@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from superset_api import SupersetAPI, create_app
 
 DATABASE_NAME = "医保数据仓库 (bi_reader)"
-DASHBOARD_TITLE = "医保基金监管看板：预算执行 · 集采执行 · 月度结算"
+DASHBOARD_TITLE = "医保基金监管看板：预算执行 · 集采执行 · 月度结算"  # title kept: slug and links stay
 DASHBOARD_SLUG = "yibao-fund-oversight"
 
 LATEST_BUDGET_SQL = (
@@ -45,6 +45,8 @@ DATASETS = {
     "vbp": ("fct_procurement_compliance", None, None),
     "supplier": ("fct_supplier_payment", None, None),
     "settlement": ("fct_settlement_monthly", None, None),
+    "audit": ("fct_audit_summary_monthly", None, None),
+    "exam": ("fct_exam_positive_rate_monthly", None, None),
 }
 
 
@@ -135,6 +137,32 @@ CHARTS = [
         "ds": "settlement",
         "metrics": [m("SUM(paid_amount)", "当月拨付合计")],
     },
+    {
+        "key": "audit_by_rule",
+        "name": "智能审核发现（按规则类型、费用月份）",
+        "viz": "echarts_timeseries_bar",
+        "ds": "audit",
+        "x_axis": "month_start",
+        "grain": "P1M",
+        "groupby": ["rule_type"],
+        "metrics": [m("SUM(finding_count)", "发现条数")],
+        "y_axis_format": ",d",
+        "stack": True,
+    },
+    {
+        "key": "exam_positive_rate",
+        "name": "大型检查阳性率（预警：阳性率 ≤ 阈值）",
+        "viz": "table",
+        "ds": "exam",
+        "groupby": ["hospital_code", "month_start", "exam_class", "is_alert"],
+        "metrics": [
+            m("MAX(positive_rate)", "阳性率"),
+            m("MAX(threshold_rate)", "阈值"),
+            m("SUM(examined_count)", "有结果的检查数"),
+            m("SUM(positive_count)", "阳性数"),
+        ],
+        "order_by": [m("MAX(positive_rate)", "阳性率"), True],  # lowest rate (worst) first
+    },
 ]
 
 LAYOUT = [
@@ -142,6 +170,7 @@ LAYOUT = [
     ["budget_trend"],
     ["vbp_table", "vbp_status", "supplier_status"],
     ["settlement_bars", "settlement_total"],
+    ["audit_by_rule", "exam_positive_rate"],
 ]
 
 
@@ -157,12 +186,13 @@ def form_data(chart: dict, dataset_id: int) -> dict:
         "row_limit": 10000,
     }
     if chart["viz"] == "table":
+        metric, ascending = chart.get("order_by", (chart["metrics"][0], False))
         fd.update(
             query_mode="aggregate",
             groupby=chart["groupby"],
             metrics=chart["metrics"],
-            order_desc=True,
-            timeseries_limit_metric=chart["metrics"][0],
+            order_desc=not ascending,
+            timeseries_limit_metric=metric,
             table_timestamp_format="smart_date",
         )
     elif chart["viz"] == "pie":
@@ -183,9 +213,11 @@ def form_data(chart: dict, dataset_id: int) -> dict:
             metrics=chart["metrics"],
             groupby=chart["groupby"],
             show_legend=True,
-            y_axis_format=",.2f",
+            y_axis_format=chart.get("y_axis_format", ",.2f"),
             rich_tooltip=True,
         )
+        if chart.get("stack"):
+            fd["stack"] = "Stack"
     return fd
 
 
@@ -196,7 +228,7 @@ def query_context(chart: dict, dataset_id: int, fd: dict) -> dict:
         "applied_time_extras": {},
         "columns": list(chart.get("groupby", [])),
         "metrics": chart["metrics"],
-        "orderby": [[chart["metrics"][0], False]],
+        "orderby": [list(chart.get("order_by", (chart["metrics"][0], False)))],
         "annotation_layers": [],
         "row_limit": 10000,
         "series_limit": 0,
@@ -247,6 +279,13 @@ def column_comments(bi_url: str) -> dict[str, tuple[str | None, dict[str, str]]]
             if ccomment:
                 entry[1][column] = ccomment
     return out
+
+
+def chart_width(row: list[str], key: str) -> int:
+    """Grid columns (of 12) of a chart in its row: equal shares, except the wide exam table."""
+    if "exam_positive_rate" in row and len(row) == 2:
+        return 7 if key == "exam_positive_rate" else 5
+    return 12 // len(row)
 
 
 def build(api: SupersetAPI, bi_url: str) -> int:
@@ -300,6 +339,7 @@ def build(api: SupersetAPI, bi_url: str) -> int:
                 "settlement_month",
                 "delivery_date",
                 "due_date",
+                "month_start",
             ):
                 keep["is_dttm"] = True
             columns.append(keep)
@@ -368,7 +408,7 @@ def build(api: SupersetAPI, bi_url: str) -> int:
                 "parents": ["ROOT_ID", "GRID_ID", row_id],
                 "meta": {
                     "chartId": cid,
-                    "width": 12 // len(row),
+                    "width": chart_width(row, key),
                     "height": 50,
                     "sliceName": by_key[key]["name"],
                     **({"uuid": uuid} if uuid else {}),

@@ -55,6 +55,10 @@ MART_TABLES = (
     "fct_budget_consumption",
     "fct_abnormal_use_alerts",
     "fct_evaluation_quarterly",
+    "fct_settlement_deduction",
+    "fct_audit_findings",
+    "fct_exam_positive_rate_monthly",
+    "fct_audit_summary_monthly",
 )
 KEEP_RESULTS_DAYS = 35  # GX validation results and their Data Docs pages (audit.dq_results keeps all)
 SEVERITIES = {"critical": "error", "warning": "warning", "info": "warning"}

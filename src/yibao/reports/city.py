@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from decimal import Decimal
 
 from .data import Hospital, MonthData
-from .labels import MONTHLY_COLUMNS, q2, ratio
+from .labels import AUDIT_RULE_TYPE, MONTHLY_COLUMNS, q2, ratio
 
 AMOUNTS = [key for _, key in MONTHLY_COLUMNS]
 ZERO = Decimal("0.00")
@@ -154,6 +154,62 @@ def alert_ranking(data: MonthData) -> list[dict]:
              "alerts": sum(kinds.values())}
         )
     return _ranked(rows, lambda r: (-r["alerts"], r["hospital_code"]))
+
+
+def audit_ranking(data: MonthData) -> list[dict] | None:
+    """Smart-audit findings of the month (by charge date) per hospital, from fct_audit_summary_monthly:
+    largest violation amount first, then most findings. None when the mart is absent."""
+    if data.audit_summary is None:
+        return None
+    rows = []
+    for h in data.hospitals:
+        acc = {"violation_count": 0, "violation_amount": ZERO, "suspicious_count": 0, "suspicious_amount": ZERO}
+        for r in data.audit_summary:
+            if r["hospital_code"] == h.code and r["severity"] in ("violation", "suspicious"):
+                acc[f"{r['severity']}_count"] += int(r["finding_count"] or 0)
+                acc[f"{r['severity']}_amount"] += r["flagged_amount"] or ZERO
+        rule_types = sorted({r["rule_type"] for r in data.audit_summary if r["hospital_code"] == h.code
+                             and int(r["finding_count"] or 0)},
+                            key=lambda t: (list(AUDIT_RULE_TYPE).index(t) if t in AUDIT_RULE_TYPE else 99, t))
+        rows.append({**_base(h), **acc, "finding_count": acc["violation_count"] + acc["suspicious_count"],
+                     "rule_types": rule_types})
+    return _ranked(rows, lambda r: (-r["violation_amount"], -r["finding_count"], r["hospital_code"]))
+
+
+def audit_by_rule_type(data: MonthData) -> list[dict] | None:
+    """Citywide findings of the month per rule type × severity (rule order R11 … R22)."""
+    if data.audit_summary is None:
+        return None
+    groups: dict[tuple[str, str], dict] = {}
+    for r in data.audit_summary:
+        acc = groups.setdefault((r["rule_type"], r["severity"]),
+                                {"rule_type": r["rule_type"], "severity": r["severity"], "hospitals": set(),
+                                 "finding_count": 0, "flagged_amount": ZERO})
+        if int(r["finding_count"] or 0):
+            acc["hospitals"].add(r["hospital_code"])
+        acc["finding_count"] += int(r["finding_count"] or 0)
+        acc["flagged_amount"] += r["flagged_amount"] or ZERO
+    order = list(AUDIT_RULE_TYPE)
+    out = sorted(groups.values(), key=lambda g: (order.index(g["rule_type"]) if g["rule_type"] in order else 99,
+                                                 g["rule_type"], g["severity"] != "violation"))
+    return [{**g, "hospitals": len(g["hospitals"])} for g in out if g["finding_count"]]
+
+
+def exam_rate_ranking(data: MonthData) -> list[dict] | None:
+    """R21 rows of the month: alerts first (positive rate ≤ threshold), then lowest positive rate."""
+    if data.exam_rates is None:
+        return None
+    hospitals = {h.code: h for h in data.hospitals}
+    rows = []
+    for r in data.exam_rates:
+        h = hospitals.get(r["hospital_code"])
+        base = _base(h) if h else {"hospital_code": r["hospital_code"], "hospital_name": r["hospital_code"],
+                                   "level": None, "county_code": None}
+        rows.append({**base, **{k: r[k] for k in ("exam_class", "examined_count", "positive_count", "positive_rate",
+                                                  "threshold_rate", "is_alert")}})
+    return _ranked(rows, lambda r: (not r["is_alert"], r["positive_rate"] is None,
+                                    r["positive_rate"] if r["positive_rate"] is not None else 0,
+                                    r["hospital_code"], r["exam_class"]))
 
 
 def year_end_balance(row: dict) -> Decimal:

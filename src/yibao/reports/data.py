@@ -9,6 +9,11 @@ settlement_id, visit_id, insurance_type, settled_at, settlement_month, total_amo
 fund_paid_amount, unreasonable_excess_amount, deduction_amount. When it exists the deductions
 sheet lists each claim with its usage lines; without it the sheet falls back to the month's usage
 lines with excess (by use date), without claim attribution.
+
+Smart audit (R11–R22, docs/rules.md): ``fct_audit_findings`` (the month's findings by charge date),
+``fct_audit_summary_monthly`` and ``fct_exam_positive_rate_monthly``. They are read when they exist;
+a warehouse built before smart audit has none of them (the statements then say so instead of
+listing findings), and a hospital that sends no fee lines simply has no rows in them.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from datetime import date, datetime
 from decimal import Decimal
 
 DEDUCTION_TABLE = "fct_settlement_deduction"
+AUDIT_FINDINGS = "fct_audit_findings"
+AUDIT_SUMMARY = "fct_audit_summary_monthly"
+EXAM_RATES = "fct_exam_positive_rate_monthly"
 
 
 class MartsError(RuntimeError):
@@ -52,6 +60,10 @@ class MonthData:
     deduction_lines: list[dict]
     alerts: list[dict]
     consumable_names: dict[str, str] = field(default_factory=dict)
+    # smart audit; None: the mart table is absent (a warehouse built before smart audit)
+    audit_findings: list[dict] | None = None  # fct_audit_findings with charge_date in the month
+    audit_summary: list[dict] | None = None  # fct_audit_summary_monthly of the month
+    exam_rates: list[dict] | None = None  # fct_exam_positive_rate_monthly of the month
 
     @property
     def year_start(self) -> date:
@@ -80,6 +92,8 @@ class MonthData:
             deduction_claims=claims,
             deduction_lines=pick(self.deduction_lines),
             alerts=pick(self.alerts),
+            audit_findings=None if self.audit_findings is None else pick(self.audit_findings),
+            exam_rates=None if self.exam_rates is None else pick(self.exam_rates),
         )
 
     # -- city-level views ---------------------------------------------------------------------
@@ -106,9 +120,14 @@ class HospitalMonth:
     deduction_claims: list[dict] | None
     deduction_lines: list[dict]
     alerts: list[dict]
+    audit_findings: list[dict] | None = None
+    exam_rates: list[dict] | None = None
 
     def insurance_types(self) -> list[str]:
         return sorted({r["insurance_type"] for r in self.settlement if r["settlement_month"] == self.data.month})
+
+    def findings(self, severity: str) -> list[dict]:
+        return [f for f in self.audit_findings or [] if f["severity"] == severity]
 
     def months(self, insurance_type: str) -> list[dict]:
         return [r for r in self.settlement if r["insurance_type"] == insurance_type]
@@ -347,11 +366,15 @@ def _load(r: _Reader, schema: str, first: date, last: date) -> MonthData:
         u.unreasonable_excess_amount, u.is_untraceable
     """
     if r.exists(DEDUCTION_TABLE):
+        # beyond the first version of the table: the visit's smart-audit violation amount (R6 extended)
+        audit_amount = ("audit_violation_amount" if "audit_violation_amount" in r.columns(DEDUCTION_TABLE)
+                        else "null::numeric")
         deduction_claims = r.rows(
             """
             select hospital_code::text as hospital_code, settlement_id::text as settlement_id,
                    visit_id::text as visit_id, insurance_type::text as insurance_type, settled_at,
-                   total_amount, fund_paid_amount, unreasonable_excess_amount, deduction_amount
+                   total_amount, fund_paid_amount, unreasonable_excess_amount,
+                   """ + audit_amount + """ as audit_violation_amount, deduction_amount
             from {d}
             where settlement_month = %(first)s
               and (deduction_amount <> 0 or unreasonable_excess_amount <> 0)
@@ -407,6 +430,50 @@ def _load(r: _Reader, schema: str, first: date, last: date) -> MonthData:
         ):
             consumable_names[row["code"]] = row["name"]
 
+    audit_findings = audit_summary = exam_rates = None
+    if r.exists(AUDIT_FINDINGS):
+        # item_name: beyond §7, shown when the mart carries it
+        item_name = "item_name::text" if "item_name" in r.columns(AUDIT_FINDINGS) else "null::text"
+        audit_findings = r.rows(
+            """
+            select rule_id::text as rule_id, rule_type::text as rule_type, severity::text as severity,
+                   hospital_code::text as hospital_code, subject_type::text as subject_type,
+                   subject_id::text as subject_id, visit_id::text as visit_id, charge_date::date as charge_date,
+                   item_code::text as item_code, """ + item_name + """ as item_name, flagged_quantity,
+                   flagged_amount, is_cross_hospital
+            from {t}
+            where charge_date between %(first)s and %(last)s
+            order by hospital_code, severity desc, charge_date, rule_id, subject_type, subject_id
+            """,
+            p,
+            t=AUDIT_FINDINGS,
+        )
+    if r.exists(AUDIT_SUMMARY):
+        audit_summary = r.rows(
+            """
+            select hospital_code::text as hospital_code, rule_type::text as rule_type, severity::text as severity,
+                   finding_count, flagged_amount
+            from {t}
+            where month_start = %(first)s
+            order by hospital_code, rule_type, severity
+            """,
+            p,
+            t=AUDIT_SUMMARY,
+        )
+    if r.exists(EXAM_RATES):
+        exam_rates = r.rows(
+            """
+            select hospital_code::text as hospital_code, month_start::date as month_start,
+                   exam_class::text as exam_class, examined_count, positive_count, positive_rate,
+                   threshold_rate, is_alert
+            from {t}
+            where month_start = %(first)s
+            order by hospital_code, exam_class
+            """,
+            p,
+            t=EXAM_RATES,
+        )
+
     return MonthData(
         schema=schema,
         month=first,
@@ -424,4 +491,7 @@ def _load(r: _Reader, schema: str, first: date, last: date) -> MonthData:
         deduction_lines=deduction_lines,
         alerts=alerts,
         consumable_names=consumable_names,
+        audit_findings=audit_findings,
+        audit_summary=audit_summary,
+        exam_rates=exam_rates,
     )

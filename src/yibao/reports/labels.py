@@ -23,6 +23,26 @@ PAYMENT_STATUS = {
 ALERT_LEVEL = {"red": "红色预警", "amber": "黄色预警", "green": "正常"}
 ALERT_TYPE = {"single_brand": "单一品牌集中使用", "surgery_cost": "单台手术耗材费用异常"}
 
+# Smart audit (docs/rules.md R11–R22): rule_type -> (Chinese name, rule number).
+AUDIT_RULE_TYPE = {
+    "sex": ("限定性别", "R11"),
+    "age": ("限定年龄", "R12"),
+    "hospital_level": ("限医疗机构级别", "R13"),
+    "inpatient_only": ("限住院使用", "R14"),
+    "daily_quantity": ("限定频次", "R15"),
+    "min_interval_days": ("周期超频次", "R16"),
+    "course_days": ("限支付疗程", "R17"),
+    "included_in": ("重复收费", "R18"),
+    "indication": ("限适应症", "R19"),
+    "repeat_exam": ("重复检查", "R20"),
+    "positive_rate": ("检查阳性率", "R21"),
+    "readmission": ("分解住院", "R22"),
+}
+SEVERITY = {"violation": "违规", "suspicious": "可疑"}
+SUSPICIOUS_NOTE = "可疑，待复核，不扣款"
+NO_FINDINGS = "本月无智能审核发现"
+SUBJECT_TYPE = {"fee_line": "费用明细", "settlement": "结算"}
+
 # Rows of the "本月结算" block: (label, fct_settlement_monthly column).
 SETTLEMENT_ITEMS = [
     ("月度预算指标（月预分额度）", "monthly_quota_amount"),
@@ -90,6 +110,16 @@ def qty(x: Decimal | None) -> str:
         return "—"
     x = Decimal(x)
     return f"{x.normalize():f}" if x != x.to_integral_value() else f"{int(x):,}"
+
+
+def rule_type_label(rule_type: str | None) -> str:
+    """限定性别（R11）; an unknown type is shown as it is."""
+    name, number = AUDIT_RULE_TYPE.get(rule_type, (rule_type or "—", None))
+    return f"{name}（{number}）" if number else name
+
+
+def severity_label(severity: str | None) -> str:
+    return SEVERITY.get(severity, severity or "—")
 
 
 def month_label(month: date) -> str:

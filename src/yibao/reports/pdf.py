@@ -19,14 +19,21 @@ from .charts import CJK_FAMILY, budget_chart, city_charts
 from .data import HospitalMonth, MonthData
 from .labels import (
     ALERT_LEVEL,
+    AUDIT_RULE_TYPE,
     BUREAU,
     INSURANCE_SHORT,
+    NO_FINDINGS,
     SETTLEMENT_ITEMS,
+    SUBJECT_TYPE,
+    SUSPICIOUS_NOTE,
     insurance_label,
     month_label,
     num4,
     pct,
+    qty,
     ratio,
+    rule_type_label,
+    severity_label,
     yuan,
 )
 from .workbook import year_end_rows
@@ -62,6 +69,7 @@ p.caption {{ font-weight: bold; color: #1F4E79; margin: 1mm 0 0 0; }}
 section.type {{ break-inside: avoid; }}
 table.wide {{ font-size: 7.5pt; }}
 table.wide th, table.wide td {{ padding: 1mm 1.2mm; }}
+td.code {{ white-space: normal; word-break: break-all; text-align: left; }}
 """
 # The citywide overview prints eight money columns of citywide size (ten-billion yuan year-to-date
 # totals): A4 landscape, so that every column stays on the page.
@@ -177,13 +185,80 @@ def hospital_pdf(hm: HospitalMonth, path: Path) -> int:
         ["集采货款逾期未结清", f"{len(hm.supplier_overdue)} 笔"],
         ["高值耗材异常使用预警", f"{len(hm.alerts)} 条"],
     ]
+    if hm.audit_findings is not None:
+        v, s_ = hm.findings("violation"), hm.findings("suspicious")
+        overview.append(["智能审核发现（按费用日期）",
+                         f"违规 {len(v)} 条 {yuan(sum((f['flagged_amount'] for f in v), 0))}；"
+                         f"可疑 {len(s_)} 条（不扣款）" if hm.audit_findings else NO_FINDINGS])
     parts.append(_table(["项目", "情况（明细见同名 Excel 结算单）"], overview))
+    parts.append(_hospital_audit(hm))
 
     if d.is_year_end and hm.annual:
         parts.append(f"<h2>{d.month.year}年度 年终清算（结余留用／超支分担）</h2>")
         rows, total = year_end_rows(hm.annual)
         parts.append(_year_end_table(rows, total))
     return write_pdf(_html(f"{title} {month_label(d.month)}", "".join(parts)), path)
+
+
+PDF_FINDINGS_LIMIT = 200  # per severity; the Excel statement lists every finding
+
+
+def _finding_table(findings: list[dict]) -> str:
+    shown = findings[:PDF_FINDINGS_LIMIT]
+    rows = [[f["rule_id"], rule_type_label(f["rule_type"]),
+             f["subject_id"] if f["subject_type"] == "fee_line"
+             else f"{SUBJECT_TYPE.get(f['subject_type'], f['subject_type'])} {f['subject_id']}",
+             f["visit_id"] or "—", (f["item_code"] or "—", "code"), f["charge_date"].isoformat() if f["charge_date"] else "—",
+             qty(f["flagged_quantity"]), yuan(f["flagged_amount"])] for f in shown]
+    total = ["小计", f"{len(findings)} 条", "", "", "", "", "", yuan(sum((f["flagged_amount"] for f in findings), 0))]
+    html = _table(["规则编号", "规则类型", "费用明细号", "就诊流水号", "项目编码", "费用日期", "数量", "金额"], rows,
+                  total, css_class="wide")
+    if len(findings) > len(shown):
+        html += (f'<p class="note">仅列前 {len(shown)} 条，另有 {len(findings) - len(shown)} 条，'
+                 "完整明细见同名 Excel 结算单「扣除明细」。</p>")
+    return html
+
+
+def _hospital_audit(hm: HospitalMonth) -> str:
+    """Smart audit of the month (R11–R22, by charge date): per rule type, then each finding;
+    suspicious findings apart (never deducted)."""
+    month = month_label(hm.data.month)
+    parts = [f"<h2>智能审核发现（{month}，规则 R11–R22）</h2>"]
+    if hm.audit_findings is None:
+        parts.append('<p class="note">marts 暂无智能审核表（fct_audit_findings），未列示智能审核发现。</p>')
+        return "".join(parts)
+    if not hm.audit_findings:
+        parts.append(f"<p>{NO_FINDINGS}。</p>")
+        parts.append('<p class="note">未报送费用明细（fee_detail）的医院不做智能审核。</p>')
+        return "".join(parts) + _exam_rates(hm)
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for f in hm.audit_findings:
+        groups.setdefault((f["rule_type"], f["severity"]), []).append(f)
+    order = list(AUDIT_RULE_TYPE)
+    keys = sorted(groups, key=lambda k: (order.index(k[0]) if k[0] in order else 99, k[0], k[1] != "violation"))
+    parts.append(_table(
+        ["规则类型", "性质", "条数", "金额", "处理"],
+        [[rule_type_label(t), severity_label(sv), str(len(groups[t, sv])),
+          yuan(sum((f["flagged_amount"] for f in groups[t, sv]), 0)),
+          "计入不合理费用，按统筹支付占比折算扣除" if sv == "violation" else SUSPICIOUS_NOTE] for t, sv in keys],
+    ))
+    violations, suspicious = hm.findings("violation"), hm.findings("suspicious")
+    parts.append("<h2>违规明细（扣款）</h2>")
+    parts.append(_finding_table(violations) if violations else "<p>本月无违规发现。</p>")
+    parts.append(f"<h2>可疑明细（{SUSPICIOUS_NOTE}）</h2>")
+    parts.append(_finding_table(suspicious) if suspicious else "<p>本月无可疑发现。</p>")
+    return "".join(parts) + _exam_rates(hm)
+
+
+def _exam_rates(hm: HospitalMonth) -> str:
+    """The hospital's R21 rows of the month (hospitals of level 二级 and above that send exam results)."""
+    if not hm.exam_rates:
+        return ""
+    rows = [[r["exam_class"], str(r["examined_count"]), str(r["positive_count"]),
+             (pct(r["positive_rate"]), "red" if r["is_alert"] else ""), pct(r["threshold_rate"]),
+             ("预警", "red") if r["is_alert"] else "正常"] for r in hm.exam_rates]
+    return ("<h2>大型检查阳性率（R21，预警：阳性率 ≤ 阈值）</h2>"
+            + _table(["检查类别", "有结果的检查数", "阳性数", "阳性率", "阈值", "预警"], rows))
 
 
 def _short(t: str | None) -> str:
@@ -267,9 +342,10 @@ def bureau_pdf(d: MonthData, path: Path, top: int = 10) -> int:
         [[str(r["rank"]), r["hospital_name"], str(r["overdue_lines"]), str(r["max_overdue_workdays"]),
           str(alerts[r["hospital_code"]]["alerts"])] for r in city.supplier_ranking(d)[:top]],
     ))
+    parts.append(_city_audit(d, top))
     if d.is_year_end:
         names = {h.code: h.name for h in d.hospitals}
-        parts.append(f"<h2>九、{d.month.year}年度 年终清算</h2>")
+        parts.append(f"<h2>十一、{d.month.year}年度 年终清算</h2>")
         rows, total = year_end_rows(d.annual, names)
         body = [[r["hospital_name"] or r["hospital_code"], _short(r["insurance_type"]), yuan(r["reasonable_amount"]),
                  yuan(r["balance_amount"]), r["method"], yuan(r["entitlement_amount"]),
@@ -281,3 +357,47 @@ def bureau_pdf(d: MonthData, path: Path, top: int = 10) -> int:
         ))
     parts.append('<p class="note">完整排名与明细见同月 Excel 结算总览。</p>')
     return write_pdf(_html(title, "".join(parts), landscape=True), path)
+
+
+def _city_audit(d: MonthData, top: int) -> str:
+    """Sections 九 (hospitals by smart-audit findings) and 十 (exam positive rates, alerts first)."""
+    ranking = city.audit_ranking(d)
+    parts = [f"<h2>九、智能审核发现排名（按费用日期，违规金额由高到低，前 {top}）</h2>"]
+    if ranking is None:
+        parts.append('<p class="note">marts 暂无智能审核表（fct_audit_summary_monthly），未列示。</p>')
+    elif not any(r["finding_count"] for r in ranking):
+        parts.append(f"<p>{NO_FINDINGS}。</p>")
+    else:
+        parts.append(_table(
+            ["排名", "医院", "违规条数", "违规金额", f"可疑条数（{SUSPICIOUS_NOTE}）", "可疑金额", "发现合计"],
+            [[str(r["rank"]), r["hospital_name"], str(r["violation_count"]), yuan(r["violation_amount"]),
+              str(r["suspicious_count"]), yuan(r["suspicious_amount"]), str(r["finding_count"])]
+             for r in ranking[:top]],
+            ["全市合计", "", str(sum(r["violation_count"] for r in ranking)),
+             yuan(sum((r["violation_amount"] for r in ranking), 0)), str(sum(r["suspicious_count"] for r in ranking)),
+             yuan(sum((r["suspicious_amount"] for r in ranking), 0)), str(sum(r["finding_count"] for r in ranking))],
+        ))
+        by_type = city.audit_by_rule_type(d) or []
+        parts.append(_table(
+            ["规则类型", "性质", "涉及医院数", "发现条数", "金额"],
+            [[rule_type_label(g["rule_type"]), severity_label(g["severity"]), str(g["hospitals"]),
+              str(g["finding_count"]), yuan(g["flagged_amount"])] for g in by_type],
+        ))
+    exams = city.exam_rate_ranking(d)
+    alerts = [r for r in exams or [] if r["is_alert"]]
+    limit = max(top, 2 * top if alerts else top)
+    parts.append(f"<h2>十、大型检查阳性率（R21，预警：阳性率 ≤ 阈值；预警优先，前 {limit}）</h2>")
+    if exams is None:
+        parts.append('<p class="note">marts 暂无检查阳性率表（fct_exam_positive_rate_monthly），未列示。</p>')
+    elif not exams:
+        parts.append("<p>本月无检查阳性率数据。</p>")
+    else:
+        parts.append(f"<p>本月 {len({r['hospital_code'] for r in exams})} 家医院 {len(exams)} 项检查类别，"
+                     f"预警 {len(alerts)} 项。</p>")
+        parts.append(_table(
+            ["排名", "医院", "检查类别", "有结果的检查数", "阳性数", "阳性率", "阈值", "预警"],
+            [[str(r["rank"]), r["hospital_name"], r["exam_class"], str(r["examined_count"]), str(r["positive_count"]),
+              (pct(r["positive_rate"]), "red" if r["is_alert"] else ""), pct(r["threshold_rate"]),
+              ("预警", "red") if r["is_alert"] else "正常"] for r in exams[:limit]],
+        ))
+    return "".join(parts)

@@ -24,11 +24,16 @@ from .labels import (
     COMPLIANCE_STATUS,
     INSURANCE_SHORT,
     MONTHLY_COLUMNS,
+    NO_FINDINGS,
     PAYMENT_STATUS,
     SETTLEMENT_ITEMS,
+    SUBJECT_TYPE,
+    SUSPICIOUS_NOTE,
     insurance_label,
     month_label,
     ratio,
+    rule_type_label,
+    severity_label,
 )
 
 MONEY_FORMAT = "[$¥-804]#,##0.00;[Red]-[$¥-804]#,##0.00"
@@ -82,6 +87,7 @@ class Book:
             }
         )
         self.rows: dict[str, int] = {}
+        self.widths: dict[tuple[str, int], float] = {}  # (sheet, column) -> widest of the sheet's tables
         f = self.wb.add_format
         base = {"font_name": CJK_FAMILY, "font_size": 10, "valign": "vcenter"}
         cell = {**base, "border": 1, "border_color": "#B7C3D0"}
@@ -176,6 +182,7 @@ class Book:
             w = c.width or min(max(widths[j], 10 if c.kind in ("date", "money", "price") else 6), 48)
             if c.kind == "datetime":
                 w = max(w, 20)
+            w = self.widths[(name, j)] = max(w, self.widths.get((name, j), 0))  # several tables on one sheet
             ws.set_column(j, j, w)
         if freeze:
             ws.freeze_panes(start + 1, 0)
@@ -308,6 +315,8 @@ DEDUCTION_COLS = [
     Col("适用规则", "rule"),
     Col("扣除金额", "deduction_amount", "money"),
 ]
+# when fct_settlement_deduction carries the visit's smart-audit violation amount (R6 extended)
+AUDIT_DEDUCTION_COL = Col("智能审核违规金额", "audit_violation_amount", "money")
 
 
 def deduction_rows(hm: HospitalMonth) -> tuple[list[dict], dict]:
@@ -328,7 +337,10 @@ def deduction_rows(hm: HospitalMonth) -> tuple[list[dict], dict]:
     total = {"settlement_id": "合计", "unreasonable_excess_amount": Decimal("0.00"), "deduction_amount": Decimal("0.00")}
     if hm.deduction_claims is not None:
         for claim in hm.deduction_claims:
-            rows.append({**claim, "is_line": False, "rule": "按统筹支付占比折算扣除（R6）"})
+            rule = "按统筹支付占比折算扣除（R6）"
+            if claim.get("audit_violation_amount"):
+                rule = "（耗材超额 + 智能审核违规）按统筹支付占比折算扣除（R6）"
+            rows.append({**claim, "is_line": False, "rule": rule})
             rows.extend(line_row(u, claim) for u in hm.lines_of(claim))
             total["unreasonable_excess_amount"] += claim["unreasonable_excess_amount"]
             total["deduction_amount"] += claim["deduction_amount"]
@@ -349,6 +361,11 @@ def _hospital_deductions(book: Book, hm: HospitalMonth, head: str) -> None:
         note += "｜marts 暂无结算归属表（fct_settlement_deduction），按使用月份列示超额明细；合计扣除取自月度结算"
     ws = book.sheet(name, f"{hm.hospital.name} {month_label(hm.data.month)} 不合理费用审核扣除明细", note)
     rows, total = deduction_rows(hm)
+    cols = DEDUCTION_COLS
+    if any(c.get("audit_violation_amount") is not None for c in hm.deduction_claims or []):
+        cols = DEDUCTION_COLS[:-2] + [AUDIT_DEDUCTION_COL] + DEDUCTION_COLS[-2:]
+        total["audit_violation_amount"] = sum((c["audit_violation_amount"] or Decimal(0) for c in hm.deduction_claims),
+                                              Decimal("0.00"))
 
     def style_of(r):
         return {"*": "muted", "usage_id": "", "consumable_code": "", "generic_name": "", "used_at": "", "quantity": "",
@@ -356,7 +373,7 @@ def _hospital_deductions(book: Book, hm: HospitalMonth, head: str) -> None:
                 "markup_excess_amount": "", "standard_excess_amount": "", "unreasonable_excess_amount": "",
                 "rule": ""} if r["is_line"] and hm.deduction_claims is not None else {}
 
-    book.table(ws, name, DEDUCTION_COLS, rows, total=total, style_of=style_of)
+    end = book.table(ws, name, cols, rows, total=total, style_of=style_of)
     book.rows[name] = len(rows)
     if hm.deduction_claims is not None:
         r = HEADER_ROW + 1
@@ -365,6 +382,69 @@ def _hospital_deductions(book: Book, hm: HospitalMonth, head: str) -> None:
                 ws.set_row(r, None, None, {"level": 1})
             r += 1
         ws.outline_settings(True, False, True, False)
+    book.rows[name] += _audit_findings(book, ws, name, hm, end + 1)
+
+
+AUDIT_COLS = [
+    Col("规则编号", "rule_id"),
+    Col("规则类型", "rule_type_label"),
+    Col("性质", "severity_label"),
+    Col("审核对象", "subject_label"),
+    Col("对象编号（费用明细号/结算流水号）", "subject_id"),
+    Col("就诊流水号", "visit_id"),
+    Col("医保目录编码", "item_code", "text", 24),
+    Col("项目名称", "item_name"),
+    Col("费用日期", "charge_date", "date"),
+    Col("数量", "flagged_quantity", "qty"),
+    Col("金额", "flagged_amount", "money"),
+    Col("跨院", "is_cross_hospital", "bool"),
+    Col("本月扣款结算", "settlement_id"),
+]
+
+
+def audit_rows(findings: list[dict], claims: list[dict] | None = None) -> list[dict]:
+    """Findings with their labels and, for violations, the settlement of this month's statement whose
+    deduction includes them (the visit's effective settlement, when it is in this month)."""
+    settlement_of = {c["visit_id"]: c["settlement_id"] for c in claims or []}
+    return [{**f, "rule_type_label": rule_type_label(f["rule_type"]), "severity_label": severity_label(f["severity"]),
+             "subject_label": SUBJECT_TYPE.get(f["subject_type"], f["subject_type"]),
+             "settlement_id": settlement_of.get(f["visit_id"]) if f["severity"] == "violation" else None}
+            for f in findings]
+
+
+def _audit_findings(book: Book, ws, name: str, hm: HospitalMonth, row: int) -> int:
+    """The month's smart-audit findings (R11–R22, by charge date) below the consumable excesses:
+    violations (deducted) and, apart, suspicious findings (listed for review, never deducted).
+    Returns the number of finding rows written."""
+    month = month_label(hm.data.month)
+    if hm.audit_findings is None:
+        ws.write_string(row, 0, "智能审核（R11–R22）", book.fmt["section"])
+        ws.write_string(row + 1, 0, "marts 暂无智能审核表（fct_audit_findings），未列示智能审核发现", book.fmt["note"])
+        return 0
+    if not hm.audit_findings:
+        ws.write_string(row, 0, f"智能审核（R11–R22）：{NO_FINDINGS}", book.fmt["section"])
+        ws.write_string(row + 1, 0, "未报送费用明细（fee_detail）的医院不做智能审核", book.fmt["note"])
+        return 0
+    written = 0
+    sections = [
+        ("violation", f"智能审核违规明细（{month}，按费用日期；违规金额计入就诊的不合理费用，随有效结算按统筹支付占比折算扣除）",
+         "本月无违规发现"),
+        ("suspicious", f"智能审核可疑明细（{month}，按费用日期）：{SUSPICIOUS_NOTE}", "本月无可疑发现"),
+    ]
+    for severity, title, empty in sections:
+        findings = hm.findings(severity)
+        ws.write_string(row, 0, title, book.fmt["section"])
+        if not findings:
+            ws.write_string(row + 1, 0, empty, book.fmt["note"])
+            row += 3
+            continue
+        total = {"rule_id": "小计", "subject_id": f"{len(findings)} 条",
+                 "flagged_amount": sum((f["flagged_amount"] or Decimal(0) for f in findings), Decimal("0.00"))}
+        cols = AUDIT_COLS if severity == "violation" else AUDIT_COLS[:-1]
+        row = book.table(ws, name, cols, audit_rows(findings, hm.deduction_claims), start=row + 1, total=total,
+                         freeze=False, count=False) + 1
+        written += len(findings)
+    return written
 
 
 def _hospital_vbp(book: Book, hm: HospitalMonth, head: str) -> None:
@@ -528,6 +608,8 @@ def bureau_workbook(d: MonthData, path: Path) -> dict[str, int]:
     rows = [{**a, "hospital_name": names.get(a["hospital_code"])} for a in _alert_rows(d.alerts)]
     book.table(ws, "异常预警明细", [Col("医院代码", "hospital_code"), Col("医院名称", "hospital_name")] + ALERT_COLS, rows)
 
+    _city_audit(book, d, head, hosp)
+
     if d.is_year_end:
         _year_end(book, d.annual, f"全市 {d.month.year}年度 医保基金年终清算", head, with_hospital=True,
                   hospitals=names)
@@ -536,6 +618,73 @@ def bureau_workbook(d: MonthData, path: Path) -> dict[str, int]:
 
 
 CITY_AMOUNT_COLS = [Col(hdr, key, "money") for hdr, key in MONTHLY_COLUMNS]
+
+MISSING_AUDIT_MARTS = "marts 暂无智能审核表（fct_audit_summary_monthly / fct_exam_positive_rate_monthly）"
+
+
+def _city_audit(book: Book, d: MonthData, head: str, hosp: list[Col]) -> None:
+    """Smart audit (R11–R22): hospitals ranked by findings, findings by rule type, exam positive rates."""
+    month = month_label(d.month)
+    name = "智能审核排名"
+    ranking = city.audit_ranking(d)
+    note = f"{head}｜按费用日期所属月份；违规计入扣款，可疑（{SUSPICIOUS_NOTE}）"
+    ws = book.sheet(name, f"全市 {month} 智能审核发现排名（违规金额由高到低）",
+                    note if ranking is not None else f"{head}｜{MISSING_AUDIT_MARTS}")
+    if ranking is not None:
+        rows = [{**r, "rule_types_label": "、".join(rule_type_label(t) for t in r["rule_types"]) or None}
+                for r in ranking]
+        total = {"hospital_code": "合计"}
+        for key in ("violation_count", "violation_amount", "suspicious_count", "suspicious_amount", "finding_count"):
+            total[key] = sum((r[key] for r in rows), Decimal("0.00") if key.endswith("amount") else 0)
+        book.table(ws, name, hosp + [
+            Col("违规条数", "violation_count", "int"), Col("违规金额", "violation_amount", "money"),
+            Col("可疑条数（不扣款）", "suspicious_count", "int"), Col("可疑金额", "suspicious_amount", "money"),
+            Col("发现合计", "finding_count", "int"), Col("涉及规则类型", "rule_types_label"),
+        ], rows, total=total)
+    else:
+        _plain(ws)
+
+    name = "智能审核分类"
+    by_type = city.audit_by_rule_type(d)
+    ws = book.sheet(name, f"全市 {month} 智能审核发现（按规则类型）",
+                    note if by_type is not None else f"{head}｜{MISSING_AUDIT_MARTS}")
+    if by_type is not None:
+        if by_type:
+            rows = [{**g, "rule_type_label": rule_type_label(g["rule_type"]),
+                     "severity_label": severity_label(g["severity"])} for g in by_type]
+            book.table(ws, name, [
+                Col("规则类型", "rule_type_label"), Col("性质", "severity_label"), Col("涉及医院数", "hospitals", "int"),
+                Col("发现条数", "finding_count", "int"), Col("金额", "flagged_amount", "money"),
+            ], rows)
+        else:
+            ws.write_string(HEADER_ROW, 0, NO_FINDINGS, book.fmt["section"])
+            _plain(ws)
+    else:
+        _plain(ws)
+
+    name = "检查阳性率"
+    exams = city.exam_rate_ranking(d)
+    ws = book.sheet(name, f"全市 {month} 大型检查阳性率（R21，二级及以上医院；预警：阳性率 ≤ 阈值）",
+                    head if exams is not None else f"{head}｜{MISSING_AUDIT_MARTS}")
+    if exams is not None:
+        if exams:
+            rows = [{**r, "alert": "预警" if r["is_alert"] else "正常"} for r in exams]
+            book.table(ws, name, hosp + [
+                Col("检查类别", "exam_class"), Col("有结果的检查数", "examined_count", "int"),
+                Col("阳性数", "positive_count", "int"), Col("阳性率", "positive_rate", "pct"),
+                Col("阈值", "threshold_rate", "pct"), Col("预警", "alert"),
+            ], rows, style_of=lambda r: {"alert": "alert", "positive_rate": "alert"} if r["is_alert"] else {})
+        else:
+            ws.write_string(HEADER_ROW, 0, "本月无检查阳性率数据（无二级及以上医院报送带结果的检查）", book.fmt["section"])
+            _plain(ws)
+    else:
+        _plain(ws)
+
+
+def _plain(ws) -> None:
+    """Print setup of a sheet without a table (a note instead): title rows repeated and frozen."""
+    ws.freeze_panes(2, 0)
+    ws.repeat_rows(0, 1)
 
 
 def _city_summary(book: Book, d: MonthData, head: str) -> None:
