@@ -174,7 +174,7 @@ def test_no_id_number_nor_birth_date_in_any_raw_table(clean_warehouse, landing):
         " and data_type in ('text', 'character varying', 'jsonb', 'json', 'date')"
     )
     hits = []
-    for schema, table, column, kind in columns:
+    for schema, table, column, _kind in columns:
         for (value,) in _query(f'select "{column}"::text from "{schema}"."{table}" where "{column}" is not null'):
             if ID_SHAPE.search(value) or any(b in value for b in births):
                 hits.append((schema, table, column, value[:60]))
@@ -343,3 +343,22 @@ def test_national_library_loads_once_and_a_bureau_files_bad_rules_are_quarantine
     assert "audit_rules_national.csv" not in read
     assert _query("select count(*) from raw.load_ledger where file_kind = 'reference:audit_rules_national'") == [(1,)]
     assert _query("select count(*) from raw.ref_audit_rules") == [(NATIONAL_ROWS + len(good),)]
+
+
+def test_manifest_counts_and_hashes_fee_detail_like_the_other_extracts(clean_warehouse, landing):
+    import hashlib
+    import json
+
+    good = landing / "20250110" / HOSP
+    write(good / "fee_detail.csv", _good_lines(1, 6))
+    sha = hashlib.sha256((good / "fee_detail.csv").read_bytes()).hexdigest()
+    (good / "_manifest.json").write_text(json.dumps({"fee_detail": {"rows": 6, "sha256": sha}}), encoding="utf-8")
+    short = landing / "20250111" / HOSP
+    write(short / "fee_detail.csv", _good_lines(10, 6))
+    (short / "_manifest.json").write_text(json.dumps({"fee_detail": {"rows": 7}}), encoding="utf-8")
+    night = load_landing(landing, dt.date(2025, 1, 11), show_progress=False)
+    fee = {f.file.business_date: f for f in night.files if f.file.kind == "fee_detail"}
+    assert fee[dt.date(2025, 1, 10)].status == "loaded" and fee[dt.date(2025, 1, 10)].rows_loaded == 6
+    assert (fee[dt.date(2025, 1, 11)].status, fee[dt.date(2025, 1, 11)].reject_reason) == ("rejected", "manifest_mismatch")
+    assert fee[dt.date(2025, 1, 11)].rows_held == 6
+    assert _query("select count(*) from raw.fee_detail") == [(6,)]
