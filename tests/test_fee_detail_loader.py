@@ -362,3 +362,23 @@ def test_manifest_counts_and_hashes_fee_detail_like_the_other_extracts(clean_war
     assert (fee[dt.date(2025, 1, 11)].status, fee[dt.date(2025, 1, 11)].reject_reason) == ("rejected", "manifest_mismatch")
     assert fee[dt.date(2025, 1, 11)].rows_held == 6
     assert _query("select count(*) from raw.fee_detail") == [(6,)]
+
+
+@pytest.mark.xdist_group("quality")  # the GX project's uncommitted/ is shared with tests/test_quality.py
+def test_what_the_loader_loads_passes_the_raw_gate(clean_warehouse, landing):
+    """The GX raw suites re-check what the loader accepted: the loader's fee lines (every item type,
+    a refund, examination results, a leap-day birth) and all 15,113 national rules pass them."""
+    from yibao import quality
+
+    write(landing / "20250110" / HOSP / "fee_detail.csv", _good_lines(1, 30) + [line(99, item_type="41")])
+    WE.write(landing / "reference" / "audit_rules.csv", RULE_HEADER,
+             [rule("B-READ", "readmission", prefix="", severity="suspicious", days="15"),
+              rule("B-POS", "positive_rate", prefix="0023", severity="suspicious", exam_class="CT", threshold="0.7")])
+    night = load_landing(landing, dt.date(2025, 1, 10), show_progress=False)
+    report = quality.validate_night(clean_warehouse, dt.date(2025, 1, 10), night.load_ids, "fee-gate")
+    assert report.errors == [], report.summary_text()
+    by_name = {(r.suite, r.check): r for r in report.results}
+    assert by_name["raw_fee_detail_codes", "item_code_format"].evaluated == 30
+    assert by_name["raw_audit_rules", "rule_parameters_present"].evaluated == NATIONAL_ROWS + 2
+    assert by_name["raw_quarantine_report", "quarantined_bad_item_type"].failed == 1
+    assert {r.check for r in report.warnings} <= {"quarantined_bad_item_type", "extracts_delivered"}, report.summary_text()
