@@ -18,7 +18,7 @@ DEMO_VOLUME ?= 0.3
 DEMO_FEE_DETAIL ?= 0.5
 DEMO_FEE_LINES ?= 2
 
-.PHONY: run test setup system-deps db-start db-stop db-reset demo-data airflow-ui lint bench bench-history bi-check clean
+.PHONY: run test setup system-deps db-start db-stop db-reset demo-data airflow-ui lint bench bench-fee bench-history bi-check clean
 
 run: setup db-start demo-data ## fresh clone → populated marts via the real DAGs
 	$(YIBAO) run --landing $(YIBAO_HOME)/landing
@@ -75,6 +75,9 @@ lint:
 
 bench: setup db-start ## loader vs psql \copy on a one-million-row night
 	$(BIN)/python benchmarks/loader_vs_copy.py
+
+bench-fee: setup db-start ## fee_detail vs claim loader rows/s on 200k-row files
+	$(BIN)/python benchmarks/fee_detail_loader.py
 
 # a city's year (100 hospitals, ~30M claims; hours), then one night on it and on nothing: make bench-history
 # a small run: make bench-history BENCH_HISTORY_ARGS="--hospitals 5 --days 20 --claims-total 20000"

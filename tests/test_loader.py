@@ -467,7 +467,7 @@ def _mutations(extract: str, fields: list[str], names: list[str]) -> list[list[s
     for date in ("order_date", "delivery_date", "admission_date", "discharge_date", "paid_date"):
         put(date, "2025/01/02", "20250102", "2025-02-30", "2025-1-2", "2024-02-29", "2023-02-29", "2025-13-01",
             "２０２５-０１-０２", "", "2025.01.02")
-    for ts in ("used_at", "settled_at"):
+    for ts in ("used_at", "settled_at", "charged_at"):
         put(ts, "2025-01-02T10:00:00", "2025-01-02 10:00", "2025-01-02", "2025-01-02 24:00:00",
             "2025-01-02  10:00:00", "20250102 23:59:59", "2025/01/02 00:00:00", "2025-01-02 9:00:00",
             "2025-01-02 10:00:00 ", "2025-01-02 10:60:00", "2025-01-02 10:00:0０", "")
@@ -490,6 +490,11 @@ def _mutations(extract: str, fields: list[str], names: list[str]) -> list[list[s
             put(code, v.lower(), v[:-1], v + "0", v[:-1] + ("0" if v[-1:] != "0" else "1"), "", "D１２３")
     put("consumable_code", fields[col["consumable_code"]] + "0000028" if "consumable_code" in col else "")
     put("via_platform", "是", "否", "y", "TRUE", "true", "1", "", "Yes")
+    # fee_detail: item type and code (format per type), examination result
+    put("item_type", "11", "12", "13", "21", "31", "41", "1", "", " 21")
+    put("item_code", "XA01ABD075A002010100483", "xa01abd075a002010100483", "XA01ABD075A00201010048",
+        "ZA01AAA0001010100001", "001201000010000", "00120100001000", "C0202020010100100001", "饮片,黄芪", "x" * 51, "")
+    put("exam_result", "P", "N", "p", "阳性", "", " N")
     put("medical_category", "21", "11", "52")
     put("spec", "28mm, 钉高4.8mm", '10"', "")
     for i, name in enumerate(names):  # columns outside the contract go to the extra JSON

@@ -99,7 +99,20 @@ def claim(h: str, d: dt.date, i: int, **kw) -> dict:
     return row
 
 
-FACTORY = {"purchase": purchase, "usage": usage, "claim": claim}
+def fee_detail(h: str, d: dt.date, i: int, **kw) -> dict:
+    row = dict(
+        fee_line_id=f"F{d:%m%d}{i:03d}", hospital_code=h, visit_id=f"V{d:%m%d}{i:03d}", patient_key=KEY,
+        patient_sex="M", patient_birth_year=1960, patient_age_days=(d - dt.date(1960, 5, 1)).days,
+        item_type="11", item_code="XA01ABD075A002010100483", item_name="阿莫西林胶囊", dept_code="0301",
+        doctor_code=DOCTOR, charged_at=dt.datetime.combine(d, dt.time(9, 0)), quantity=Decimal("2"),
+        unit_price=Decimal("12.5000"), amount=Decimal("25.00"), exam_result=None,
+    )
+    row.update(kw)
+    return row
+
+
+FACTORY = {"purchase": purchase, "usage": usage, "claim": claim, "fee_detail": fee_detail}
+FEE_PER_NIGHT = 5
 
 
 def insert_rows(cur, table: str, rows: list[dict], fixed: dict) -> None:
@@ -270,6 +283,7 @@ def test_clean_night_passes_and_results_are_stored_idempotently(city):
     assert {s for s, _ in names} == {
         "raw_purchase_codes", "raw_usage_codes", "raw_claim_codes", "raw_purchase_quality", "raw_usage_quality",
         "raw_claim_quality", "raw_loads", "raw_quarantine_report", "raw_delivery", "raw_reference",
+        "raw_fee_detail_codes", "raw_fee_detail_quality", "raw_audit_rules",
     }
     # a passing check reports what it looked at: all of the night's rows of its extract
     by_name = {(r.suite, r.check): r for r in report.results}
@@ -292,7 +306,7 @@ def test_row_checks_that_did_not_run_fail_instead_of_passing(city, monkeypatch):
     from yibao import quality
 
     statements = quality.row_check_statements(quality.CHECKPOINTS["raw"])
-    assert set(statements) == {"night_purchase", "night_usage", "night_claim"}
+    assert set(statements) == {"night_purchase", "night_usage", "night_claim", "night_fee_detail", "night_audit_rules"}
     folded = {(s["name"], e["meta"]["check"]) for s in quality._suites(quality.CHECKPOINTS["raw"])
               for e in s["expectations"] if "row_check" in e["meta"]}
     assert len(folded) == sum(n for _, n in statements.values()) > 30
@@ -399,7 +413,8 @@ ROW_REASONS = (
     "bad_id_check_char", "bad_id_birth_date", "bad_uscc_check_char", "bad_udi_check_digit", "bad_consumable_format",
     "unknown_consumable_code", "bad_icd10", "unknown_insurance_type", "unknown_medical_category", "amount_mismatch",
     "claim_parts_mismatch", "negotiated_exceeds_fund", "bad_date", "date_order", "missing_required", "zero_quantity",
-    "hospital_mismatch", "duplicate_key",
+    "hospital_mismatch", "duplicate_key", "bad_item_type", "bad_item_code", "bad_exam_result", "charge_before_birth",
+    "unknown_rule_type", "missing_rule_parameter", "bad_item_prefix", "effective_dates_reversed", "bad_severity",
 )
 
 
@@ -493,6 +508,82 @@ def test_deliveries_and_row_volumes_against_the_trailing_median(city):
     assert details["extracts_delivered", HC] == f"missing {d} claim"
     assert details["row_volume_vs_trailing_median", HA] == "purchase 10 rows vs median 4"
     assert details["row_volume_vs_trailing_median", HB] == "usage 1 rows vs median 6"
+
+
+def _rule(rule_id, rule_type, item_prefix="XA01ABD075A", severity="violation", **kw) -> dict:
+    row = {c: None for c in ("allowed_sex", "min_age_days", "max_age_days", "min_hospital_level", "max_quantity", "days",
+                             "main_item_prefix", "diagnosis_prefixes", "exam_class", "threshold", "effective_to")}
+    row.update(rule_id=rule_id, rule_type=rule_type, item_prefix=item_prefix, severity=severity,
+               effective_from=dt.date(2025, 1, 1), **kw)
+    return row
+
+
+def test_fee_detail_is_optional_warned_once_delivered_and_its_rows_and_rules_are_checked(city):
+    """fee_detail: never asked of a hospital that never sent it; a warning (never an error) for one that
+    sent it on an earlier business date and not tonight. Its coding / quality row checks and the rule
+    library checks catch rows that slipped past the loader."""
+    from yibao.quality import validate_night
+
+    d1, d2 = dt.date(2026, 11, 2), dt.date(2026, 11, 3)  # after every other night of the module
+    try:
+        with psycopg2.connect(city) as conn, conn.cursor() as cur:
+            ids = deliver_night(cur, d1)
+            for h in (HA, HB):  # HC never delivers fee_detail
+                rows = [fee_detail(h, d1, i) for i in range(FEE_PER_NIGHT)]
+                if h == HB:  # defects that slipped past the loader
+                    rows[0]["item_code"] = "XA01ABD075A00201010048"             # 22 chars for a 西药
+                    rows[1].update(item_type="21", item_code="00120100001000A")  # not 15 digits
+                    rows[2]["exam_result"] = "X"
+                    rows[3]["amount"] = Decimal("26.00")
+                    rows[4]["patient_age_days"] = -1
+                ids.append(deliver(cur, "fee_detail", h, d1, rows))
+        first = validate_night(city, d1, ids, "fee-night-1")
+        assert _failed(first, "error") == {
+            ("raw_fee_detail_codes", "item_code_format", HB): 2,
+            ("raw_fee_detail_quality", "exam_result_code", HB): 1,
+            ("raw_fee_detail_quality", "amount_identity", HB): 1,
+            ("raw_fee_detail_codes", "patient_age_days_valid", HB): 1,
+        }, first.summary_text()
+        assert _failed(first, "warning") == {}, first.summary_text()  # a first delivery: nothing missing yet
+        by_name = {(r.suite, r.check): r for r in first.results}
+        assert by_name["raw_fee_detail_quality", "quantity_nonzero"].evaluated == 2 * FEE_PER_NIGHT
+
+        with psycopg2.connect(city) as conn, conn.cursor() as cur:
+            ids = deliver_night(cur, d2)
+            ids.append(deliver(cur, "fee_detail", HB, d2, [fee_detail(HB, d2, i) for i in range(FEE_PER_NIGHT)]))
+            rules = [
+                _rule("R-OK-1", "sex", allowed_sex="F"), _rule("R-OK-2", "readmission", None, "suspicious", days=15),
+                _rule("R-OK-3", "included_in", "001201000010000", main_item_prefix="00120100002", days=0),
+                _rule("R-OK-4", "indication", diagnosis_prefixes="I10|E11.9|J18.x00"),
+                _rule("R-TYPE", "gender", allowed_sex="F"),
+                _rule("R-SEV", "sex", severity="warning", allowed_sex="M"),
+                _rule("R-PFX", "sex", item_prefix="xa01", allowed_sex="M"),
+                _rule("R-READ", "readmission", days=15),                       # readmission has no item prefix
+                _rule("R-PAR", "daily_quantity", max_quantity=Decimal("0")),
+                _rule("R-IND", "indication", diagnosis_prefixes="I10|1AB"),
+                _rule("R-DATES", "sex", allowed_sex="F", effective_to=dt.date(2024, 12, 31)),
+                _rule("R-DUP", "sex", allowed_sex="F"), _rule("R-DUP", "sex", allowed_sex="F"),
+            ]
+            ids.append(reference(cur, "audit_rules", rules))
+        second = validate_night(city, d2, ids, "fee-night-2")
+        assert _failed(second, "warning") == {("raw_delivery", "fee_detail_delivered", HA): 1}, second.summary_text()
+        details = {(r.check, r.hospital_code): r for r in second.warnings}
+        assert details["fee_detail_delivered", HA].detail == f"missing fee_detail {d2}"
+        assert details["fee_detail_delivered", HA].evaluated == 1
+        assert not [r for r in second.results if r.check == "fee_detail_delivered" and r.hospital_code == HC]
+        assert _failed(second, "error") == {
+            ("raw_audit_rules", "rule_type_known", None): 1,
+            ("raw_audit_rules", "severity_known", None): 1,
+            ("raw_audit_rules", "item_prefix_well_formed", None): 2,
+            ("raw_audit_rules", "rule_parameters_present", None): 3,  # R-READ, R-PAR, R-IND
+            ("raw_audit_rules", "effective_dates_ordered", None): 1,
+            ("raw_audit_rules", "rule_id_unique_in_file", None): 2,
+        }, second.summary_text()
+    finally:  # later nights of other tests must not expect fee_detail from HA
+        with psycopg2.connect(city) as conn, conn.cursor() as cur:
+            cur.execute("delete from raw.fee_detail")
+            cur.execute("delete from raw.ref_audit_rules")
+            cur.execute("delete from raw.load_ledger where file_kind in ('fee_detail', 'reference/audit_rules')")
 
 
 def test_a_catch_up_run_finds_the_claim_file_missing_in_the_middle(clean_warehouse, tmp_path):

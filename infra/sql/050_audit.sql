@@ -71,7 +71,7 @@ create table if not exists audit.dq_row_checks_done (
 -- (here or in the raw tables) never blocks it; nothing depends on them.
 drop view if exists audit.dq_night, audit.dq_night_purchase, audit.dq_night_usage, audit.dq_night_claim,
     audit.dq_night_loads, audit.dq_night_quarantine, audit.dq_marts_run, audit.dq_night_row_findings,
-    audit.dq_night_row_checks_done;
+    audit.dq_night_row_checks_done, audit.dq_night_fee_detail, audit.dq_night_audit_rules;
 
 -- The night's rows. The range condition lets PostgreSQL use the BRIN index on load_id, so a
 -- check reads the night's rows, never the whole history.
@@ -99,6 +99,23 @@ select r.run_id, r.night_date, t.*
 from audit.dq_runs r
 join audit.dq_run_loads l on l.run_id = r.run_id
 join raw.claim t on t.load_id = l.load_id and t.load_id between r.min_load_id and r.max_load_id
+where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true);
+
+create view audit.dq_night_fee_detail as
+select r.run_id, r.night_date, t.*
+from audit.dq_runs r
+join audit.dq_run_loads l on l.run_id = r.run_id
+join raw.fee_detail t on t.load_id = l.load_id and t.load_id between r.min_load_id and r.max_load_id
+where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true);
+
+-- The rule library rows loaded in the night (national file and bureau file alike: file_kind says
+-- which). Reference data has no hospital: hospital_code is null, as the row checks group by it.
+create view audit.dq_night_audit_rules as
+select r.run_id, r.night_date, g.file_kind, null::text as hospital_code, t.*
+from audit.dq_runs r
+join audit.dq_run_loads l on l.run_id = r.run_id
+join raw.load_ledger g on g.load_id = l.load_id
+join raw.ref_audit_rules t on t.load_id = l.load_id
 where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true);
 
 create view audit.dq_night_loads as

@@ -162,7 +162,10 @@ AUDIT_RULE_TYPES = (
     "course_days", "included_in", "indication", "repeat_exam", "positive_rate", "readmission",
 )
 
-EXTRACTS: dict[str, Extract] = {e.name: e for e in (PURCHASE, USAGE, CLAIM)}
+EXTRACTS: dict[str, Extract] = {e.name: e for e in (PURCHASE, USAGE, CLAIM, FEE_DETAIL)}
+# Extracts a hospital may deliver or not (DOMAIN §2): never asked of a hospital that never sent one;
+# a hospital that sent one before and not on a night gets a delivery warning.
+OPTIONAL_EXTRACTS = {"fee_detail"}
 
 # Reference data: whole-file snapshots; the latest load of each file is the truth.
 REFERENCE: dict[str, tuple[Column, ...]] = {
@@ -218,8 +221,18 @@ REFERENCE: dict[str, tuple[Column, ...]] = {
         C("date", "日期", "date"),
         C("is_workday", "是否工作日", "flag"),
     ),
+    "audit_rules": AUDIT_RULES_COLUMNS,
+    # the packaged national rule library (yibao/data/audit_rules_national.csv), loaded every night
+    # like a landing reference file (content-hash dedup: a no-op once loaded) into raw.ref_audit_rules
+    "audit_rules_national": AUDIT_RULES_COLUMNS,
 }
-OPTIONAL_REFERENCE = {"workday_overrides"}
+OPTIONAL_REFERENCE = {"workday_overrides", "audit_rules", "audit_rules_national"}
+# reference name → raw table suffix when it differs (both rule libraries land in raw.ref_audit_rules)
+REFERENCE_TABLES = {"audit_rules_national": "audit_rules"}
+# reference files with a natural key: a key twice in one file quarantines every row holding it
+REFERENCE_KEYS = {"audit_rules": "rule_id", "audit_rules_national": "rule_id"}
+# reference files the loader supplies itself (packaged data), never read from the landing zone
+PACKAGED_REFERENCE = {"audit_rules_national": "audit_rules_national.csv"}
 
 # Stored columns: the ID number never reaches a table; the loader replaces it.
 PSEUDONYM_COLUMNS = ("patient_key", "patient_sex", "patient_birth_year")

@@ -3,6 +3,7 @@
 Layout (docs/extract-contract.md)::
 
     <landing>/<YYYYMMDD>/<hospital_code>/purchase.csv | usage.csv | claim.csv  (.xlsx; .csv may be .gz)
+                                         | fee_detail.csv  (optional fourth extract)
     <landing>/<YYYYMMDD>/<hospital_code>/_manifest.json   (optional)
     <landing>/reference/<name>.csv
 
@@ -26,8 +27,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from .contract import EXTRACTS, REFERENCE
+from .contract import EXTRACTS, PACKAGED_REFERENCE, REFERENCE
 
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+PACKAGED_PREFIX = "package:yibao/data/"  # source_file of a packaged reference file in the ledger
 DATE_DIR = re.compile(r"^\d{8}$")
 SUFFIXES = (".csv", ".csv.gz", ".xlsx")
 
@@ -57,7 +60,7 @@ class LandingFile:
         init = object.__setattr__
         init(self, "_path", path)
         init(self, "relpath", relpath)
-        init(self, "kind", kind)  # purchase | usage | claim | reference:<name>
+        init(self, "kind", kind)  # purchase | usage | claim | fee_detail | reference:<name>
         init(self, "hospital_code", hospital_code)
         init(self, "business_date", business_date)
         init(self, "size", size)  # st_size and st_mtime_ns as seen by discover() (None: not stat'ed)
@@ -155,10 +158,21 @@ def discover(
     if ref_dir.is_dir():
         for entry in _entries(ref_dir):
             stem = _stem(entry.name)
-            if stem in REFERENCE:
+            if stem in REFERENCE and stem not in PACKAGED_REFERENCE:
                 found(entry, f"reference/{entry.name}", f"reference:{stem}", None, None)
             else:
                 warnings.append(f"ignored reference/{entry.name}: not a known reference file")
+    # the packaged reference data (the national rule library): every run, like a landing reference
+    # file; its ledger row (content hash, then stat) makes it a no-op once loaded
+    for name, filename in PACKAGED_REFERENCE.items():
+        path = PACKAGE_DATA / filename
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            warnings.append(f"packaged reference {filename} is missing from the installation")
+            continue
+        append(LandingFile(str(path), f"{PACKAGED_PREFIX}{filename}", f"reference:{name}", None, None,
+                           st.st_size, st.st_mtime_ns))
     for day_entry in _entries(landing):
         name = day_entry.name
         if not day_entry.is_dir() or name == "reference" or name.startswith(("_", ".")):
@@ -185,8 +199,9 @@ def discover(
                 if stem is not None:
                     found(entry, f"{name}/{hosp}/{fname}", stem, hosp, day)
                 else:
-                    warnings.append(f"ignored {name}/{hosp}/{fname}: not purchase/usage/claim .csv/.csv.gz/.xlsx")
-    order = {"purchase": 0, "usage": 1, "claim": 2}
+                    warnings.append(
+                        f"ignored {name}/{hosp}/{fname}: not purchase/usage/claim/fee_detail .csv/.csv.gz/.xlsx")
+    order = {"purchase": 0, "usage": 1, "claim": 2, "fee_detail": 3}
     files.sort(
         key=lambda f: (
             f.business_date is not None,  # reference first

@@ -31,7 +31,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from . import codes, rowcheck
-from .contract import EXTRACTS, REFERENCE, Column
+from .contract import EXTRACTS, REFERENCE, REFERENCE_KEYS, REFERENCE_TABLES, Column
 from .landing import FileRejected, LandingFile, discover, fingerprint, open_rows, read_manifest
 from .pseudonym import Pseudonymiser
 from .rowcheck import RowRejected
@@ -124,6 +124,16 @@ class _CopyStream(io.RawIOBase):
             raise
 
 
+def natural_key(f: LandingFile) -> str | None:
+    """The column that identifies a row of the file (with its hospital), or None (most reference files)."""
+    return REFERENCE_KEYS.get(f.name) if f.is_reference else EXTRACTS[f.kind].key
+
+
+def raw_table(f: LandingFile) -> str:
+    """The raw table a file loads into (both rule libraries share raw.ref_audit_rules)."""
+    return f"raw.ref_{REFERENCE_TABLES.get(f.name, f.name)}" if f.is_reference else f"raw.{f.kind}"
+
+
 BATCH_ROWS = 2000  # rows per COPY chunk (about half a megabyte)
 KEY_TRACK_LIMIT = 100_000  # natural keys held per file to rule out duplicates without asking the database
 
@@ -194,7 +204,7 @@ class FileLoader:
             is_ref = f.is_reference
             folder_hosp = f.hospital_code
             bdate = f.business_date.isoformat() if f.business_date else None
-            keys: set[str] | None = None if is_ref else set()
+            keys: set[str] | None = set() if natural_key(f) else None
             general = self._general_row(f, columns, positions, extras, ncols, load_id, result, quarantine, state, keys)
             fast = None
             if not is_ref:
@@ -245,7 +255,9 @@ class FileLoader:
         """
         is_ref = f.is_reference
         extract = None if is_ref else f.kind
-        key_col = None if is_ref else EXTRACTS[f.kind].key
+        key_col = natural_key(f)
+        rules = is_ref and f.name in REFERENCE_KEYS  # an audit_rules file: each rule row is validated
+        age_on = rowcheck.AGE_ON.get(extract)
         folder_hosp = f.hospital_code
         bdate = f.business_date.isoformat() if f.business_date else None
         plan = [(c.name, c.kind, c.required, p) for c, p in zip(columns, positions)]
@@ -273,8 +285,10 @@ class FileLoader:
                         values[name] = raw
                         continue
                     values[name] = rowcheck.convert(kind, name, raw)
-                sex = birth_year = None
-                if not is_ref:
+                sex = birth_year = age = None
+                if rules:
+                    rowcheck.check_audit_rule(values)
+                elif not is_ref:
                     if values.get("quantity") is not None and Decimal(values["quantity"]) == 0:
                         raise RowRejected("zero_quantity", "quantity", values["quantity"], "quantity ≠ 0")
                     if values["hospital_code"] != folder_hosp:
@@ -292,12 +306,16 @@ class FileLoader:
                         rowcheck.check_purchase(values, catalog)
                     elif extract == "usage":
                         rowcheck.check_usage(values, catalog, DOCTOR_PATTERN)
+                    elif extract == "fee_detail":
+                        age = rowcheck.check_fee_detail(values, pid[6:14] if pid is not None else None)
                     else:
                         rowcheck.check_claim(values)
                 out = [load_id, bdate, f.relpath, n] if not is_ref else [load_id, n]
                 for name, kind, _, _ in plan:
                     if kind == "id_number":
                         out += [values[name], sex, birth_year]
+                        if age_on:
+                            out.append(age)
                     else:
                         out.append(values[name])
                 if extras:
@@ -348,16 +366,17 @@ class FileLoader:
         )
         load_id = cur.fetchone()[0]
         result.load_id = load_id
+        table = raw_table(f)
         if f.is_reference:
             columns = REFERENCE[f.name]
-            table = f"raw.ref_{f.name}"
             target = ["load_id", "source_row", *[c.name for c in columns], "extra"]
         else:
             columns = EXTRACTS[f.kind].columns
-            table = f"raw.{f.kind}"
             target = ["load_id", "business_date", "source_file", "source_row"]
             for c in columns:
                 target += ["patient_key", "patient_sex", "patient_birth_year"] if c.kind == "id_number" else [c.name]
+                if c.kind == "id_number" and f.kind in rowcheck.AGE_ON:
+                    target.append("patient_age_days")
             target.append("extra")
         quarantine: list[tuple] = []
         state: dict = {}
@@ -374,6 +393,7 @@ class FileLoader:
             # BRIN ranges written by COPY stay unsummarized (and so match every query) until summarised:
             # without this, every "where load_id = …" below would scan the whole table.
             cur.execute("select brin_summarize_new_values(%s::regclass)", (f"raw.{f.kind}_load_brin",))
+        if natural_key(f):
             twins = self._quarantined_twins(cur, f, load_id, result, quarantine, state.get("loaded_keys"))
             if twins or state.get("maybe_duplicates", True):
                 self._quarantine_duplicates(cur, f, load_id, result, twins, state.get("maybe_duplicates", True))
@@ -406,7 +426,7 @@ class FileLoader:
         Rewrites the refused rows in ``quarantine`` in place; returns the keys of those rows that
         also have a loaded twin (to be moved out of raw).
         """
-        key_col = EXTRACTS[f.kind].key
+        key_col = natural_key(f)
         counts: dict[str, int] = {}
         for t in quarantine:
             if t[6]:
@@ -416,7 +436,7 @@ class FileLoader:
         if loaded_keys is not None:
             twins = [k for k in counts if k in loaded_keys]
         else:
-            cur.execute(f"select distinct {key_col} from raw.{f.kind} where load_id = %s and {key_col} = any(%s)",
+            cur.execute(f"select distinct {key_col} from {raw_table(f)} where load_id = %s and {key_col} = any(%s)",
                         (load_id, list(counts)))
             twins = [r[0] for r in cur.fetchall()]
         dup = {k for k, n in counts.items() if n > 1} | set(twins)
@@ -442,8 +462,8 @@ class FileLoader:
         ``among_loaded``: whether the loaded rows may hold a key twice (False when the loader saw
         every loaded key once).
         """
-        key = EXTRACTS[f.kind].key
-        table = f"raw.{f.kind}"
+        key = natural_key(f)
+        table = raw_table(f)
         # Two statements on purpose: fresh rows have no statistics, and a join of the aggregate with the
         # table would be planned as a nested loop that re-aggregates for every row. Both read the
         # file's rows through the BRIN index on load_id: without statistics the planner may prefer a
@@ -459,9 +479,11 @@ class FileLoader:
     def _move_duplicates(self, cur, f: LandingFile, key: str, table: str, load_id: int, result: FileResult,
                          twins: list[str], among_loaded: bool) -> None:
         dups = list(twins)
+        ref = f.is_reference  # a reference table: no hospital, business date nor source file of its own
         if among_loaded:
             cur.execute(
-                f"select {key} from {table} where load_id = %s group by hospital_code, {key} having count(*) > 1",
+                f"select {key} from {table} where load_id = %s group by {'' if ref else 'hospital_code, '}{key}"
+                " having count(*) > 1",
                 (load_id,),
             )
             seen = set(twins)
@@ -477,12 +499,13 @@ class FileLoader:
             )
             insert into raw.quarantine (load_id, file_kind, hospital_code, business_date, source_file, source_row,
                                         natural_key, column_name, raw_value, reason_code, reason_detail, row_data)
-            select load_id, %(kind)s, hospital_code, business_date, source_file, source_row, {key}, %(key)s, {key},
+            select load_id, %(kind)s, {'null' if ref else 'hospital_code'}, {'null::date' if ref else 'business_date'},
+                   {'%(relpath)s' if ref else 'source_file'}, source_row, {key}, %(key)s, {key},
                    'duplicate_key', 'natural key appears more than once in this file',
                    to_jsonb(moved) - 'load_id' - 'loaded_at'
             from moved
             """,
-            {"load_id": load_id, "kind": f.kind, "key": key, "dups": dups},
+            {"load_id": load_id, "kind": f.kind, "key": key, "dups": dups, "relpath": f.relpath},
         )
         moved = cur.rowcount
         if moved > 0:

@@ -313,11 +313,13 @@ _NIGHT_POPULATIONS = {
     "purchase": "select hospital_code, count(*) from audit.dq_night_purchase where run_id = %(run_id)s group by 1",
     "usage": "select hospital_code, count(*) from audit.dq_night_usage where run_id = %(run_id)s group by 1",
     "claim": "select hospital_code, count(*) from audit.dq_night_claim where run_id = %(run_id)s group by 1",
+    "fee_detail": "select hospital_code, count(*) from audit.dq_night_fee_detail where run_id = %(run_id)s group by 1",
+    "audit_rules": "select null::text, count(*) from audit.dq_night_audit_rules where run_id = %(run_id)s",
     "files": "select hospital_code, count(*) from audit.dq_night_loads where run_id = %(run_id)s group by 1",
     "rows_read": "select hospital_code, sum(rows_read) from audit.dq_night_loads where run_id = %(run_id)s"
-    " and file_kind in ('purchase', 'usage', 'claim') group by 1",
+    " and file_kind in ('purchase', 'usage', 'claim', 'fee_detail') group by 1",
     "id_rows_read": "select hospital_code, sum(rows_read) from audit.dq_night_loads where run_id = %(run_id)s"
-    " and file_kind in ('usage', 'claim') group by 1",
+    " and file_kind in ('usage', 'claim', 'fee_detail') group by 1",
     "deliveries": "select hospital_code, 3 from raw.ref_hospitals " + _LATEST.format(t="ref_hospitals")
     + " and hospital_code is not null group by 1",
     # three extracts per registered hospital and business date the run loads (and its as-of date)
@@ -326,6 +328,14 @@ _NIGHT_POPULATIONS = {
     " union select business_date from audit.dq_night_loads where run_id = %(run_id)s"
     " and file_kind in ('purchase', 'usage', 'claim') and business_date is not null) as d"
     " where h.load_id = (select max(load_id) from raw.ref_hospitals) and h.hospital_code is not null group by 1",
+    # fee_detail (optional): the nights of the run after a hospital's first fee_detail delivery
+    "fee_detail_nights": "select f.hospital_code, count(distinct d.business_date)"
+    " from (select hospital_code, min(business_date) as first_date from raw.load_ledger"
+    " where file_kind = 'fee_detail' and status = 'loaded' group by 1) as f"
+    " join (select night_date as business_date from audit.dq_night where run_id = %(run_id)s"
+    " union select business_date from audit.dq_night_loads where run_id = %(run_id)s"
+    " and file_kind in ('purchase', 'usage', 'claim', 'fee_detail') and business_date is not null) as d"
+    " on d.business_date > f.first_date group by 1",
     **{
         f"ref_{name}": f"select null::text, count(*) from raw.ref_{name} " + _LATEST.format(t=f"ref_{name}")
         for name in ("hospitals", "consumable_catalog", "vbp_batches", "vbp_agreed_volumes", "fund_budgets",

@@ -10,8 +10,15 @@ are exact per defect class:
    ``bad_uscc_check_char``, ``bad_udi_format`` / ``bad_udi_check_digit``, ``bad_consumable_format``,
    ``unknown_consumable_code``, ``bad_doctor_code``, ``bad_icd10``, ``unknown_insurance_type``,
    ``unknown_medical_category``
-4. identities: ``amount_mismatch``, ``claim_parts_mismatch``, ``negotiated_exceeds_fund``
-5. ``date_order``, ``missing_inpatient_dates``
+   fee_detail: ``bad_item_type``, ``bad_item_code`` (format for its item_type)
+4. identities: ``amount_mismatch``, ``claim_parts_mismatch``, ``negotiated_exceeds_fund``;
+   fee_detail: ``bad_exam_result`` (P, N or empty)
+5. ``date_order``, ``missing_inpatient_dates``; fee_detail: ``charge_before_birth`` (the charge
+   date precedes the birth date in the ID number, so no age in days exists)
+
+Reference ``audit_rules`` rows (:func:`check_audit_rule`): ``unknown_rule_type``,
+``missing_rule_parameter`` (a parameter its rule_type needs is missing or out of range, or one it must not have is set), ``bad_item_prefix``, ``effective_dates_reversed``,
+``bad_severity``; ``duplicate_key`` for a rule_id twice in one file.
 
 ``duplicate_key`` (a natural key twice in one file) is decided per file, after the rows, by the
 loader: it looks at every row of the file, valid or not, and takes precedence over the reasons above
@@ -26,6 +33,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from . import codes
+from .contract import AUDIT_RULE_TYPES as _RULE_TYPES
 from .contract import Column
 
 CENT = Decimal("0.01")
@@ -209,6 +217,143 @@ def check_claim(v: dict) -> None:
         raise RowRejected("date_order", "discharge_date", v["discharge_date"], f"discharge_date ≥ admission_date {v['admission_date']}")
 
 
+# item_code format per fee_detail item_type (CODES.md); 31 (医用耗材) is the consumable code format
+ITEM_CODE_PATTERNS = {
+    "11": re.compile(r"X[A-Z0-9]{22}\Z", re.ASCII),  # 西药: X + 5 class + 4 name + 4 form + 4 spec + 5 maker
+    "12": re.compile(r"Z[A-Z0-9]{19}\Z", re.ASCII),  # 中成药: Z + 5 class + 5 name + 4 spec + 5 maker
+    "21": re.compile(r"[0-9]{15}\Z", re.ASCII),  # 医疗服务项目: 00 + 9 price-norm + 2 sub-item + 2 surcharge
+}
+ITEM_CODE_RULES = {
+    "11": "西药 code: X + 22 upper-case letters/digits (23 chars)",
+    "12": "中成药 code: Z + 19 upper-case letters/digits (20 chars)",
+    "13": "中药饮片 code: non-empty text of at most 50 characters",
+    "21": "医疗服务项目 code: 15 digits",
+    "31": "医用耗材 code: C + 19 digits (20) or C + 26 digits (27)",
+}
+EXAM_RESULTS = ("", "P", "N")
+
+
+def item_code_ok(item_type: str, code: str) -> bool:
+    """Whether ``code`` has the format of ``item_type``'s item codes (False for an unknown type)."""
+    pattern = ITEM_CODE_PATTERNS.get(item_type)
+    if pattern is not None:
+        return pattern.match(code) is not None
+    if item_type == "13":
+        return 0 < len(code) <= 50
+    if item_type == "31":
+        return not codes.validate_consumable_code(code)
+    return False
+
+
+def age_days(birth8: str, charge_iso: str) -> int:
+    """Completed days of age on the charge date: charge date − birth date ('YYYYMMDD', 'YYYY-MM-DD…')."""
+    born = dt.date(int(birth8[:4]), int(birth8[4:6]), int(birth8[6:8]))
+    return (dt.date(int(charge_iso[:4]), int(charge_iso[5:7]), int(charge_iso[8:10])) - born).days
+
+
+def check_fee_detail(v: dict, birth8: str | None) -> int | None:
+    """fee_detail's own checks (stages 2-5); returns patient_age_days (None without an ID number)."""
+    if Decimal(v["unit_price"]) <= 0:
+        raise RowRejected("nonpositive_price", "unit_price", v["unit_price"], "unit_price > 0")
+    item_type = v["item_type"]
+    if item_type not in ITEM_CODE_RULES:
+        raise RowRejected("bad_item_type", "item_type", item_type, "11 西药, 12 中成药, 13 中药饮片, 21 医疗服务项目 or 31 医用耗材")
+    if not item_code_ok(item_type, v["item_code"]):
+        raise RowRejected("bad_item_code", "item_code", v["item_code"], ITEM_CODE_RULES[item_type])
+    check_line_amount(v["quantity"], v["unit_price"], v["amount"], "amount")
+    if (v["exam_result"] or "") not in EXAM_RESULTS:
+        raise RowRejected("bad_exam_result", "exam_result", v["exam_result"], "P (阳性), N (阴性) or empty")
+    if birth8 is None:
+        return None
+    days = age_days(birth8, v["charged_at"])
+    if days < 0:
+        raise RowRejected("charge_before_birth", "charged_at", v["charged_at"],
+                          "the charge date precedes the birth date in the ID number")
+    return days
+
+
+# --- audit_rules (reference) -----------------------------------------------------------------------
+
+RULE_SEVERITIES = ("violation", "suspicious")
+HOSPITAL_LEVELS = ("基层", "一级", "二级", "三级")
+ITEM_PREFIX = re.compile(r"[A-Z0-9]{1,27}\Z", re.ASCII)
+# an ICD-10 prefix: a letter, then digits / '.' / 'x' as a code of the 医保版 list begins
+DIAGNOSIS_PREFIX = re.compile(r"[A-Z](?:[0-9](?:[0-9](?:\.(?:[0-9x](?:[0-9x](?:[0-9x](?:x(?:[0-9]{1,3})?)?)?)?)?)?)?)?\Z",
+                              re.ASCII)
+# rule_type → the parameters it needs (besides item_prefix, which every type but readmission needs)
+_RULE_NEEDS = {
+    "sex": "allowed_sex M or F",
+    "age": "min_age_days or max_age_days",
+    "hospital_level": "min_hospital_level (基层/一级/二级/三级)",
+    "daily_quantity": "max_quantity > 0",
+    "min_interval_days": "days > 0",
+    "course_days": "days > 0",
+    "repeat_exam": "days > 0",
+    "readmission": "days > 0",
+    "included_in": "main_item_prefix",
+    "indication": "diagnosis_prefixes",
+    "positive_rate": "exam_class and threshold in [0, 1]",
+}
+
+
+def check_audit_rule(v: dict) -> None:
+    """One rule row of an audit_rules file (DOMAIN §3): raises RowRejected with the first defect."""
+    rule_type = v["rule_type"]
+    if rule_type not in _RULE_TYPES:
+        raise RowRejected("unknown_rule_type", "rule_type", rule_type, "one of " + ", ".join(_RULE_TYPES))
+    if v["severity"] not in RULE_SEVERITIES:
+        raise RowRejected("bad_severity", "severity", v["severity"], "violation or suspicious")
+    prefix = v["item_prefix"]
+    if rule_type == "readmission":
+        if prefix:
+            raise RowRejected("missing_rule_parameter", "item_prefix", prefix, "a readmission rule has no item_prefix")
+    elif not prefix:
+        raise RowRejected("missing_rule_parameter", "item_prefix", "", f"a {rule_type} rule needs item_prefix")
+    elif not ITEM_PREFIX.match(prefix):
+        raise RowRejected("bad_item_prefix", "item_prefix", prefix, "upper-case letters and digits, at most 27 characters")
+
+    def need(column: str, ok: bool, bad: bool = False) -> None:
+        if not ok:
+            value = v[column]
+            raise RowRejected("missing_rule_parameter", column, value or "",
+                              f"a {rule_type} rule needs {_RULE_NEEDS[rule_type]}" + (" (out of range)" if bad else ""))
+
+    if rule_type == "sex":
+        need("allowed_sex", bool(v["allowed_sex"]))
+        need("allowed_sex", v["allowed_sex"] in ("M", "F"), bad=True)
+    elif rule_type == "age":
+        need("min_age_days", bool(v["min_age_days"] or v["max_age_days"]))
+        if v["min_age_days"] and v["max_age_days"]:
+            need("max_age_days", int(v["max_age_days"]) >= int(v["min_age_days"]), bad=True)
+    elif rule_type == "hospital_level":
+        need("min_hospital_level", bool(v["min_hospital_level"]))
+        need("min_hospital_level", v["min_hospital_level"] in HOSPITAL_LEVELS, bad=True)
+    elif rule_type == "daily_quantity":
+        need("max_quantity", bool(v["max_quantity"]))
+        need("max_quantity", Decimal(v["max_quantity"]) > 0, bad=True)
+    elif rule_type in ("min_interval_days", "course_days", "repeat_exam", "readmission"):
+        need("days", bool(v["days"]))
+        need("days", int(v["days"]) > 0, bad=True)
+    elif rule_type == "included_in":
+        main = v["main_item_prefix"]
+        need("main_item_prefix", bool(main))
+        if not ITEM_PREFIX.match(main):
+            raise RowRejected("bad_item_prefix", "main_item_prefix", main, "upper-case letters and digits, at most 27 characters")
+        if v["days"] and int(v["days"]) != 0:
+            raise RowRejected("missing_rule_parameter", "days", v["days"], "an included_in rule has days empty (one visit) or 0 (one day)")
+    elif rule_type == "indication":
+        prefixes = v["diagnosis_prefixes"]
+        need("diagnosis_prefixes", bool(prefixes))
+        need("diagnosis_prefixes", all(DIAGNOSIS_PREFIX.match(p) for p in prefixes.split("|")), bad=True)
+    elif rule_type == "positive_rate":
+        need("exam_class", bool(v["exam_class"]))
+        need("threshold", v["threshold"] is not None)
+        need("threshold", 0 <= Decimal(v["threshold"]) <= 1, bad=True)
+    if v["effective_to"] and v["effective_to"] < v["effective_from"]:
+        raise RowRejected("effective_dates_reversed", "effective_to", v["effective_to"],
+                          f"effective_to ≥ effective_from {v['effective_from']}")
+
+
 # --- the fast path ------------------------------------------------------------------------------
 #
 # Nearly every delivered row is clean. For those, the loader runs a function compiled once per file
@@ -298,8 +443,13 @@ _FREE_TEXT = {
     "purchase": ("purchase_line_id", "product_name", "spec", "manufacturer", "invoice_no"),
     "usage": ("usage_id", "visit_id", "dept_code", "surgery_id", "batch_no"),
     "claim": ("settlement_id", "visit_id", "drg_code", "reversal_of"),
+    # item_code: a 中药饮片 code (item_type 13) is free text
+    "fee_detail": ("fee_line_id", "visit_id", "item_code", "item_name", "dept_code", "doctor_code"),
 }
-EXTRACT_KEYS = {"purchase": "purchase_line_id", "usage": "usage_id", "claim": "settlement_id"}
+EXTRACT_KEYS = {"purchase": "purchase_line_id", "usage": "usage_id", "claim": "settlement_id",
+                "fee_detail": "fee_line_id"}
+# extracts that store patient_age_days (after the pseudonym columns): the timestamp column whose date it is on
+AGE_ON = {"fee_detail": "charged_at"}
 
 
 class FastContext:
@@ -344,6 +494,14 @@ class FastContext:
             return catalog is None or code in catalog or (len(code) == 27 and code[:20] in catalog)
 
         self.consumable = _Memo(consumable_ok, 20_000)
+        self.item_codes = _Memo(lambda tc: item_code_ok(*tc), 50_000)  # (item_type, item_code) → ok
+
+        def birth_ordinal(b: str) -> int:  # 'YYYYMMDD' (already validated) → proleptic ordinal
+            return dt.date(int(b[:4]), int(b[4:6]), int(b[6:])).toordinal()
+
+        self.birth_ordinals = _Memo(birth_ordinal, 50_000)
+        self.date_ordinals = _Memo(lambda d: dt.date.fromisoformat(d).toordinal(), 20_000)
+        self.amounts = _Memo(lambda qpa: _amount_ok(*qpa), 50_000)  # (quantity, price, amount) → identity holds
         self._compiled: dict[str, object] = {}
 
     def row_function(self, extract: str, columns: tuple[Column, ...], positions: list[int | None], ncols: int,
@@ -383,6 +541,11 @@ class FastContext:
             "UDI": self.udi,
             "DOCTOR": self.doctor,
             "CONSUMABLE": self.consumable,
+            "ITEM": self.item_codes,
+            "BORD": self.birth_ordinals,
+            "DORD": self.date_ordinals,
+            "AMOUNTS": self.amounts,
+            "EXAM": dict.fromkeys(EXAM_RESULTS, True),
             "INS": codes.INSURANCE_TYPES,
             "MED": codes.MEDICAL_CATEGORIES,
             "INPATIENT": codes.INPATIENT_CATEGORIES,
@@ -427,6 +590,7 @@ def _fast_source(extract: str, columns: tuple[Column, ...], positions: list[int 
         kinds[col.name] = col.kind
     V = var.__getitem__
     claim = extract == "claim"
+    age_on = AGE_ON.get(extract)
     B: list[str] = [  # body, inside try
         f"{', '.join(f'f{i}' for i in range(ncols))}{',' if ncols == 1 else ''} = map(STRIP, r)",
     ]
@@ -446,12 +610,19 @@ def _fast_source(extract: str, columns: tuple[Column, ...], positions: list[int 
                 f"RIC({v}).end",  # AttributeError on None: not 17 digits and a check character
                 f"if RIC_CHECK[2 * int({v}[:17], 13) % 11] != {v}[17]:",
                 "    return None",
+                *([f"born = {v}[6:14]"] if age_on else []),
                 f"{v} = PSEUDONYM({v}) + SEX[{v}[16]] + BIRTH[{v}[6:14]]",  # TypeError: bad birth date
             ]
             if col.required:
                 B += b
             else:
                 B += [f"if {v}:"] + ["    " + x for x in b] + ["else:", f"    {v} = ',,'"]
+                if age_on:
+                    B.append("    born = ''")
+            if age_on:  # patient_age_days, computed once the charge date is known
+                out.append(v)
+                out.append("age")
+                continue
         elif k == "date":
             B.append(f"{v} = DATES[{v}]")
             maybe_none.append(v)
@@ -502,6 +673,16 @@ def _fast_source(extract: str, columns: tuple[Column, ...], positions: list[int 
             f"if not amount_ok({V('quantity')}, {V('charge_unit_price')}, {V('charge_amount')}):",
             "    return None",
         ]
+    elif extract == "fee_detail":
+        B += [
+            f"if {V('unit_price')}[0] == '-' or not {V('unit_price')}.lstrip('+').strip('0.'):",
+            "    return None",
+            f"if not ITEM[{V('item_type')}, {V('item_code')}]:",
+            "    return None",
+            f"if not AMOUNTS[{V('quantity')}, {V('unit_price')}, {V('amount')}]:",
+            "    return None",
+            f"EXAM[{V('exam_result')}]",  # KeyError: not P, N or empty
+        ]
     else:
         B += [
             f"if {V('insurance_type')} not in INS or {V('medical_category')} not in MED"
@@ -517,6 +698,15 @@ def _fast_source(extract: str, columns: tuple[Column, ...], positions: list[int 
             "    return None",
             f"if {V('admission_date')} and {V('discharge_date')} and {V('discharge_date')} < {V('admission_date')}:",
             "    return None",
+        ]
+    if age_on:  # completed days of age on the charge date (< 0: the general path names the defect)
+        B += [
+            "if born:",
+            f"    age = DORD[{V(age_on)}[:10]] - BORD[born]",
+            "    if age < 0:",
+            "        return None",
+            "else:",
+            "    age = ''",
         ]
     # a free-text field holding a comma, quote or line break needs CSV quoting: such rows go to csv.writer
     free = [V(c) for c in _FREE_TEXT[extract] if var.get(c, "''") != "''"]
