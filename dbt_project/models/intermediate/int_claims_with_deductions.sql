@@ -8,6 +8,7 @@
         {'columns': ['hospital_code', 'visit_id']},
         {'columns': ['hospital_code', 'reversal_of']},
         {'columns': ['hospital_code', 'insurance_type_code', 'settlement_date']},
+        {'columns': ['hospital_code', 'settlement_date']},
         {'columns': ['_batch_at']},
     ],
     pre_hook="{{ materialize_night_rows(ref('stg_claims'), ref('stg_load_ledger'), 'int_claims_with_deductions__night') }}"
