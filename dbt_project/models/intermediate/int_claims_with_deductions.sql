@@ -89,11 +89,17 @@ touched_visits as (
     union
     select hospital_code, visit_id from previous_versions
     union
+    -- the visits of the settlements named by a reversal: one unique-index probe per target
+    -- (`offset 0`: never a hash join over every stored settlement)
     select stored.hospital_code, stored.visit_id
-    from {{ this }} as stored
-    inner join reversal_targets
-        on stored.hospital_code = reversal_targets.hospital_code
-       and stored.settlement_id = reversal_targets.settlement_id
+    from reversal_targets
+    cross join lateral (
+        select target.hospital_code, target.visit_id
+        from {{ this }} as target
+        where target.hospital_code = reversal_targets.hospital_code
+          and target.settlement_id = reversal_targets.settlement_id
+        offset 0
+    ) as stored
     union
     select hospital_code, visit_id from repriced_usage
     union
