@@ -965,6 +965,42 @@ def test_audit_mart_errors_fail_the_gate(city):
     assert "SD-310-03: 800.00 of fund_paid 700.00" in details["deduction_within_fund_paid", HB]
 
 
+def test_claims_without_budget_are_read_since_the_last_publish(city):
+    """month_with_claims_has_budget reads the raw claims loaded since the last publish (what was
+    published passed it), and every claim again when the budget file arrived after that publish."""
+    from yibao.quality import validate_marts
+
+    s = "marts_scope"
+    check = ("marts_settlement", "month_with_claims_has_budget", HC)
+    with psycopg2.connect(city) as conn, conn.cursor() as cur:
+        build_marts(cur, s)
+        # HC settles two 390 claims: HC has no 390 budget
+        claim_load = deliver(cur, "claim", HC, dt.date(2025, 2, 10),
+                             [claim(HC, dt.date(2025, 2, 10), 90 + i, insurance_type="390") for i in range(2)])
+    added: dict[str, list] = {"publish": [], "ledger": []}
+    try:
+        # nothing published yet: every claim is read
+        assert _failed(validate_marts(city, s, AS_OF, "scope-1"), "error").get(check) == 1
+        # a publish after that load: the claim was part of what passed, it is not read again
+        with psycopg2.connect(city) as conn, conn.cursor() as cur:
+            cur.execute("insert into audit.publish_log (as_of_date, run_id) values (%s, 'scope-pub')"
+                        " returning publish_id", (AS_OF,))
+            added["publish"].append(cur.fetchone()[0])
+        assert check not in _failed(validate_marts(city, s, AS_OF, "scope-2"), "error")
+        # the budget file delivered again after the publish: every claim is read again
+        with psycopg2.connect(city) as conn, conn.cursor() as cur:
+            cur.execute("insert into raw.load_ledger (file_kind, source_file, sha256, status)"
+                        " values ('reference:fund_budgets', 'reference/fund_budgets.csv', %s, 'loaded')"
+                        " returning load_id", (uuid.uuid4().hex,))
+            added["ledger"].append(cur.fetchone()[0])
+        assert _failed(validate_marts(city, s, AS_OF, "scope-3"), "error").get(check) == 1
+    finally:
+        with psycopg2.connect(city) as conn, conn.cursor() as cur:
+            cur.execute("delete from raw.claim where load_id = %s", (claim_load,))
+            cur.execute("delete from raw.load_ledger where load_id = any(%s)", ([claim_load, *added["ledger"]],))
+            cur.execute("delete from audit.publish_log where publish_id = any(%s)", (added["publish"],))
+
+
 def test_marts_schema_name_is_an_identifier(city):
     from yibao.quality import validate_marts
 

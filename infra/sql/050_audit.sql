@@ -74,7 +74,11 @@ drop view if exists audit.dq_night, audit.dq_night_purchase, audit.dq_night_usag
     audit.dq_night_row_checks_done, audit.dq_night_fee_detail, audit.dq_night_audit_rules;
 
 -- The night's rows. The range condition lets PostgreSQL use the BRIN index on load_id, so a
--- check reads the night's rows, never the whole history.
+-- check reads the night's rows, never the whole history: one BRIN scan of the run's load-id range,
+-- then a membership test in the run's loads. The test is kept out of the join (`(… in (…)) is true`
+-- is not pulled up into a semi-join, so it stays a hashed sub-plan computed once): joined, the
+-- planner estimated the run's loads at one row (`run_id = current_setting(…)`, whatever the run)
+-- and nested a scan of the raw table per load of the night, whose cost grew with the table.
 create view audit.dq_night as
 select r.run_id, r.night_date, r.min_load_id, r.max_load_id
 from audit.dq_runs r
@@ -83,23 +87,26 @@ where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true);
 create view audit.dq_night_purchase as
 select r.run_id, r.night_date, t.*
 from audit.dq_runs r
-join audit.dq_run_loads l on l.run_id = r.run_id
-join raw.purchase t on t.load_id = l.load_id and t.load_id between r.min_load_id and r.max_load_id
-where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true);
+join raw.purchase t on t.load_id between r.min_load_id and r.max_load_id
+where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true)
+  and (t.load_id in (select l.load_id from audit.dq_run_loads l
+                     where l.run_id = current_setting('yibao.dq_run_id', true))) is true;
 
 create view audit.dq_night_usage as
 select r.run_id, r.night_date, t.*
 from audit.dq_runs r
-join audit.dq_run_loads l on l.run_id = r.run_id
-join raw.usage t on t.load_id = l.load_id and t.load_id between r.min_load_id and r.max_load_id
-where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true);
+join raw.usage t on t.load_id between r.min_load_id and r.max_load_id
+where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true)
+  and (t.load_id in (select l.load_id from audit.dq_run_loads l
+                     where l.run_id = current_setting('yibao.dq_run_id', true))) is true;
 
 create view audit.dq_night_claim as
 select r.run_id, r.night_date, t.*
 from audit.dq_runs r
-join audit.dq_run_loads l on l.run_id = r.run_id
-join raw.claim t on t.load_id = l.load_id and t.load_id between r.min_load_id and r.max_load_id
-where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true);
+join raw.claim t on t.load_id between r.min_load_id and r.max_load_id
+where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true)
+  and (t.load_id in (select l.load_id from audit.dq_run_loads l
+                     where l.run_id = current_setting('yibao.dq_run_id', true))) is true;
 
 create view audit.dq_night_fee_detail as
 select r.run_id, r.night_date, t.*

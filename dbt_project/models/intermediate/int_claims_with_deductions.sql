@@ -8,8 +8,10 @@
         {'columns': ['hospital_code', 'visit_id']},
         {'columns': ['hospital_code', 'reversal_of']},
         {'columns': ['hospital_code', 'insurance_type_code', 'settlement_date']},
+        {'columns': ['hospital_code', 'settlement_date']},
         {'columns': ['_batch_at']},
-    ]
+    ],
+    pre_hook="{{ materialize_night_rows(ref('stg_claims'), ref('stg_load_ledger'), 'int_claims_with_deductions__night') }}"
 ) }}
 
 -- R6 deductions (不合理费用扣除) on the latest version of every settlement.
@@ -39,11 +41,13 @@ with
 
 {% if is_incremental() %}
 
-changed_claims as (
+changed_claims as not materialized (
 
+    -- the night's latest versions (stg_claims, loaded since the watermark), materialised and
+    -- analysed by the pre-hook so that the planner knows the night's size (and, the CTE being
+    -- inlined, the columns' statistics: e.g. how few carry reversal_of)
     select *
-    from {{ ref('stg_claims') }}
-    where {{ loaded_since(wm) }}
+    from pg_temp.int_claims_with_deductions__night
 
 ),
 
@@ -85,11 +89,17 @@ touched_visits as (
     union
     select hospital_code, visit_id from previous_versions
     union
+    -- the visits of the settlements named by a reversal: one unique-index probe per target
+    -- (`offset 0`: never a hash join over every stored settlement)
     select stored.hospital_code, stored.visit_id
-    from {{ this }} as stored
-    inner join reversal_targets
-        on stored.hospital_code = reversal_targets.hospital_code
-       and stored.settlement_id = reversal_targets.settlement_id
+    from reversal_targets
+    cross join lateral (
+        select target.hospital_code, target.visit_id
+        from {{ this }} as target
+        where target.hospital_code = reversal_targets.hospital_code
+          and target.settlement_id = reversal_targets.settlement_id
+        offset 0
+    ) as stored
     union
     select hospital_code, visit_id from repriced_usage
     union
@@ -129,29 +139,40 @@ claims as (
 
     union all
 
+    -- the stored settlements of the touched visits, probed per visit through the
+    -- (hospital_code, visit_id) index (`offset 0`: never flattened into a join the planner could
+    -- turn into a scan of every stored settlement), less the ones changed tonight
     select
         {% for c in claim_columns %}stored.{{ c }},
         {% endfor -%}
         stored._prior_insurance_type_codes,
         stored._prior_settlement_dates
-    from {{ this }} as stored
-    inner join touched_visits
-        on stored.hospital_code = touched_visits.hospital_code
-       and stored.visit_id = touched_visits.visit_id
-    where not exists (
-        select 1
-        from changed_claims
-        where changed_claims.hospital_code = stored.hospital_code
-          and changed_claims.settlement_id = stored.settlement_id
-    )
+    from touched_visits
+    cross join lateral (
+        select *
+        from {{ this }} as stored
+        where stored.hospital_code = touched_visits.hospital_code
+          and stored.visit_id = touched_visits.visit_id
+        offset 0
+    ) as stored
+    left join changed_claims
+        on changed_claims.hospital_code = stored.hospital_code
+       and changed_claims.settlement_id = stored.settlement_id
+    where changed_claims.settlement_id is null
 
 ),
 
 reversed_settlements as materialized (
 
     -- every settlement reversed after this build, among those re-classified: the reversal
-    -- links of the changed settlements and of the stored ones that did not change (a set,
-    -- joined below: a correlated exists over a CTE was evaluated per row, quadratic in the night)
+    -- links of the changed settlements, and the stored reversals of the re-classified
+    -- settlements that did not change tonight. The stored ones are probed from each
+    -- re-classified settlement through the (hospital_code, reversal_of) index: `offset 0`
+    -- keeps the lateral a parameterised index scan per row whatever the planner guesses of
+    -- the night's size (with the night estimated at one row it walked every stored settlement
+    -- in a merge anti-join on hospital_code alone: quadratic). The stored reversals superseded
+    -- tonight are then dropped by an anti-join on both keys. (A correlated exists over a CTE
+    -- in the select list was evaluated per row: also quadratic.)
     select distinct hospital_code, settlement_id
     from (
         select hospital_code, reversal_of as settlement_id
@@ -160,17 +181,22 @@ reversed_settlements as materialized (
 
         union all
 
-        select stored.hospital_code, stored.reversal_of
-        from {{ this }} as stored
-        inner join claims
-            on stored.hospital_code = claims.hospital_code
-           and stored.reversal_of = claims.settlement_id
-        where not exists (
-            select 1
-            from changed_claims
-            where changed_claims.hospital_code = stored.hospital_code
-              and changed_claims.settlement_id = stored.settlement_id
-        )
+        select stored_links.hospital_code, stored_links.settlement_id
+        from (
+            select claims.hospital_code, claims.settlement_id, stored_reversal.settlement_id as reversal_id
+            from claims
+            cross join lateral (
+                select stored.settlement_id
+                from {{ this }} as stored
+                where stored.hospital_code = claims.hospital_code
+                  and stored.reversal_of = claims.settlement_id
+                offset 0
+            ) as stored_reversal
+        ) as stored_links
+        left join changed_claims
+            on changed_claims.hospital_code = stored_links.hospital_code
+           and changed_claims.settlement_id = stored_links.reversal_id
+        where changed_claims.settlement_id is null
     ) as links
 
 ),

@@ -1,0 +1,20 @@
+{#-
+The night's changed rows of a staging model, materialised once per incremental build into a
+temporary table with real statistics (a pre-hook; the model reads it as `pg_temp.<name>`).
+
+Why: the night's rows come from a BRIN scan on load_id beyond the range the raw table's statistics
+have seen, so the planner estimated the night at one row whatever its size (24k-44k claims at 1.5M
+of history) and chose plans that rescan the night once per stored row (quadratic). A temporary table
+analysed after it is filled gives every join of the model the night's real size. Dropped first (one
+dbt connection may build several models) and dropped by PostgreSQL at the end of the session.
+Returns nothing on a full build (the model reads staging directly).
+-#}
+{% macro materialize_night_rows(relation, ledger, name) -%}
+    {%- if execute and is_incremental() -%}
+        {%- set wm = incremental_watermark(ledger) -%}
+        drop table if exists pg_temp.{{ name }};
+        create temporary table {{ name }} as
+        select * from {{ relation }} where {{ loaded_since(wm) }};
+        analyze pg_temp.{{ name }};
+    {%- endif -%}
+{%- endmacro %}
