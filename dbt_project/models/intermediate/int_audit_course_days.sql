@@ -1,0 +1,31 @@
+-- Smart audit R17 限支付疗程 (course_days): per visit and rule, day k of a matching line = its
+-- charge date - the first charge date of a matching line with quantity > 0 in the visit + 1;
+-- k > days flags the whole line.
+
+with
+
+matches as (
+
+    select *
+    from {{ ref('int_audit_rule_matches') }}
+    where rule_type = 'course_days'
+      and visit_id is not null
+      and days is not null
+
+),
+
+numbered as (
+
+    select
+        matches.*,
+        charge_date - min(charge_date) filter (where quantity > 0) over (
+            partition by hospital_code, visit_id, rule_id
+        ) + 1 as course_day
+    from matches
+
+)
+
+select
+    {{ audit_fee_line_finding_columns('numbered') }}
+from numbered
+where course_day > days
