@@ -52,3 +52,17 @@
         ({{ flagged_amount if flagged_amount is not none else m ~ '.amount' }})::numeric(18, 2) as flagged_amount,
         ({{ is_cross_hospital }})::boolean as is_cross_hospital
 {%- endmacro %}
+
+{#- An incremental target written before its model gained the given columns (an upgrade, e.g.
+    int_claims_with_deductions before smart audit): ask for the one-off full refresh that
+    transform.build then does by itself. -#}
+{% macro require_columns_or_full_refresh(columns) -%}
+    {%- if execute and is_incremental() -%}
+        {%- set existing = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
+        {%- for c in columns if c not in existing -%}
+            {{ exceptions.raise_compiler_error(
+                this ~ " has no column " ~ c ~ " (written by an earlier version of the model)"
+                ~ "; rebuild it with --full-refresh") }}
+        {%- endfor -%}
+    {%- endif -%}
+{%- endmacro %}

@@ -40,6 +40,7 @@
     'business_date', 'load_id', 'source_row',
 ] %}
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
+{%- do require_columns_or_full_refresh(['_audit_digest']) %}
 
 with
 
