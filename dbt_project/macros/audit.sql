@@ -66,3 +66,35 @@
         {%- endfor -%}
     {%- endif -%}
 {%- endmacro %}
+
+{#- int_audit_rule_matches, incremental: the fee lines to (re)match tonight, as a predicate on
+    stg_fee_lines; none when every line is (first build, or the rule library changed). -#}
+{% macro audit_matches_changed_lines(wm) -%}
+    {%- if wm is none or reference_changed_since(wm, [ref('stg_audit_rules')]) -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {{- return(loaded_since(wm)) -}}
+{%- endmacro %}
+
+{#- Pre-hook of int_audit_rule_matches: remove the stored matches of the lines re-matched tonight
+    (a corrected line may match fewer rules, or none), or all of them when every line is. -#}
+{% macro audit_matches_delete_changed() -%}
+    {%- if execute and is_incremental() -%}
+        {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
+        {%- set changed = audit_matches_changed_lines(wm) -%}
+        {%- if changed is none -%}
+            delete from {{ this }}
+        {%- else -%}
+            delete from {{ this }} as stored
+            using (
+                select distinct hospital_code, fee_line_id
+                from {{ ref('stg_fee_lines') }}
+                where {{ changed }}
+            ) as changed
+            where stored.hospital_code = changed.hospital_code
+              and stored.fee_line_id = changed.fee_line_id
+        {%- endif -%}
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{%- endmacro %}

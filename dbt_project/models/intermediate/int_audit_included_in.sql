@@ -2,7 +2,8 @@
 -- main item A. days = 0 (单日): on a visit and charge date where A's matching lines net > 0, every
 -- B line of that visit and date is flagged whole; days empty (单次就诊): where A nets > 0 over the
 -- visit, every B line of the visit. A's lines match like B's (audited lines, prefix, charge date in
--- the rule's effective dates). A days value other than 0 or empty is read as 0 (per day).
+-- the rule's effective dates; int_audit_rule_matches lists them with is_main_item). A days value
+-- other than 0 or empty is read as 0 (per day).
 
 with
 
@@ -11,36 +12,25 @@ b_lines as (
     select *
     from {{ ref('int_audit_rule_matches') }}
     where rule_type = 'included_in'
+      and not coalesce(is_main_item, false)
       and main_item_prefix is not null
       and visit_id is not null
-
-),
-
-visit_rules as (
-
-    select distinct
-        hospital_code, visit_id, rule_id, main_item_prefix, days, effective_from, effective_to
-    from b_lines
 
 ),
 
 a_net as (
 
     select
-        visit_rules.hospital_code,
-        visit_rules.visit_id,
-        visit_rules.rule_id,
-        case when visit_rules.days is not null then a_lines.charge_date end as charge_date
-    from visit_rules
-    inner join {{ ref('stg_fee_lines') }} as a_lines
-        on a_lines.hospital_code = visit_rules.hospital_code
-       and a_lines.visit_id = visit_rules.visit_id
-       and left(a_lines.item_code, length(visit_rules.main_item_prefix)) = visit_rules.main_item_prefix
-    where a_lines.item_type is distinct from '31'
-      and a_lines.charge_date >= visit_rules.effective_from
-      and a_lines.charge_date <= visit_rules.effective_to
+        hospital_code,
+        visit_id,
+        rule_id,
+        case when days is not null then charge_date end as charge_date
+    from {{ ref('int_audit_rule_matches') }}
+    where rule_type = 'included_in'
+      and is_main_item
+      and visit_id is not null
     group by 1, 2, 3, 4
-    having sum(a_lines.quantity) > 0
+    having sum(quantity) > 0
 
 )
 
