@@ -5,8 +5,11 @@ three nightly builds and a full rebuild:
   night A  through 2025-03-31 into marts_build  (V9's first lines and S9; V10's line, no claim yet)
   night B  through 2025-06-30 into marts_build  (V9's F5/F6 arrive late, S10 arrives late,
                                                  the INT-1 days, the CT exams, the readmission)
-  night C  through 2025-06-30 into marts_build  (F1 refunded; the bureau re-delivers its rules
-                                                 without RDM-1: R22's finding disappears)
+  night C  through 2025-06-30 into marts_build  (F1 refunded; F6 corrected to an item no rule
+                                                 matches; I01 corrected to another patient, so the
+                                                 man's INT-1 days are re-walked without it)
+  night D  through 2025-06-30 into marts_build  (the bureau re-delivers its rules without RDM-1:
+                                                 R22's finding disappears; everything re-matched)
   check    through 2025-06-30 into marts_check with --full-refresh
 
 The marts are checked to the cent after nights B and C, and the incrementally built marts must
@@ -235,9 +238,18 @@ def night_b(cur):
 
 
 def night_c(cur):
-    # F1 refunded (a new line, -1): its R11 finding nets out; the bureau drops RDM-1
+    # F1 refunded (a new line, -1): its R11 finding nets out. F6 re-sent with another item code:
+    # it matches no rule any more. I01 re-sent for another patient: the man's first INT-1 day is
+    # gone, so 03-10 becomes payable and 03-16 (6 days on) and 03-20 (10 days on) are not.
     load_extract(cur, "fee_detail", H1, dt.date(2025, 6, 1), [
-        fee("F1R", "V9", ts(3, 4, 9), SEX_ITEM, "-1", "300.00")])
+        fee("F1R", "V9", ts(3, 4, 9), SEX_ITEM, "-1", "300.00"),
+        fee("F6", "V9", ts(3, 3, 11), "001199000010000", "1", "12.00"),
+        fee("I01", "VI01", ts(3, 1), INT_ITEM, "1", "50.00", patient="PK_OTHER"),
+    ])
+
+
+def night_d(cur):
+    # the bureau drops RDM-1
     load_reference(cur, "audit_rules", RULE_COLS, [r for r in BUREAU if r[0] != "RDM-1"])
 
 
@@ -273,6 +285,9 @@ def built(warehouse, tmp_path_factory):
     transform.build(B, marts_schema="marts_build", url=url)
     snapshots["B"] = _findings(conn), _deductions(conn)
     night_c(cur)
+    transform.build(B, marts_schema="marts_build", url=url)
+    snapshots["C"] = _findings(conn), _deductions(conn)
+    night_d(cur)
     transform.build(B, marts_schema="marts_build", url=url)
     transform.build(B, marts_schema="marts_check", url=url, full_refresh=True)
     yield conn, snapshots
@@ -356,20 +371,35 @@ def test_positive_rate_worked_example(built):
     ]
 
 
-def test_night_c_refund_nets_out_and_rule_removal(built):
+def test_night_c_corrections_rederive_their_groups(built):
+    findings, deductions = built[1]["C"]
+    Dt = dt.date
+    assert findings[("SEX-1", "F1R")][5:7] == (D("-1.0000"), D("-300.00"))
+    assert ("INC-1", "F6") not in findings  # F6 matches no rule any more
+    # the man's INT-1 days without I01: 03-10 payable, 03-16 and 03-20 not
+    int1 = {k[1]: v[2:5] for k, v in findings.items() if k[0] == "INT-1"}
+    assert int1 == {
+        "I16": (H1, "fee_line", Dt(2025, 3, 16)),
+        "I20": (H17, "fee_line", Dt(2025, 3, 20)),
+    }
+    assert ("RDM-1", "S21") in findings
+    # S9's base: 300.00 - 300.00 + 91.00 + 40.00 = 131.00 → round(131.00 x 0.6, 2) = 78.60
+    assert deductions["S9"] == (D("0.00"), D("131.00"), D("131.00"), D("78.60"))
+    assert deductions["S10"] == (D("0.00"), D("45.50"), D("45.50"), D("22.75"))
+
+
+def test_night_d_rule_removed(built):
     conn = built[0]
     findings = _findings(conn)
-    assert findings[("SEX-1", "F1R")][5:7] == (D("-1.0000"), D("-300.00"))
     assert ("RDM-1", "S21") not in findings  # the bureau's new library has no RDM-1
-    # S9's base: 300.00 - 300.00 + 91.00 + 40.00 + 12.00 = 143.00 → round(143 x 0.6, 2) = 85.80
-    assert _deductions(conn)["S9"] == (D("0.00"), D("143.00"), D("143.00"), D("85.80"))
+    assert set(findings) == set(built[1]["C"][0]) - {("RDM-1", "S21")}
     (march,) = _rows(
         conn,
         """select deduction_amount from marts_build.fct_settlement_monthly
            where hospital_code = %s and insurance_type = '310' and settlement_month = '2025-03-01'""",
         H1,
     )
-    assert march == (D("108.55"),)  # S9 85.80 + S10 22.75
+    assert march == (D("101.35"),)  # S9 78.60 + S10 22.75
 
 
 def test_audit_summary_monthly(built):
@@ -381,10 +411,10 @@ def test_audit_summary_monthly(built):
     )
     assert got == [
         (H1, dt.date(2025, 3, 1), "daily_quantity", "violation", 1, D("40.00")),
-        (H1, dt.date(2025, 3, 1), "included_in", "violation", 1, D("12.00")),
         (H1, dt.date(2025, 3, 1), "inpatient_only", "violation", 2, D("136.50")),
+        (H1, dt.date(2025, 3, 1), "min_interval_days", "violation", 1, D("50.00")),
         (H1, dt.date(2025, 3, 1), "sex", "violation", 2, D("0.00")),
-        (H17, dt.date(2025, 3, 1), "min_interval_days", "violation", 2, D("100.00")),
+        (H17, dt.date(2025, 3, 1), "min_interval_days", "violation", 1, D("50.00")),
         (H17, dt.date(2025, 4, 1), "repeat_exam", "suspicious", 1, D("180.00")),
     ]
 

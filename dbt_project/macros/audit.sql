@@ -76,23 +76,83 @@
     {{- return(loaded_since(wm)) -}}
 {%- endmacro %}
 
-{#- Pre-hook of int_audit_rule_matches: remove the stored matches of the lines re-matched tonight
-    (a corrected line may match fewer rules, or none), or all of them when every line is. -#}
-{% macro audit_matches_delete_changed() -%}
+{#- Incremental fee-line finding models (R11-R13, R15-R18, R20). Each re-derives, from
+    int_audit_rule_matches, every group of its rule (the window the rule decides over, e.g.
+    patient x rule for R16) that a match written since the model's watermark touches, whether by
+    its current keys or by the keys the line had before (_prior_keys): a pre-hook deletes the
+    stored findings of those groups, the model appends the findings it re-derives for them. A
+    group is read whole (the patient's history for that rule), nothing else is read.
+    everything: a reference file the decision reads changed (e.g. hospitals for R13). -#}
+
+{% macro audit_prior_key_column(column) -%}
+    {%- if column in ('hospital_code', 'fee_line_id') -%}
+        matches.{{ column }}
+    {%- elif column == 'charge_date' -%}
+        (prior.key ->> 'charge_date')::date
+    {%- else -%}
+        prior.key ->> '{{ column }}'
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro audit_touched_groups(wm, rule_types, group_columns) -%}
+    {%- set types = "'" ~ (rule_types | join("', '")) ~ "'" -%}
+    select distinct {{ group_columns | join(', ') }}
+    from (
+        select {{ group_columns | join(', ') }}
+        from {{ ref('int_audit_rule_matches') }}
+        where _batch_at > '{{ wm.batch_at }}'::timestamptz
+          and rule_type in ({{ types }})
+
+        union all
+
+        select
+            {% for c in group_columns %}{{ audit_prior_key_column(c) }} as {{ c }}{% if not loop.last %}, {% endif %}{% endfor %}
+        from {{ ref('int_audit_rule_matches') }} as matches
+        cross join lateral jsonb_array_elements(matches._prior_keys) as prior (key)
+        where matches._batch_at > '{{ wm.batch_at }}'::timestamptz
+          and prior.key ->> 'rule_type' in ({{ types }})
+    ) as touched
+{%- endmacro %}
+
+{#- True when the model must re-derive every group (first build, or a reference file changed). -#}
+{% macro audit_findings_everything(wm, references=[]) -%}
+    {%- if wm is none -%}
+        {{- return(true) -}}
+    {%- endif -%}
+    {%- if references -%}
+        {%- set relations = [] -%}
+        {%- for name in references -%}{%- do relations.append(ref(name)) -%}{%- endfor -%}
+        {{- return(reference_changed_since(wm, relations)) -}}
+    {%- endif -%}
+    {{- return(false) -}}
+{%- endmacro %}
+
+{#- Predicate on the matches a finding model reads. -#}
+{% macro audit_touched_filter(wm, everything, rule_types, group_columns, alias='') -%}
+    {%- if everything -%}
+        true
+    {%- else -%}
+        {%- set p = (alias ~ '.') if alias else '' -%}
+        ({% for c in group_columns %}{{ p }}{{ c }}{% if not loop.last %}, {% endif %}{% endfor %}) in (
+            {{ audit_touched_groups(wm, rule_types, group_columns) }}
+        )
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Pre-hook: delete the stored findings of the groups re-derived tonight. -#}
+{% macro audit_findings_delete_touched(rule_types, group_columns, references=[]) -%}
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
-        {%- set changed = audit_matches_changed_lines(wm) -%}
-        {%- if changed is none -%}
+        {%- if audit_findings_everything(wm, references) -%}
             delete from {{ this }}
         {%- else -%}
             delete from {{ this }} as stored
-            using (
-                select distinct hospital_code, fee_line_id
-                from {{ ref('stg_fee_lines') }}
-                where {{ changed }}
-            ) as changed
-            where stored.hospital_code = changed.hospital_code
-              and stored.fee_line_id = changed.fee_line_id
+            using ({{ audit_touched_groups(wm, rule_types, group_columns) }}) as groups
+            where {% for c in group_columns -%}
+                stored.{{ 'subject_id' if c == 'fee_line_id' else c }} = groups.{{ c }}
+                {%- if not loop.last %} and {% endif %}
+            {%- endfor %}
+              and stored.rule_type in ('{{ rule_types | join("', '") }}')
         {%- endif -%}
     {%- else -%}
         select 1

@@ -1,9 +1,26 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    indexes=[
+        {'columns': ['patient_key', 'rule_id']},
+        {'columns': ['_batch_at']},
+    ],
+    pre_hook="{{ audit_findings_delete_touched(['min_interval_days'], ['patient_key', 'rule_id'], []) }}"
+) }}
+
 -- Smart audit R16 周期超频次 (min_interval_days): per patient and rule across all hospitals, the
 -- charge days whose net quantity (sum of the matching lines) is > 0, in date order. The first is
 -- payable; a later day is payable when it is >= days after the last payable day, otherwise it is
 -- not. Every matching line of a non-payable day is flagged whole.
 -- The walk is sequential (whether a day is payable depends on the last payable day), so it is a
 -- recursive CTE that advances every (patient, rule) one charge day per step.
+--
+-- Incremental: re-derives the groups (patient_key, rule_id) touched by matches written since this
+-- table was (macros/audit.sql).
+
+{%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
+{%- set everything = audit_findings_everything(wm, []) %}
 
 with
 
@@ -12,6 +29,7 @@ matches as (
     select *
     from {{ ref('int_audit_rule_matches') }}
     where rule_type = 'min_interval_days'
+      and {{ audit_touched_filter(wm, everything, ['min_interval_days'], ['patient_key', 'rule_id']) }}
       and patient_key is not null
       and days is not null
 
@@ -75,7 +93,8 @@ not_payable as (
 )
 
 select
-    {{ audit_fee_line_finding_columns('matches') }}
+    {{ audit_fee_line_finding_columns('matches') }},
+    {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
 from matches
 inner join not_payable
     on matches.patient_key = not_payable.patient_key
