@@ -19,7 +19,8 @@
 --
 -- The library (15k rules) against tens of millions of lines is an equi-join, never a LIKE nested
 -- loop: the few distinct prefix lengths L present in the library are crossed with the lines and
--- (left(item_code, L), L) is hashed against (prefix, length(prefix)).
+-- (left(item_code, L), L) is hashed against (prefix, length(prefix)) of int_audit_rules (a small
+-- analyzed table, so that the planner hashes it rather than looping over a mis-estimated view).
 -- Readmission (R22) rules have no item_prefix and are read by int_audit_readmission.
 --
 -- Incremental: the lines delivered since this table was written (new, late, re-sent or refund
@@ -29,6 +30,7 @@
 -- downstream also re-derive the groups a corrected line left; a line that no longer matches any
 -- rule leaves one row with rule_id null (a tombstone carrying its _prior_keys).
 
+-- depends_on: {{ ref('stg_audit_rules') }}
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
 {%- set changed = audit_matches_changed_lines(wm) if is_incremental() else none %}
 
@@ -53,17 +55,8 @@ lines as (
 
 rules as (
 
-    select rules.*, rules.item_prefix as match_prefix, false as is_main_item
-    from {{ ref('stg_audit_rules') }} as rules
-    where rules.item_prefix is not null
-      and rules.rule_type <> 'readmission'
-
-    union all
-
-    select rules.*, rules.main_item_prefix as match_prefix, true as is_main_item
-    from {{ ref('stg_audit_rules') }} as rules
-    where rules.main_item_prefix is not null
-      and rules.rule_type = 'included_in'
+    select *
+    from {{ ref('int_audit_rules') }}
 
 ),
 
