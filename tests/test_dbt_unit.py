@@ -41,6 +41,9 @@ MART_TABLES = [
     "fct_evaluation_quarterly",
     "fct_platform_purchasing_monthly",
     "fct_load_summary",
+    "fct_audit_findings",
+    "fct_exam_positive_rate_monthly",
+    "fct_audit_summary_monthly",
     "dim_hospital",
     "dim_consumable",
     "dim_date",
@@ -506,9 +509,10 @@ def test_unit_and_data_tests_ran(built):
         for n in statuses
         if n.startswith(
             ("r1_", "r2_", "r3_", "r5_", "r6_", "r7_", "r8_", "r9_", "r10_")
+            + tuple(f"r{n}_" for n in range(11, 23))
         )
     ]
-    assert len(unit) >= 15, sorted(statuses)
+    assert len(unit) >= 30, sorted(statuses)
     assert all(statuses[n] == "pass" for n in unit)
     assert statuses["assert_claims_have_fund_budget"] == "pass"
 

@@ -25,6 +25,12 @@
 -- Incremental: re-classifies every settlement of a visit touched since this table was written:
 -- a changed settlement (new or old version's visit), a settlement whose reversal changed, or a
 -- visit whose usage lines were re-priced (current or previous visit of the line).
+--
+-- Smart audit (R6 extended, docs/rules.md R11-R22): the visit's deductible base adds, over its fee
+-- lines, each line's violation amount = the flagged_amount of its violation finding of largest
+-- magnitude (int_audit_deductible_lines; R14/R19 decided here on the effective settlement by the
+-- macro audit_settlement_condition). _audit_digest fingerprints the visit's deductible findings:
+-- an incremental build also re-derives every visit whose fingerprint changed.
 
 {%- set claim_columns = [
     'hospital_code', 'settlement_id', 'visit_id', 'patient_key', 'reversal_of',
@@ -36,8 +42,23 @@
     'business_date', 'load_id', 'source_row',
 ] %}
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
+{%- do require_columns_or_full_refresh(['_audit_digest']) %}
 
 with
+
+audit_visit_digests as (
+
+    select
+        hospital_code,
+        visit_id,
+        md5(string_agg(
+            concat_ws('/', fee_line_id, rule_id, rule_type, flagged_amount, diagnosis_prefixes), ','
+            order by fee_line_id, rule_id
+        )) as audit_digest
+    from {{ ref('int_audit_deductible_lines') }}
+    group by 1, 2
+
+),
 
 {% if is_incremental() %}
 
@@ -106,6 +127,14 @@ touched_visits as (
     select repriced_usage.hospital_code, prior.visit_id
     from repriced_usage
     cross join lateral jsonb_array_elements_text(repriced_usage._prior_visit_ids) as prior (visit_id)
+    union
+    select stored.hospital_code, stored.visit_id
+    from {{ this }} as stored
+    left join audit_visit_digests
+        on stored.hospital_code = audit_visit_digests.hospital_code
+       and stored.visit_id = audit_visit_digests.visit_id
+    where stored.is_effective_settlement
+      and stored._audit_digest is distinct from audit_visit_digests.audit_digest
 
 ),
 
@@ -278,6 +307,32 @@ effective_settlements as (
 
 ),
 
+visit_audit_violations as (
+
+    -- each fee line of an effective settlement's visit denied once: its violation finding of
+    -- largest magnitude (R14/R19 only when the effective settlement meets their condition)
+    select hospital_code, visit_id, sum(violation_amount) as audit_violation_amount
+    from (
+        select distinct on (lines.hospital_code, lines.fee_line_id)
+            lines.hospital_code,
+            lines.visit_id,
+            lines.flagged_amount as violation_amount
+        from {{ ref('int_audit_deductible_lines') }} as lines
+        inner join classified
+            on lines.hospital_code = classified.hospital_code
+           and lines.visit_id = classified.visit_id
+        inner join effective_settlements
+            on classified.hospital_code = effective_settlements.hospital_code
+           and classified.settlement_id = effective_settlements.settlement_id
+        where {{ audit_settlement_condition(
+            'lines.rule_type', 'lines.diagnosis_prefixes',
+            'classified.medical_category_code', 'classified.principal_diagnosis_code') }}
+        order by lines.hospital_code, lines.fee_line_id, abs(lines.flagged_amount) desc, lines.rule_id
+    ) as denied
+    group by 1, 2
+
+),
+
 deducted as (
 
     select
@@ -286,7 +341,14 @@ deducted as (
         case
             when effective_settlements.settlement_id is not null
                 then coalesce(visit_excess.visit_excess_amount, 0)
-        end::numeric(18, 2) as visit_excess_amount
+        end::numeric(18, 2) as visit_excess_amount,
+        case
+            when effective_settlements.settlement_id is not null
+                then coalesce(visit_audit_violations.audit_violation_amount, 0)
+        end::numeric(18, 2) as audit_violation_amount,
+        case
+            when effective_settlements.settlement_id is not null then audit_visit_digests.audit_digest
+        end as _audit_digest
     from classified
     left join effective_settlements
         on classified.hospital_code = effective_settlements.hospital_code
@@ -294,6 +356,12 @@ deducted as (
     left join visit_excess
         on classified.hospital_code = visit_excess.hospital_code
        and classified.visit_id = visit_excess.visit_id
+    left join visit_audit_violations
+        on classified.hospital_code = visit_audit_violations.hospital_code
+       and classified.visit_id = visit_audit_violations.visit_id
+    left join audit_visit_digests
+        on classified.hospital_code = audit_visit_digests.hospital_code
+       and classified.visit_id = audit_visit_digests.visit_id
 
 )
 
@@ -321,11 +389,15 @@ select
     negotiated_drug_amount,
     (fund_paid_amount - coalesce(negotiated_drug_amount, 0))::numeric(18, 2) as declared_amount,
     visit_excess_amount,
+    audit_violation_amount,
     case
         when not is_effective_settlement then 0
         when total_amount is null or total_amount = 0 then 0
         else greatest(
-            least(round(visit_excess_amount * fund_paid_amount / total_amount, 2), fund_paid_amount),
+            least(
+                round((visit_excess_amount + audit_violation_amount) * fund_paid_amount / total_amount, 2),
+                fund_paid_amount
+            ),
             0
         )
     end::numeric(18, 2) as deduction_amount,
@@ -344,5 +416,6 @@ select
     source_row,
     _prior_insurance_type_codes,
     _prior_settlement_dates,
+    _audit_digest,
     {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
 from deducted

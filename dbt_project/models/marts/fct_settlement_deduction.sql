@@ -11,7 +11,8 @@
 ) }}
 
 -- R6 deductions by settlement: one row per effective settlement whose visit carries unreasonable
--- excess, with the excess, the fund share and the deduction that R7 counts in its month.
+-- excess or smart-audit violation amounts (R11-R20, violation findings of its fee lines), with the
+-- deductible base, the fund share and the deduction that R7 counts in its month.
 --
 -- Incremental: every settlement re-classified upstream since this table was written (this schema
 -- may lag a night behind), whether or not it now carries a deduction: delete+insert replaces its
@@ -36,9 +37,11 @@ select
     total_amount,
     fund_paid_amount,
     visit_excess_amount as unreasonable_excess_amount,
+    audit_violation_amount,
+    (visit_excess_amount + audit_violation_amount)::numeric(18, 2) as deductible_base_amount,
     deduction_amount,
     -- lineage
-    coalesce(is_effective_settlement and visit_excess_amount <> 0, false) as _is_deduction,
+    coalesce(is_effective_settlement and (visit_excess_amount <> 0 or audit_violation_amount <> 0), false) as _is_deduction,
     {{ as_of_date() }} as _through_as_of,
     now() as _batch_at
 from {{ ref('int_claims_with_deductions') }}
@@ -46,5 +49,5 @@ from {{ ref('int_claims_with_deductions') }}
 where _batch_at > '{{ wm.batch_at }}'::timestamptz
 {% else %}
 where is_effective_settlement
-  and visit_excess_amount <> 0
+  and (visit_excess_amount <> 0 or audit_violation_amount <> 0)
 {% endif %}

@@ -1,0 +1,41 @@
+-- Smart audit → R6: the fee-line findings that can be deducted (severity violation), one row per
+-- line and rule, read by int_claims_with_deductions for the visit's deductible base.
+-- R14 and R19 depend on the visit's effective settlement, which int_claims_with_deductions itself
+-- determines: they are listed here as candidates (every matching line, with the rule's
+-- diagnosis_prefixes) and decided there by the same macro as int_audit_claim_rules. Every other
+-- fee-line rule is decided already. Suspicious findings never deduct; R22's subject is a
+-- settlement, not a fee line, so it never enters the base.
+
+{%- set decided = [
+    'int_audit_line_rules', 'int_audit_daily_quantity', 'int_audit_min_interval',
+    'int_audit_course_days', 'int_audit_included_in', 'int_audit_repeat_exam',
+] %}
+
+{% for model in decided %}
+select
+    hospital_code,
+    visit_id,
+    subject_id as fee_line_id,
+    rule_id,
+    rule_type,
+    null::text as diagnosis_prefixes,
+    flagged_amount
+from {{ ref(model) }}
+where severity = 'violation'
+  and visit_id is not null
+
+union all
+{% endfor %}
+
+select
+    hospital_code,
+    visit_id,
+    fee_line_id,
+    rule_id,
+    rule_type,
+    diagnosis_prefixes,
+    amount::numeric(18, 2) as flagged_amount
+from {{ ref('int_audit_rule_matches') }}
+where rule_type in ('inpatient_only', 'indication')
+  and severity = 'violation'
+  and visit_id is not null

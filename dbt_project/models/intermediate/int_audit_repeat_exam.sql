@@ -1,0 +1,71 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    indexes=[
+        {'columns': ['patient_key', 'rule_id']},
+        {'columns': ['_batch_at']},
+    ],
+    pre_hook="{{ audit_findings_delete_touched(['repeat_exam'], ['patient_key', 'rule_id'], []) }}"
+) }}
+
+-- Smart audit R20 重复检查 (repeat_exam, local rules): per patient and rule, the (charge date,
+-- hospital) pairs whose matching lines net > 0, ordered by date then hospital_code; a pair dated
+-- <= days after the previous pair is a repeat (互认: the earlier result should have served), cross-
+-- hospital when the two hospitals differ. The repeat's matching lines are flagged whole.
+--
+-- Incremental: re-derives the groups (patient_key, rule_id) touched by matches written since this
+-- table was (macros/audit.sql).
+
+{%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
+{%- set everything = audit_findings_everything(wm, []) %}
+
+with
+
+matches as (
+
+    select *
+    from {{ ref('int_audit_rule_matches') }}
+    where rule_type = 'repeat_exam'
+      and {{ audit_touched_filter(wm, everything, ['repeat_exam'], ['patient_key', 'rule_id']) }}
+      and patient_key is not null
+      and days is not null
+
+),
+
+pairs as (
+
+    select
+        patient_key,
+        rule_id,
+        charge_date,
+        hospital_code,
+        max(days) as days,
+        lag(charge_date) over pair_order as previous_date,
+        lag(hospital_code) over pair_order as previous_hospital_code
+    from matches
+    group by patient_key, rule_id, charge_date, hospital_code
+    having sum(quantity) > 0
+    window pair_order as (partition by patient_key, rule_id order by charge_date, hospital_code)
+
+),
+
+repeats as (
+
+    select *
+    from pairs
+    where previous_date is not null
+      and charge_date - previous_date <= days
+
+)
+
+select
+    {{ audit_fee_line_finding_columns(
+        'matches', is_cross_hospital='repeats.hospital_code <> repeats.previous_hospital_code') }},
+    {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
+from matches
+inner join repeats
+    on matches.patient_key = repeats.patient_key
+   and matches.rule_id = repeats.rule_id
+   and matches.charge_date = repeats.charge_date
+   and matches.hospital_code = repeats.hospital_code

@@ -1,0 +1,205 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['hospital_code', 'fee_line_id'],
+    on_schema_change='fail',
+    indexes=[
+        {'columns': ['hospital_code', 'fee_line_id', 'rule_id', 'is_main_item'], 'unique': true},
+        {'columns': ['rule_type']},
+        {'columns': ['_batch_at']},
+    ],
+) }}
+
+-- Smart audit, common ground (R11-R21): every audited fee line paired with every rule it matches.
+-- Audited lines: the latest versions with item_type <> '31' (consumables are audited from usage by
+-- R1, R3, R9). A line matches a rule when its item_code starts with item_prefix and its charge
+-- date lies in [effective_from, effective_to] (an empty bound is open). For an included_in rule
+-- (R18) a line whose item_code starts with main_item_prefix is matched too, as the main item A
+-- (is_main_item), so that R18 never reads the lines themselves.
+--
+-- The library (15k rules) against tens of millions of lines is an equi-join, never a LIKE nested
+-- loop: the few distinct prefix lengths L present in the library are crossed with the lines and
+-- (left(item_code, L), L) is hashed against (prefix, length(prefix)) of int_audit_rules (a small
+-- analyzed table, so that the planner hashes it rather than looping over a mis-estimated view).
+-- Readmission (R22) rules have no item_prefix and are read by int_audit_readmission.
+--
+-- Incremental: the lines delivered since this table was written (new, late, re-sent or refund
+-- lines) are re-matched; every line when the rule library changed (a new load of either rule
+-- file). delete+insert replaces all rows of a re-matched line. Each row carries _prior_keys, the
+-- (rule, visit, patient, charge date) of the line's earlier matches, so that the window rules
+-- downstream also re-derive the groups a corrected line left; a line that no longer matches any
+-- rule leaves one row with rule_id null (a tombstone carrying its _prior_keys).
+
+-- depends_on: {{ ref('stg_audit_rules') }}
+{%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
+{%- set changed = audit_matches_changed_lines(wm) if is_incremental() else none %}
+
+with
+
+changed_lines as (
+
+    select *
+    from {{ ref('stg_fee_lines') }}
+    {% if changed is not none %}where {{ changed }}{% endif %}
+
+),
+
+lines as (
+
+    select *
+    from changed_lines
+    where item_type is distinct from '31'
+      and item_code is not null
+
+),
+
+rules as (
+
+    select *
+    from {{ ref('int_audit_rules') }}
+
+),
+
+prefix_lengths as (
+
+    select distinct length(match_prefix) as prefix_length
+    from rules
+
+),
+
+matched as (
+
+    select
+        -- line
+        lines.hospital_code,
+        lines.fee_line_id,
+        lines.visit_id,
+        lines.patient_key,
+        lines.patient_sex,
+        lines.patient_age_days,
+        lines.item_type,
+        lines.item_code,
+        lines.item_name,
+        lines.charged_at,
+        lines.charge_date,
+        lines.quantity,
+        lines.unit_price,
+        lines.amount,
+        lines.exam_result,
+        -- rule
+        rules.rule_id,
+        rules.rule_type,
+        rules.is_main_item,
+        rules.severity,
+        rules.item_prefix,
+        rules.allowed_sex,
+        rules.min_age_days,
+        rules.max_age_days,
+        rules.min_hospital_level,
+        rules.max_quantity,
+        rules.days,
+        rules.main_item_prefix,
+        rules.diagnosis_prefixes,
+        rules.exam_class,
+        rules.threshold,
+        rules.effective_from,
+        rules.effective_to,
+        -- lineage
+        lines.business_date,
+        lines.load_id
+    from lines
+    cross join prefix_lengths
+    inner join rules
+        on rules.match_prefix = left(lines.item_code, prefix_lengths.prefix_length)
+       and length(rules.match_prefix) = prefix_lengths.prefix_length
+    where lines.charge_date >= coalesce(rules.effective_from, date '0001-01-01')
+      and lines.charge_date <= coalesce(rules.effective_to, date '9999-12-31')
+
+),
+
+{% if is_incremental() %}
+
+prior as (
+
+    -- the keys of the stored matches of the re-matched lines, and the keys those carried
+    select stored.hospital_code, stored.fee_line_id, jsonb_agg(distinct prior_key.key) as prior_keys
+    from {{ this }} as stored
+    {% if changed is not none %}
+    inner join (select distinct hospital_code, fee_line_id from changed_lines) as changed
+        on stored.hospital_code = changed.hospital_code
+       and stored.fee_line_id = changed.fee_line_id
+    {% endif %}
+    cross join lateral (
+        select jsonb_build_object(
+            'rule_id', stored.rule_id, 'rule_type', stored.rule_type, 'visit_id', stored.visit_id,
+            'patient_key', stored.patient_key, 'charge_date', stored.charge_date
+        ) as key
+        where stored.rule_id is not null
+        union
+        select value from jsonb_array_elements(stored._prior_keys)
+    ) as prior_key
+    group by 1, 2
+
+),
+
+{% else %}
+
+prior as (
+
+    select null::text as hospital_code, null::text as fee_line_id, null::jsonb as prior_keys
+    where false
+
+),
+
+{% endif %}
+
+tombstones as (
+
+    select
+        prior.hospital_code,
+        prior.fee_line_id,
+        changed_lines.visit_id,
+        changed_lines.patient_key,
+        changed_lines.charge_date,
+        changed_lines.business_date,
+        changed_lines.load_id
+    from prior
+    left join changed_lines
+        on prior.hospital_code = changed_lines.hospital_code
+       and prior.fee_line_id = changed_lines.fee_line_id
+    where not exists (
+        select 1 from matched
+        where matched.hospital_code = prior.hospital_code
+          and matched.fee_line_id = prior.fee_line_id
+    )
+
+)
+
+select
+    matched.*,
+    coalesce(prior.prior_keys, '[]'::jsonb) as _prior_keys,
+    {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
+from matched
+left join prior
+    on matched.hospital_code = prior.hospital_code
+   and matched.fee_line_id = prior.fee_line_id
+
+union all
+
+select
+    tombstones.hospital_code,
+    tombstones.fee_line_id,
+    tombstones.visit_id,
+    tombstones.patient_key,
+    null, null, null, null, null, null,
+    tombstones.charge_date,
+    null, null, null, null,
+    null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null,
+    tombstones.business_date,
+    tombstones.load_id,
+    prior.prior_keys,
+    {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
+from tombstones
+inner join prior
+    on tombstones.hospital_code = prior.hospital_code
+   and tombstones.fee_line_id = prior.fee_line_id

@@ -1,0 +1,455 @@
+"""Smart audit (R11-R22) through dbt on raw rows: the worked example of docs/worked-example.md
+(smart audit) inserted into raw.fee_detail, raw.claim and raw.ref_audit_rules with SQL, then
+three nightly builds and a full rebuild:
+
+  night A  through 2025-03-31 into marts_build  (V9's first lines and S9; V10's line, no claim yet)
+  night B  through 2025-06-30 into marts_build  (V9's F5/F6 arrive late, S10 arrives late,
+                                                 the INT-1 days, the CT exams, the readmission)
+  night C  through 2025-06-30 into marts_build  (F1 refunded; F6 corrected to an item no rule
+                                                 matches; I01 corrected to another patient, so the
+                                                 man's INT-1 days are re-walked without it)
+  night D  through 2025-06-30 into marts_build  (the bureau re-delivers its rules without RDM-1:
+                                                 R22's finding disappears; everything re-matched)
+  check    through 2025-06-30 into marts_check with --full-refresh
+
+The marts are checked to the cent after nights B and C, and the incrementally built marts must
+equal the full rebuild row for row (int_claims_with_deductions is incremental: a visit whose
+fee-line findings change must be re-derived although its claim did not change).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal as D
+
+import pytest
+
+from yibao import transform
+
+H1 = "H41070200001"  # 三级
+H17 = "H41070200017"  # 二级
+H3 = "H41070300003"  # 三级
+MAN, GIRL = "PK_MAN", "PK_GIRL"
+A, B = dt.date(2025, 3, 31), dt.date(2025, 6, 30)
+
+SEX_ITEM = "002202010060000"
+INP_DRUG = "XB05BAF160B0"
+FRQ_ITEM = "001102000010000"
+INC_A, INC_B = "001103000010000", "001101000010000"
+INT_ITEM = "250301015000000"
+CT_ITEM = "002103000010000"
+
+RULE_COLS = [
+    "rule_id",
+    "rule_type",
+    "item_prefix",
+    "severity",
+    "allowed_sex",
+    "max_quantity",
+    "days",
+    "main_item_prefix",
+    "exam_class",
+    "threshold",
+    "effective_from",
+]
+
+
+def rule(rule_id, rule_type, prefix, severity="violation", **kw):
+    values = {"rule_id": rule_id, "rule_type": rule_type, "item_prefix": prefix, "severity": severity}
+    values.update(kw)
+    return tuple(values.get(c) for c in RULE_COLS)
+
+
+NATIONAL = [
+    rule("SEX-1", "sex", SEX_ITEM, allowed_sex="F"),
+    rule("INP-1", "inpatient_only", INP_DRUG),
+    rule("FRQ-1", "daily_quantity", FRQ_ITEM, max_quantity=D(1)),
+    rule("INC-1", "included_in", INC_B, main_item_prefix=INC_A, days=0),
+    rule("INT-1", "min_interval_days", INT_ITEM, days=15),
+    # replaced by the bureau's row of the same rule_id (which only applies from 2026)
+    rule("SEX-9", "sex", CT_ITEM, allowed_sex="M"),
+]
+BUREAU = [
+    rule("REP-1", "repeat_exam", CT_ITEM, severity="suspicious", days=7),
+    rule("PR-1", "positive_rate", "002103", severity="suspicious", exam_class="CT", threshold=D("0.70")),
+    rule("RDM-1", "readmission", None, severity="suspicious", days=15),
+    rule("SEX-9", "sex", CT_ITEM, allowed_sex="M", effective_from=dt.date(2026, 1, 1)),
+]
+
+FEE_COLS = [
+    "fee_line_id",
+    "visit_id",
+    "patient_key",
+    "patient_sex",
+    "patient_age_days",
+    "item_type",
+    "item_code",
+    "item_name",
+    "dept_code",
+    "doctor_code",
+    "charged_at",
+    "quantity",
+    "unit_price",
+    "amount",
+    "exam_result",
+]
+CLAIM_COLS = [
+    "settlement_id",
+    "visit_id",
+    "patient_key",
+    "insurance_type",
+    "medical_category",
+    "admission_date",
+    "discharge_date",
+    "settled_at",
+    "principal_diagnosis",
+    "total_amount",
+    "fund_paid",
+    "other_fund_paid",
+    "account_paid",
+    "cash_paid",
+    "negotiated_drug_amount",
+    "reversal_of",
+]
+
+
+def fee(line_id, visit, at, item, qty, price, patient=MAN, sex="M", item_type="21", result=None):
+    qty, price = D(qty), D(price)
+    return (
+        line_id,
+        visit,
+        patient,
+        sex,
+        12000 if patient == MAN else 3000,
+        item_type,
+        item,
+        "示例项目",
+        "0301",
+        "D410702000001",
+        at,
+        qty,
+        price,
+        (qty * price).quantize(D("0.01")),
+        result,
+    )
+
+
+def claim(sid, visit, settled_at, total, fund, category="11", patient=MAN, diagnosis="J06.900",
+          admission=None, discharge=None):
+    total, fund = D(total), D(fund)
+    return (sid, visit, patient, "310", category, admission, discharge, settled_at, diagnosis,
+            total, fund, D(0), D(0), total - fund, D(0), None)
+
+
+def ts(m, d, hh=10, mm=0):
+    return dt.datetime(2025, m, d, hh, mm, 0)
+
+
+def _ledger(cur, kind, hospital, business_date, source_file, n) -> int:
+    cur.execute(
+        "insert into raw.load_ledger (file_kind, hospital_code, business_date, source_file, sha256,"
+        " status, rows_read, rows_loaded) values (%s, %s, %s, %s, md5(random()::text), 'loaded', %s, %s)"
+        " returning load_id",
+        (kind, hospital, business_date, source_file, n, n),
+    )
+    return cur.fetchone()[0]
+
+
+def _insert(cur, table, columns, rows, lineage):
+    cols = [*lineage, "source_row", *columns]
+    sql = f"insert into {table} ({', '.join(cols)}) values ({', '.join(['%s'] * len(cols))})"
+    for i, row in enumerate(rows, start=1):
+        cur.execute(sql, [*lineage.values(), i, *row])
+
+
+def load_reference(cur, name, columns, rows, kind=None):
+    lid = _ledger(cur, kind or f"reference:{name}", None, None, f"reference/{name}.csv", len(rows))
+    _insert(cur, f"raw.ref_{name}", columns, rows, {"load_id": lid})
+
+
+def load_extract(cur, kind, hospital, day, rows):
+    table, columns = ("fee_detail", FEE_COLS) if kind == "fee_detail" else ("claim", CLAIM_COLS)
+    path = f"{day:%Y%m%d}/{hospital}/{kind}.csv"
+    lid = _ledger(cur, kind, hospital, day, path, len(rows))
+    _insert(
+        cur,
+        f"raw.{table}",
+        ["hospital_code", *columns],
+        [(hospital, *r) for r in rows],
+        {"load_id": lid, "business_date": day, "source_file": path},
+    )
+
+
+def night_a(cur):
+    hospitals = [(H1, "示例市第一人民医院", "三级"), (H17, "示例市第十七医院", "二级"),
+                 (H3, "示例市第三医院", "三级")]
+    load_reference(cur, "hospitals", ["hospital_code", "hospital_name", "level", "county_code", "ownership"],
+                   [(h, n, lvl, "410702", "public") for h, n, lvl in hospitals])
+    load_reference(cur, "fund_budgets", ["year", "hospital_code", "insurance_type", "annual_budget"],
+                   [(2025, h, "310", D("1200000.00")) for h, _, _ in hospitals])
+    load_reference(cur, "settlement_params", ["year", "surplus_retention_rate", "overspend_share_rate"],
+                   [(2025, D("0.6"), D("0.3"))])
+    load_reference(cur, "audit_rules", RULE_COLS, NATIONAL, kind="reference:audit_rules_national")
+    load_reference(cur, "audit_rules", RULE_COLS, BUREAU)
+    day = dt.date(2025, 3, 3)
+    load_extract(cur, "fee_detail", H1, day, [
+        fee("F1", "V9", ts(3, 3, 8), SEX_ITEM, "1", "300.00"),
+        fee("F2", "V9", ts(3, 3, 8), INP_DRUG, "2", "45.50", item_type="11"),
+        fee("F3", "V9", ts(3, 3, 9), FRQ_ITEM, "1", "20.00"),
+        fee("F4", "V9", ts(3, 3, 15), FRQ_ITEM, "2", "20.00"),
+        # V10: an inpatient-only drug on a visit whose claim has not arrived: no R14 yet
+        fee("F10", "V10", ts(3, 3, 9), INP_DRUG, "1", "45.50", item_type="11"),
+        # a consumable (item_type 31) is audited from usage.csv, never here
+        fee("F11", "V9", ts(3, 3, 9), SEX_ITEM, "1", "300.00", item_type="31"),
+    ])
+    load_extract(cur, "claim", H1, day, [claim("S9", "V9", ts(3, 3, 17), "2000.00", "1200.00")])
+
+
+def night_b(cur):
+    # V9's F5 (A) and F6 (B) arrive late, after S9: S9's deduction must follow
+    load_extract(cur, "fee_detail", H1, dt.date(2025, 3, 4), [
+        fee("F5", "V9", ts(3, 3, 10), INC_A, "1", "150.00"),
+        fee("F6", "V9", ts(3, 3, 11), INC_B, "1", "12.00"),
+    ])
+    # V10's claim arrives late, outpatient: R14 on F10
+    load_extract(cur, "claim", H1, dt.date(2025, 3, 5),
+                 [claim("S10", "V10", ts(3, 3, 18), "100.00", "50.00")])
+    # INT-1 days 15, at two hospitals
+    for hospital, day in [(H1, 1), (H17, 10), (H1, 16), (H17, 20)]:
+        load_extract(cur, "fee_detail", hospital, dt.date(2025, 3, day), [
+            fee(f"I{day:02d}", f"VI{day:02d}", ts(3, day), INT_ITEM, "1", "50.00")])
+    # CT: the girl at H1 on 04-01 and at H17 on 04-05 and 04-20 (all N); 9 other patients at H1
+    load_extract(cur, "fee_detail", H1, dt.date(2025, 4, 1), [
+        fee("CT01", "VG1", ts(4, 1), CT_ITEM, "1", "200.00", patient=GIRL, sex="F", result="N")])
+    load_extract(cur, "fee_detail", H17, dt.date(2025, 4, 5), [
+        fee("CT05", "VG5", ts(4, 5), CT_ITEM, "1", "180.00", patient=GIRL, sex="F", result="N")])
+    load_extract(cur, "fee_detail", H17, dt.date(2025, 4, 20), [
+        fee("CT20", "VG20", ts(4, 20), CT_ITEM, "1", "180.00", patient=GIRL, sex="F", result="N")])
+    others = [fee(f"CTX{i}", f"VX{i}", ts(4, 10 + i), CT_ITEM, "1", "200.00", patient=f"PK_X{i}",
+                  result="P" if i < 7 else "N") for i in range(9)]
+    load_extract(cur, "fee_detail", H1, dt.date(2025, 4, 30), others)
+    # the man's inpatient settlements at H3: S21 readmitted 10 days after S20's discharge
+    load_extract(cur, "claim", H3, dt.date(2025, 5, 31), [
+        claim("S20", "V20", ts(5, 10), "10000.00", "7000.00", category="21", diagnosis="K35.800",
+              admission=dt.date(2025, 5, 1), discharge=dt.date(2025, 5, 10)),
+        claim("S21", "V21", ts(5, 28), "9000.00", "6300.00", category="21", diagnosis="K35.900",
+              admission=dt.date(2025, 5, 20), discharge=dt.date(2025, 5, 28)),
+    ])
+
+
+def night_c(cur):
+    # F1 refunded (a new line, -1): its R11 finding nets out. F6 re-sent with another item code:
+    # it matches no rule any more. I01 re-sent for another patient: the man's first INT-1 day is
+    # gone, so 03-10 becomes payable and 03-16 (6 days on) and 03-20 (10 days on) are not.
+    load_extract(cur, "fee_detail", H1, dt.date(2025, 6, 1), [
+        fee("F1R", "V9", ts(3, 4, 9), SEX_ITEM, "-1", "300.00"),
+        fee("F6", "V9", ts(3, 3, 11), "001199000010000", "1", "12.00"),
+        fee("I01", "VI01", ts(3, 1), INT_ITEM, "1", "50.00", patient="PK_OTHER"),
+    ])
+
+
+def night_d(cur):
+    # the bureau drops RDM-1
+    load_reference(cur, "audit_rules", RULE_COLS, [r for r in BUREAU if r[0] != "RDM-1"])
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built(warehouse, tmp_path_factory):
+    import os
+
+    import psycopg2
+
+    from yibao import db
+
+    url = warehouse
+    saved_target = os.environ.get("DBT_TARGET_PATH")
+    os.environ["DBT_TARGET_PATH"] = str(tmp_path_factory.mktemp("dbt_target"))
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute(
+        "select nspname from pg_namespace where nspname in ('raw', 'audit', 'staging', 'intermediate',"
+        " 'seeds', 'marts', 'marts_build', 'marts_check')"
+    )
+    for (schema,) in cur.fetchall():
+        cur.execute(f"drop schema {schema} cascade")
+    db.bootstrap()
+    snapshots = {}
+    night_a(cur)
+    transform.build(A, marts_schema="marts_build", url=url)
+    snapshots["A"] = _findings(conn), _deductions(conn)
+    night_b(cur)
+    transform.build(B, marts_schema="marts_build", url=url)
+    snapshots["B"] = _findings(conn), _deductions(conn)
+    night_c(cur)
+    transform.build(B, marts_schema="marts_build", url=url)
+    snapshots["C"] = _findings(conn), _deductions(conn)
+    night_d(cur)
+    transform.build(B, marts_schema="marts_build", url=url)
+    transform.build(B, marts_schema="marts_check", url=url, full_refresh=True)
+    yield conn, snapshots
+    conn.close()
+    if saved_target is None:
+        os.environ.pop("DBT_TARGET_PATH", None)
+    else:
+        os.environ["DBT_TARGET_PATH"] = saved_target
+
+
+def _rows(conn, sql, *params):
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def _findings(conn, schema="marts_build"):
+    return {
+        (r[0], r[1]): r[2:]
+        for r in _rows(
+            conn,
+            f"""select rule_id, subject_id, rule_type, severity, hospital_code, subject_type,
+                       charge_date, flagged_quantity, flagged_amount, is_cross_hospital
+                from {schema}.fct_audit_findings""",
+        )
+    }
+
+
+def _deductions(conn, schema="marts_build"):
+    return {
+        r[0]: r[1:]
+        for r in _rows(
+            conn,
+            f"""select settlement_id, unreasonable_excess_amount, audit_violation_amount,
+                       deductible_base_amount, deduction_amount
+                from {schema}.fct_settlement_deduction""",
+        )
+    }
+
+
+def test_night_a_no_claim_yet_no_r14(built):
+    findings, deductions = built[1]["A"]
+    assert set(findings) == {("SEX-1", "F1"), ("INP-1", "F2"), ("FRQ-1", "F4")}
+    # F1 300.00 + F2 91.00 + F4 40.00 = 431.00 → round(431.00 x 1,200 / 2,000, 2)
+    assert deductions == {"S9": (D("0.00"), D("431.00"), D("431.00"), D("258.60"))}
+
+
+def test_night_b_worked_example_to_the_cent(built):
+    findings, deductions = built[1]["B"]
+    Dt = dt.date
+    assert findings == {
+        ("SEX-1", "F1"): ("sex", "violation", H1, "fee_line", Dt(2025, 3, 3), D("1.0000"), D("300.00"), False),
+        ("INP-1", "F2"): ("inpatient_only", "violation", H1, "fee_line", Dt(2025, 3, 3), D("2.0000"), D("91.00"), False),
+        ("FRQ-1", "F4"): ("daily_quantity", "violation", H1, "fee_line", Dt(2025, 3, 3), D("2.0000"), D("40.00"), False),
+        ("INC-1", "F6"): ("included_in", "violation", H1, "fee_line", Dt(2025, 3, 3), D("1.0000"), D("12.00"), False),
+        ("INP-1", "F10"): ("inpatient_only", "violation", H1, "fee_line", Dt(2025, 3, 3), D("1.0000"), D("45.50"), False),
+        ("INT-1", "I10"): ("min_interval_days", "violation", H17, "fee_line", Dt(2025, 3, 10), D("1.0000"), D("50.00"), False),
+        ("INT-1", "I20"): ("min_interval_days", "violation", H17, "fee_line", Dt(2025, 3, 20), D("1.0000"), D("50.00"), False),
+        ("REP-1", "CT05"): ("repeat_exam", "suspicious", H17, "fee_line", Dt(2025, 4, 5), D("1.0000"), D("180.00"), True),
+        ("RDM-1", "S21"): ("readmission", "suspicious", H3, "settlement", Dt(2025, 5, 20), D("1.0000"), D("6300.00"), False),
+    }
+    # base 443.00 → deduction on S9 = round(443.00 x 1,200 / 2,000, 2) = 265.80; S10: 45.50 x 0.5;
+    # the INT-1 lines' visits have no settlement; R20 and R22 are suspicious: nothing deducted
+    assert deductions == {
+        "S9": (D("0.00"), D("443.00"), D("443.00"), D("265.80")),
+        "S10": (D("0.00"), D("45.50"), D("45.50"), D("22.75")),
+    }
+
+
+def test_positive_rate_worked_example(built):
+    conn = built[0]
+    got = _rows(
+        conn,
+        """select hospital_code, month_start, exam_class, examined_count, positive_count,
+                  positive_rate, threshold_rate, is_alert
+           from marts_build.fct_exam_positive_rate_monthly order by hospital_code""",
+    )
+    assert got == [
+        (H1, dt.date(2025, 4, 1), "CT", 10, 7, D("0.7000"), D("0.7000"), True),
+        (H17, dt.date(2025, 4, 1), "CT", 2, 0, D("0.0000"), D("0.7000"), True),
+    ]
+
+
+def test_night_c_corrections_rederive_their_groups(built):
+    findings, deductions = built[1]["C"]
+    Dt = dt.date
+    assert findings[("SEX-1", "F1R")][5:7] == (D("-1.0000"), D("-300.00"))
+    assert ("INC-1", "F6") not in findings  # F6 matches no rule any more
+    # the man's INT-1 days without I01: 03-10 payable, 03-16 and 03-20 not
+    int1 = {k[1]: v[2:5] for k, v in findings.items() if k[0] == "INT-1"}
+    assert int1 == {
+        "I16": (H1, "fee_line", Dt(2025, 3, 16)),
+        "I20": (H17, "fee_line", Dt(2025, 3, 20)),
+    }
+    assert ("RDM-1", "S21") in findings
+    # S9's base: 300.00 - 300.00 + 91.00 + 40.00 = 131.00 → round(131.00 x 0.6, 2) = 78.60
+    assert deductions["S9"] == (D("0.00"), D("131.00"), D("131.00"), D("78.60"))
+    assert deductions["S10"] == (D("0.00"), D("45.50"), D("45.50"), D("22.75"))
+
+
+def test_night_d_rule_removed(built):
+    conn = built[0]
+    findings = _findings(conn)
+    assert ("RDM-1", "S21") not in findings  # the bureau's new library has no RDM-1
+    assert set(findings) == set(built[1]["C"][0]) - {("RDM-1", "S21")}
+    (march,) = _rows(
+        conn,
+        """select deduction_amount from marts_build.fct_settlement_monthly
+           where hospital_code = %s and insurance_type = '310' and settlement_month = '2025-03-01'""",
+        H1,
+    )
+    assert march == (D("101.35"),)  # S9 78.60 + S10 22.75
+
+
+def test_audit_summary_monthly(built):
+    conn = built[0]
+    got = _rows(
+        conn,
+        """select hospital_code, month_start, rule_type, severity, finding_count, flagged_amount
+           from marts_build.fct_audit_summary_monthly order by 1, 2, 3""",
+    )
+    assert got == [
+        (H1, dt.date(2025, 3, 1), "daily_quantity", "violation", 1, D("40.00")),
+        (H1, dt.date(2025, 3, 1), "inpatient_only", "violation", 2, D("136.50")),
+        (H1, dt.date(2025, 3, 1), "min_interval_days", "violation", 1, D("50.00")),
+        (H1, dt.date(2025, 3, 1), "sex", "violation", 2, D("0.00")),
+        (H17, dt.date(2025, 3, 1), "min_interval_days", "violation", 1, D("50.00")),
+        (H17, dt.date(2025, 4, 1), "repeat_exam", "suspicious", 1, D("180.00")),
+    ]
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        "fct_audit_findings",
+        "fct_exam_positive_rate_monthly",
+        "fct_audit_summary_monthly",
+        "fct_settlement_deduction",
+        "fct_settlement_monthly",
+        "fct_budget_consumption",
+    ],
+)
+def test_incremental_nights_equal_full_rebuild(built, table):
+    conn = built[0]
+    columns = [
+        c
+        for (c,) in _rows(
+            conn,
+            """select column_name from information_schema.columns
+               where table_schema = 'marts_check' and table_name = %s and column_name not like '\\_%%'
+               order by ordinal_position""",
+            table,
+        )
+    ]
+    assert columns, table
+    cols = ", ".join(columns)
+    diff = _rows(
+        conn,
+        f"""(select {cols} from marts_build.{table} except all select {cols} from marts_check.{table})
+            union all
+            (select {cols} from marts_check.{table} except all select {cols} from marts_build.{table})""",
+    )
+    assert diff == [], f"{table}: incremental nights differ from a full rebuild: {diff[:5]}"
+    (n,) = _rows(conn, f"select count(*) from marts_check.{table}")[0]
+    assert n > 0, table
