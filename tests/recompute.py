@@ -208,7 +208,7 @@ def read_landing(landing: Path, through: dt.date, rejected_files: set[str],
         for hosp_dir in sorted(p for p in day_dir.iterdir() if p.is_dir() and (not hospitals or p.name in hospitals)):
             for path in sorted(hosp_dir.iterdir()):
                 kind = _stem(path.name)
-                if kind not in EXTRACTS or kind not in extracts:
+                if kind not in PARSERS or kind not in extracts:
                     continue
                 rel = str(path.relative_to(landing))
                 if rel in rejected_files:
@@ -392,7 +392,30 @@ def quotas(budget: Decimal, weights: list[Decimal] | None) -> list[Decimal]:
     return q + [budget - sum(q)]
 
 
-def recompute(data: LandingData, as_of: dt.date) -> Marts:
+def audit_violation_amounts(findings: list[dict]) -> dict[tuple[str, str], Decimal]:
+    """R6 extended (DOMAIN §4b): Σ per visit of each fee line's violation amount, the flagged_amount of
+    its violation finding of largest magnitude (a line is denied once; suspicious findings never count).
+
+    ``findings``: the generator's ground truth (``_generator/audit_findings.json``), which evaluates the
+    rules on the lines it wrote, independently of dbt.
+    """
+    per_line: dict[tuple[str, str], tuple[str, Decimal]] = {}
+    for f in findings:
+        if f["severity"] != "violation" or f["subject_type"] != "fee_line":
+            continue
+        key, amount = (f["hospital_code"], f["subject_id"]), Decimal(str(f["flagged_amount"]))
+        old = per_line.get(key)
+        if old is None or abs(amount) > abs(old[1]):
+            per_line[key] = (f["visit_id"], amount)
+    out: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for (h, _), (visit, amount) in per_line.items():
+        out[(h, visit)] += amount
+    return out
+
+
+def recompute(data: LandingData, as_of: dt.date, audit_violations: dict[tuple[str, str], Decimal] | None = None) -> Marts:
+    """``audit_violations``: Σ violation amount per (hospital, visit) (:func:`audit_violation_amounts`),
+    added to the visit's deductible base next to its usage lines' unreasonable excess."""
     pricing = price_usage(data)
     effective = effective_settlements(data)
     candidates = settlement_candidates(data)
@@ -400,6 +423,8 @@ def recompute(data: LandingData, as_of: dt.date) -> Marts:
     excess_by_visit: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for (h, _), p in pricing.items():
         excess_by_visit[(h, p.visit_id)] += p.unreasonable_excess_amount
+    for visit, amount in (audit_violations or {}).items():
+        excess_by_visit[visit] += amount
 
     deductions: dict[tuple[str, str], Decimal] = {}
     deduction_month: dict[tuple[str, str, dt.date], Decimal] = defaultdict(Decimal)

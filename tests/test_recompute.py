@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 from recompute import (
+    audit_violation_amounts,
     budget_consumption,
     generator_verdicts,
     price_usage,
@@ -182,7 +183,8 @@ def city(tmp_path_factory):
     from yibao.generator import generate_city
 
     landing = tmp_path_factory.mktemp("recompute") / "landing"
-    summary = generate_city(landing, seed=SEED, hospitals=4, start=START, end=THROUGH, volume=0.4, defect_rate=0.01)
+    summary = generate_city(landing, seed=SEED, hospitals=4, start=START, end=THROUGH, volume=0.4, defect_rate=0.01,
+                            fee_detail=0.5, fee_lines=2)
     corrections = add_corrections(landing)
     return landing, summary, corrections
 
@@ -208,7 +210,8 @@ def built(city, module_warehouse):
             "quarantine": _fetch(cur, "select source_file, source_row from raw.quarantine"
                                       " where file_kind in ('purchase', 'usage', 'claim')"),
         }
-        for table in ("fct_usage_pricing", "fct_settlement_monthly", "fct_settlement_annual"):
+        for table in ("fct_usage_pricing", "fct_settlement_monthly", "fct_settlement_annual", "fct_audit_findings",
+                      "fct_exam_positive_rate_monthly", "fct_settlement_deduction"):
             out[table] = _fetch(cur, f"select * from marts.{table}")
         out["fct_budget_consumption"] = _fetch(
             cur, "select * from marts.fct_budget_consumption where as_of_date = any(%s)", (list(SAMPLE_DAYS),))
@@ -225,7 +228,11 @@ def expected(city, built):
     rejected = {r["source_file"] for r in built["ledger"] if r["status"] == "rejected"}
     quarantined = {(r["source_file"], r["source_row"]) for r in built["quarantine"]}
     data = read_landing(landing, THROUGH, rejected, quarantined)
-    return data, recompute(data, THROUGH)
+    return data, recompute(data, THROUGH, audit_violation_amounts(_truth(landing, "audit_findings")))
+
+
+def _truth(landing: Path, name: str) -> list[dict]:
+    return json.loads((landing / "_generator" / f"{name}.json").read_text(encoding="utf-8"))
 
 
 def _mismatches(expected_rows: dict, actual_rows: dict, fields: tuple[str, ...]) -> list[str]:
@@ -336,3 +343,61 @@ def test_budget_consumption_matches(built, expected):
         last = min(dt.date(y, 12, 31), THROUGH)
         want[(h, ins, y)] = ((last - dt.date(y, 1, 1)).days + 1, dt.date(y, 1, 1), last)
     assert spans == want
+
+
+# --- smart audit (R11–R22) ---------------------------------------------------------------------------
+
+FINDING_FIELDS = ("rule_id", "rule_type", "severity", "hospital_code", "subject_type", "subject_id", "visit_id",
+                  "charge_date", "item_code", "flagged_quantity", "flagged_amount", "is_cross_hospital")
+
+
+def _finding(row: dict) -> tuple:
+    out = []
+    for f in FINDING_FIELDS:
+        v = row[f]
+        if f in ("flagged_quantity", "flagged_amount"):
+            v = Decimal(str(v)).normalize()
+        elif f == "charge_date":
+            v = str(v)
+        out.append(v)
+    return tuple(out)
+
+
+def test_every_injected_audit_finding_is_found_and_nothing_else(city, built):
+    """fct_audit_findings holds exactly the generator's injected (and naturally arising) findings, with
+    their quantities and amounts, and nothing else is flagged."""
+    landing, _, _ = city
+    expected = sorted(_finding(f) for f in _truth(landing, "audit_findings"))
+    actual = sorted(_finding(r) for r in built["fct_audit_findings"])
+    assert {f[1] for f in expected} >= {"sex", "age", "inpatient_only", "daily_quantity", "min_interval_days",
+                                        "course_days", "included_in", "indication", "repeat_exam", "readmission"}
+    missing, extra = sorted(set(expected) - set(actual)), sorted(set(actual) - set(expected))
+    assert not missing and not extra, (f"{len(missing)} findings missing, {len(extra)} unexpected:\n"
+                                       + "\n".join(map(str, missing[:15] + extra[:15])))
+    assert len(actual) == len(expected)
+
+
+def test_exam_positive_rates_match_the_generator(city, built):
+    landing, _, _ = city
+    fields = ("hospital_code", "month_start", "exam_class", "examined_count", "positive_count", "positive_rate",
+              "is_alert")
+
+    def norm(r: dict) -> tuple:
+        return tuple(str(r[f]) if f == "month_start" else (None if r[f] is None else Decimal(str(r[f])).normalize())
+                     if f == "positive_rate" else r[f] for f in fields)
+
+    expected = sorted(norm(r) for r in _truth(landing, "exam_positive_rate"))
+    actual = sorted(norm(r) for r in built["fct_exam_positive_rate_monthly"])
+    assert expected and any(r[-1] for r in expected)
+    assert actual == expected
+
+
+def test_audit_violations_reach_the_deductions(built, expected):
+    """Visits deducted for fee-line violations alone exist, and their deduction equals the recomputation."""
+    _, marts = expected
+    audit_only = [r for r in built["fct_settlement_deduction"]
+                  if r["audit_violation_amount"] and not r["unreasonable_excess_amount"]]
+    assert audit_only, "some settlement is deducted for smart-audit violations alone"
+    for r in audit_only:
+        assert r["deductible_base_amount"] == r["audit_violation_amount"]
+        assert marts.deductions[(r["hospital_code"], r["settlement_id"])] == r["deduction_amount"]

@@ -163,7 +163,7 @@ def finding(rule: Rule, line: Line | None = None, *, qty: int | None = None, cen
             "hospital_code": settlement["hospital"], "subject_type": "settlement",
             "subject_id": settlement["settlement_id"], "visit_id": settlement["visit_id"],
             "patient_id_no": settlement["patient"], "charge_date": settlement["admission"].isoformat(),
-            "item_code": None, "flagged_quantity": None, "flagged_amount": _money(settlement["fund"]),
+            "item_code": None, "flagged_quantity": "1", "flagged_amount": _money(settlement["fund"]),
             "is_cross_hospital": False,
         }
     assert line is not None
@@ -280,7 +280,9 @@ def evaluate_windows(lib: Library, lines: list[Line]) -> list[dict]:
 
 
 def evaluate_readmissions(lib: Library, day_range: tuple[dt.date, dt.date], settlements: list[dict]) -> list[dict]:
-    """R22 over the effective inpatient settlements (category 21) of each patient at each hospital."""
+    """R22 over the effective inpatient settlements (category 21) of each patient at each hospital: a stay
+    admitted ≤ days after the discharge of the previous stay with the same first 3 characters of
+    principal_diagnosis (a stay of another diagnosis in between does not hide it; docs/rules.md R22)."""
     rules = [r for r in lib.rules if r.rule_type == "readmission"]
     by_visit: dict[tuple[str, str], list[dict]] = {}
     reversed_ids = {(s["hospital"], s["reversal_of"]) for s in settlements if s["reversal_of"] and not s["lost"]}
@@ -292,13 +294,12 @@ def evaluate_readmissions(lib: Library, day_range: tuple[dt.date, dt.date], sett
     stays: dict[tuple[str, str], list[dict]] = {}
     for s in effective:
         if s["category"] == "21" and s["admission"] is not None:
-            stays.setdefault((s["hospital"], s["patient"]), []).append(s)
+            stays.setdefault((s["hospital"], s["patient"], s["diagnosis"][:3]), []).append(s)
     out = []
     for rule in rules:
         for _, group in sorted(stays.items()):
             group.sort(key=lambda s: (s["admission"], s["settlement_id"]))
             for prev, cur in zip(group, group[1:]):
-                if (rule.effective(cur["admission"]) and (cur["admission"] - prev["discharge"]).days <= rule.days
-                        and cur["diagnosis"][:3] == prev["diagnosis"][:3]):
+                if rule.effective(cur["admission"]) and (cur["admission"] - prev["discharge"]).days <= rule.days:
                     out.append(finding(rule, settlement=cur))
     return out
