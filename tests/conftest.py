@@ -51,7 +51,7 @@ def reset_warehouse() -> None:
     with db.connect() as conn, conn.cursor() as cur:
         cur.execute(
             "select nspname from pg_namespace where nspname in"
-            " ('raw', 'audit', 'staging', 'intermediate', 'seeds', 'marts', 'marts_build')"
+            " ('raw', 'audit', 'staging', 'intermediate', 'seeds', 'marts', 'marts_build', 'marts_check')"
         )
         for (schema,) in cur.fetchall():
             cur.execute(f"drop schema {schema} cascade")

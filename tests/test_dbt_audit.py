@@ -23,6 +23,7 @@ import datetime as dt
 from decimal import Decimal as D
 
 import pytest
+from conftest import reset_warehouse
 
 from yibao import transform
 
@@ -262,7 +263,6 @@ def built(warehouse, tmp_path_factory):
 
     import psycopg2
 
-    from yibao import db
 
     url = warehouse
     saved_target = os.environ.get("DBT_TARGET_PATH")
@@ -270,13 +270,7 @@ def built(warehouse, tmp_path_factory):
     conn = psycopg2.connect(url)
     conn.autocommit = True
     cur = conn.cursor()
-    cur.execute(
-        "select nspname from pg_namespace where nspname in ('raw', 'audit', 'staging', 'intermediate',"
-        " 'seeds', 'marts', 'marts_build', 'marts_check')"
-    )
-    for (schema,) in cur.fetchall():
-        cur.execute(f"drop schema {schema} cascade")
-    db.bootstrap()
+    reset_warehouse()
     snapshots = {}
     night_a(cur)
     transform.build(A, marts_schema="marts_build", url=url)
