@@ -45,7 +45,8 @@ from yibao import pg
 
 HOSPITALS = 40
 LINES_PER_VISIT = 20
-HISTORY_START, HISTORY_DAY, NIGHT_DAY = dt.date(2025, 1, 1), dt.date(2025, 6, 30), dt.date(2025, 7, 1)
+# the national library applies from 2026-01-14 at the latest
+HISTORY_START, HISTORY_DAY, NIGHT_DAY = dt.date(2026, 1, 15), dt.date(2026, 6, 30), dt.date(2026, 7, 1)
 CT_ITEM, US_ITEM = "002103000010000", "002104000010000"
 SELECT = ["+fct_audit_findings", "+fct_exam_positive_rate_monthly", "+fct_audit_summary_monthly",
           "+fct_settlement_deduction"]
@@ -57,6 +58,9 @@ BUREAU_RULES = [
     ("BENCH-PR-US", "positive_rate", "002104", "suspicious", None, "彩超", "0.70"),
     ("BENCH-RDM", "readmission", None, "suspicious", 15, None, None),
 ]
+# R19 (no national row): the line 2 of one visit in 50 (item code ZZ002 + zeros), for appendicitis
+# and pneumonia only
+INDICATION_RULE = ("BENCH-IND", "indication", "ZZ0020000000000", "suspicious", "K35|J18")
 
 
 def _ledger(cur, kind, day, name, n):
@@ -96,13 +100,19 @@ def load_reference(cur) -> None:
     cur.copy_expert(
         f"copy raw.ref_audit_rules (load_id, source_row, {', '.join(cols)}) from stdin with (format csv)", buf
     )
-    lid = _ledger(cur, "reference:audit_rules", None, "reference/audit_rules.csv", len(BUREAU_RULES))
+    lid = _ledger(cur, "reference:audit_rules", None, "reference/audit_rules.csv", len(BUREAU_RULES) + 1)
     for i, (rid, rtype, prefix, sev, days, exam_class, threshold) in enumerate(BUREAU_RULES, start=1):
         cur.execute(
             """insert into raw.ref_audit_rules (load_id, source_row, rule_id, rule_type, item_prefix,
                    severity, days, exam_class, threshold) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (lid, i, rid, rtype, prefix, sev, days, exam_class, threshold),
         )
+    rid, rtype, prefix, sev, diagnoses = INDICATION_RULE
+    cur.execute(
+        """insert into raw.ref_audit_rules (load_id, source_row, rule_id, rule_type, item_prefix, severity,
+               diagnosis_prefixes) values (%s, %s, %s, %s, %s, %s, %s)""",
+        (lid, len(BUREAU_RULES) + 1, rid, rtype, prefix, sev, diagnoses),
+    )
 
 
 # One visit v (a global number): patient, hospital, first day, length, category, diagnosis.
@@ -137,7 +147,13 @@ def insert_visits(cur, kind_day: dt.date, visits_sql: str, first_day: dt.date, s
     cur.execute(
         f"""
         with codes as (
-            select array_agg(item_prefix order by rule_id) as code, count(*)::int as n
+            select array_agg(item_prefix order by rule_id) as code, count(*)::int as n,
+                array_agg(item_prefix order by rule_id)
+                    filter (where rule_type in ('daily_quantity', 'min_interval_days', 'course_days')) as window_code,
+                (count(*) filter (where rule_type in ('daily_quantity', 'min_interval_days', 'course_days')))::int as nw,
+                array_agg(item_prefix order by rule_id) filter (where rule_type = 'included_in') as inc_b,
+                array_agg(main_item_prefix order by rule_id) filter (where rule_type = 'included_in') as inc_a,
+                (count(*) filter (where rule_type = 'included_in'))::int as ni
             from raw.ref_audit_rules
             where item_prefix is not null and length(item_prefix) >= 15
         ),
@@ -148,13 +164,18 @@ def insert_visits(cur, kind_day: dt.date, visits_sql: str, first_day: dt.date, s
         select %(lid)s, %(day)s, 'bench', row_number() over (),
             'FL' || visits.v || '-' || i, visits.hospital_code, visits.visit_id, visits.patient_key,
             case when visits.p %% 2 = 0 then 'M' else 'F' end,
-            (visits.p * 7919) %% 30000 + (visits.first_day - date '2025-01-01'),
+            (visits.p * 7919) %% 30000 + (visits.first_day - date '2026-01-01'),
             case when i %% 3 = 0 then '11' else '21' end,
             case
                 when i = 1 and visits.v %% 4 = 0 then %(ct)s
                 when i = 1 and visits.v %% 4 = 1 then %(us)s
+                -- the patient's own item (R15, R16, R17 windows), an included pair (R18: B always, A
+                -- on every other visit), else any code of the library
+                when line.c = 3 then codes.window_code[1 + (visits.p * 31) %% codes.nw]
+                when i = 6 then codes.inc_b[1 + (visits.v * 31) %% codes.ni]
+                when i = 4 and visits.v %% 2 = 0 then codes.inc_a[1 + (visits.v * 31) %% codes.ni]
                 when line.c %% 3 = 0 then codes.code[1 + ((visits.v * %(lpv)s + line.c) * 31) %% codes.n]
-                else 'ZZ' || lpad(i::text, 13, '0')
+                else 'ZZ' || lpad(i::text, 3, '0') || lpad((visits.v %% 50)::text, 10, '0')
             end,
             'bench', '0301', 'D41070200' || lpad((visits.v %% 97)::text, 4, '0'),
             (visits.first_day + (line.c %% visits.stay_days))::timestamp + ((8 * 60 + i * 7) || ' minutes')::interval,
@@ -167,7 +188,7 @@ def insert_visits(cur, kind_day: dt.date, visits_sql: str, first_day: dt.date, s
         cross join lateral (select case when i = 22 then 3 else i end as c) as line
         cross join codes
         cross join lateral (
-            select case when i = 22 then -1 when i %% 7 = 0 then 3 else 1 end::numeric as quantity
+            select case when i = 22 then -1 when i %% 9 = 0 then 3 else 1 end::numeric as quantity
         ) as q
         """,
         {**params, "lid": lid},
@@ -184,7 +205,7 @@ def insert_visits(cur, kind_day: dt.date, visits_sql: str, first_day: dt.date, s
             total_amount, fund_paid, other_fund_paid, account_paid, cash_paid, negotiated_drug_amount)
         select %(lid)s, %(day)s, 'bench', row_number() over (), 'S' || visits.v, visits.hospital_code,
             visits.visit_id, visits.patient_key, case when visits.p %% 2 = 0 then 'M' else 'F' end,
-            (2025 - ((visits.p * 7919) %% 30000) / 365)::smallint, '310', visits.medical_category,
+            (2026 - ((visits.p * 7919) %% 30000) / 365)::smallint, '310', visits.medical_category,
             case when visits.medical_category = '21' then visits.first_day end,
             case when visits.medical_category = '21' then visits.first_day + visits.stay_days - 1 end,
             (visits.first_day + visits.stay_days - 1)::timestamp + interval '17 hours',
@@ -231,6 +252,15 @@ def _sizes(cur) -> str:
         if cur.fetchone()[0]:
             cur.execute(f"select count(*) from {table}")
             parts.append(f"{table} {cur.fetchone()[0]:,}")
+    cur.execute("select to_regclass('marts.fct_audit_findings') is not null")
+    if cur.fetchone()[0]:
+        cur.execute("select rule_type, count(*) from marts.fct_audit_findings group by 1 order by 1")
+        parts.append("findings by rule type: " + ", ".join(f"{t} {n:,}" for t, n in cur.fetchall()))
+        cur.execute("select count(*), count(*) filter (where is_alert) from marts.fct_exam_positive_rate_monthly")
+        rows, alerts = cur.fetchone()
+        parts.append(f"R21 rows {rows} (alerts {alerts})")
+        cur.execute("select count(*) from intermediate.int_audit_deductible_lines")
+        parts.append(f"deductible lines {cur.fetchone()[0]:,}")
     return f"database {size}; " + ", ".join(parts)
 
 
@@ -270,12 +300,16 @@ def build_raw(args) -> None:
     cur = conn.cursor()
     visits = _history_visits(args.history)
     step = 250_000
+    # the natural-key index is built once at the end (a bulk load, as a restore would)
+    cur.execute("drop index raw.fee_detail_natural_key_idx")
     for v0 in range(0, visits, step):
         insert_visits(cur, HISTORY_DAY, "select generate_series(%(v0)s::bigint, %(v1)s::bigint)", HISTORY_START,
                       (HISTORY_DAY - HISTORY_START).days - 10, _patients(args.history), f"history{v0}",
                       v0=v0, v1=min(v0 + step, visits) - 1)
         print(f"  history visits {min(v0 + step, visits):,} / {visits:,} "
               f"({time.perf_counter() - t:.0f} s)", flush=True)
+    cur.execute("create index fee_detail_natural_key_idx"
+                " on raw.fee_detail (hospital_code, fee_line_id, business_date, load_id, source_row)")
     cur.execute("vacuum analyze")
     print(f"raw history of {args.history:,} lines written in {time.perf_counter() - t:.0f} s; "
           + _sizes(cur), flush=True)
@@ -328,7 +362,8 @@ def _night(cur, history: int, night: int) -> None:
 def run_night(args) -> dict:
     template = f"yibao_audit_bench_{args.history}"
     results = {}
-    for name in ("history", "empty"):
+    # the empty history first, so that dbt's compiled queries (`explain`) are the history's
+    for name in ("empty", "history"):
         database = f"yibao_audit_bench_night_{name}"
         if name == "history":
             pg.admin_sql([f'drop database if exists "{database}"',
@@ -342,6 +377,9 @@ def run_night(args) -> dict:
         _night(cur, args.history, args.night)
         cur.execute("select count(*) from raw.fee_detail where business_date = %s", (NIGHT_DAY,))
         night_rows = cur.fetchone()[0]
+        from yibao.transform import run_dbt
+
+        run_dbt(["parse"], as_of=NIGHT_DAY, url=url)  # not timed: the manifest, as every night has it
         start_load = os.getloadavg()
         seconds = _run(NIGHT_DAY, url, full=False)
         results[name] = (seconds, night_rows, start_load)
@@ -359,6 +397,68 @@ def run_night(args) -> dict:
     return results
 
 
+# The groups each window model re-derives (macros/audit.sql audit_touched_groups), for `explain`.
+FINDING_GROUPS = {
+    "int_audit_line_rules": (["sex", "age", "hospital_level"], ["hospital_code", "fee_line_id"]),
+    "int_audit_daily_quantity": (["daily_quantity"], ["hospital_code", "patient_key", "rule_id", "charge_date"]),
+    "int_audit_min_interval": (["min_interval_days"], ["patient_key", "rule_id"]),
+    "int_audit_course_days": (["course_days"], ["hospital_code", "visit_id", "rule_id"]),
+    "int_audit_included_in": (["included_in"], ["hospital_code", "visit_id", "rule_id"]),
+    "int_audit_repeat_exam": (["repeat_exam"], ["patient_key", "rule_id"]),
+}
+EXPLAINED = [*FINDING_GROUPS, "int_audit_rule_matches", "int_audit_claim_rules", "int_audit_readmission",
+             "int_exam_results", "int_audit_deductible_lines", "int_claims_with_deductions"]
+BIG_TABLES = ("fee_detail", "int_audit_rule_matches", "int_claims_with_deductions", "claim ")
+
+
+def explain(args) -> None:
+    """EXPLAIN of the audit models' incremental queries (as dbt compiled them for the last night)
+    on the kept night database: which of them scan a big table whole (Seq Scan)."""
+    import re
+
+    from yibao.transform import DBT_PROJECT_DIR
+
+    target = Path(os.environ.get("DBT_TARGET_PATH") or str(DBT_PROJECT_DIR / "target")) / "compiled" / "yibao"
+    url, conn = _connect("yibao_audit_bench_night_history")
+    cur = conn.cursor()
+    cur.execute("select min(_batch_at)::text from intermediate.int_audit_rule_matches")
+    since = cur.fetchone()[0]  # the history's full build: the night's matches are newer
+    for model, (types, cols) in FINDING_GROUPS.items():
+        prior = ", ".join(
+            f"matches.{c}" if c in ("hospital_code", "fee_line_id")
+            else "(prior.key ->> 'charge_date')::date" if c == "charge_date" else f"prior.key ->> '{c}'"
+            for c in cols)
+        in_types = ", ".join(f"'{t}'" for t in types)
+        cur.execute(f"""
+            create temporary table {model}__touched as
+            select distinct {', '.join(cols)} from (
+                select {', '.join(cols)} from intermediate.int_audit_rule_matches
+                where _batch_at > '{since}'::timestamptz and rule_type in ({in_types})
+                union all
+                select {prior} from intermediate.int_audit_rule_matches as matches
+                cross join lateral jsonb_array_elements(matches._prior_keys) as prior (key)
+                where matches._batch_at > '{since}'::timestamptz and prior.key ->> 'rule_type' in ({in_types})
+            ) as touched;
+            analyze pg_temp.{model}__touched""")
+    cur.execute("create temporary table int_claims_with_deductions__night as select * from staging.stg_claims"
+                " where business_date = %s; analyze pg_temp.int_claims_with_deductions__night", (NIGHT_DAY,))
+    for model in EXPLAINED:
+        path = next(target.glob(f"models/**/{model}.sql"))
+        sql = path.read_text()
+        sql = re.sub(r'"yibao_audit_bench_night_\w+"\.', "", sql)
+        sql = re.sub(r"_batch_at > '[^']*'::timestamptz", f"_batch_at > '{since}'::timestamptz", sql)
+        cur.execute("explain " + sql)
+        plan = [r[0] for r in cur.fetchall()]
+        seq = sorted({re.sub(r"\s+\(.*", "", line.strip().removeprefix("->").strip())
+                      for line in plan if "Seq Scan on" in line and "__night" not in line
+                      and any(t in line for t in BIG_TABLES)})
+        print(f"  {model:<34} {'; '.join(seq) if seq else 'no seq scan of a big table'}",
+              flush=True)
+        if args.verbose:
+            print("\n".join(plan))
+    conn.close()
+
+
 def drop(args) -> None:
     pg.admin_sql([f'drop database if exists "yibao_audit_bench_{args.history}"',
                   f'drop database if exists "yibao_audit_bench_{args.history}_raw"',
@@ -368,11 +468,12 @@ def drop(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("step", choices=["raw", "history", "night", "drop", "all"])
+    ap.add_argument("step", choices=["raw", "history", "night", "explain", "drop", "all"])
     ap.add_argument("--history", type=int, default=1_000_000)
     ap.add_argument("--night", type=int, default=50_000)
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--keep", action="store_true", help="keep the night databases (and the raw template)")
+    ap.add_argument("--verbose", action="store_true", help="explain: print the plans")
     args = ap.parse_args()
     pg.start()
     if args.step == "raw":
@@ -381,6 +482,8 @@ def main() -> None:
         build_history(args)
     if args.step in ("night", "all"):
         run_night(args)
+    if args.step == "explain":
+        explain(args)
     if args.step in ("drop", "all"):
         drop(args)
 

@@ -12,7 +12,8 @@
         {'columns': ['hospital_code', 'settlement_date']},
         {'columns': ['_batch_at']},
     ],
-    pre_hook="{{ materialize_night_rows(ref('stg_claims'), ref('stg_load_ledger'), 'int_claims_with_deductions__night') }}"
+    pre_hook="{{ materialize_night_rows(ref('stg_claims'), ref('stg_load_ledger'), 'int_claims_with_deductions__night') }}",
+    post_hook="analyze {{ this }}"
 ) }}
 
 -- R6 deductions (不合理费用扣除) on the latest version of every settlement.
