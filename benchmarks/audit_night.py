@@ -17,14 +17,19 @@ to any history:
 - the night: new visits charged over the 30 days before the night (late lines into the history's
   months) with their claims, plus late lines and refunds on visits of the history.
 
-Three steps, so that the history is built once and the timed night runs on a fresh copy of it:
+Steps, so that the history is built once and the timed night runs on a fresh copy of it:
 
-    # 1. raw history + a full dbt build of it, kept as the template database (not timed, no lock)
+    # 1. the raw history (template <name>_raw), then its full dbt build, kept as the template
+    #    database of the nights (not timed; `history` builds the raw one too when missing)
+    .venv/bin/python benchmarks/audit_night.py raw --history 10000000
     .venv/bin/python benchmarks/audit_night.py history --history 10000000
-    # 2. the night on a copy of the template, and the same night on an empty history (timed)
+    # 2. the same night on an empty history, then on a copy of the template (timed; under the
+    #    shared benchmark lock); --keep keeps the night databases for `explain`
     flock /work/wt/_issues/bench.lock .venv/bin/python benchmarks/audit_night.py night \\
-        --history 10000000 --night 1000000
-    # 3. drop the databases (or keep the template for another night)
+        --history 10000000 --night 1000000 --keep
+    # 3. EXPLAIN of every audit model's incremental query on the kept night (seq scans of big tables)
+    .venv/bin/python benchmarks/audit_night.py explain --history 10000000
+    # 4. drop the databases
     .venv/bin/python benchmarks/audit_night.py drop --history 10000000
 
 ``all`` runs the three in a row (small sizes). Prints the seconds of the runs and the slowest models.
@@ -132,6 +137,27 @@ _VISIT = f"""
 """
 
 
+def _bench_codes(cur, params: dict) -> None:
+    """The library's item codes as small numbered tables (joined by hash; an array of 15k codes
+    subscripted per line was detoasted per line)."""
+    cur.execute("""
+        drop table if exists pg_temp.bench_codes, pg_temp.bench_window_codes, pg_temp.bench_included;
+        create temporary table bench_codes as
+        select row_number() over (order by rule_id) as k, item_prefix as code
+        from raw.ref_audit_rules where item_prefix is not null and length(item_prefix) >= 15;
+        create temporary table bench_window_codes as
+        select row_number() over (order by rule_id) as k, item_prefix as code
+        from raw.ref_audit_rules
+        where rule_type in ('daily_quantity', 'min_interval_days', 'course_days') and length(item_prefix) >= 15;
+        create temporary table bench_included as
+        select row_number() over (order by rule_id) as k, item_prefix as b, main_item_prefix as a
+        from raw.ref_audit_rules where rule_type = 'included_in' and length(item_prefix) >= 15;
+        analyze pg_temp.bench_codes; analyze pg_temp.bench_window_codes; analyze pg_temp.bench_included""")
+    for table, key in (("bench_codes", "n_codes"), ("bench_window_codes", "n_window"), ("bench_included", "n_included")):
+        cur.execute(f"select count(*) from pg_temp.{table}")
+        params[key] = cur.fetchone()[0]
+
+
 def insert_visits(cur, kind_day: dt.date, visits_sql: str, first_day: dt.date, span_days: int,
                   patients: int, name: str, lines: tuple[int, int] = (1, LINES_PER_VISIT),
                   claims: bool = True, **params) -> None:
@@ -141,22 +167,13 @@ def insert_visits(cur, kind_day: dt.date, visits_sql: str, first_day: dt.date, s
     params = {**params, "first_day": first_day, "span": max(span_days, 1), "patients": patients,
               "day": kind_day, "lpv": LINES_PER_VISIT, "ct": CT_ITEM, "us": US_ITEM,
               "lo": lines[0], "hi": lines[1]}
+    _bench_codes(cur, params)
     cur.execute(f"select count(*) from ({visits_sql}) as v", params)
     n_visits = cur.fetchone()[0]
     lid = _ledger(cur, "fee_detail", kind_day, f"bench/{name}/fee_detail", n_visits * (lines[1] - lines[0] + 1))
     cur.execute(
         f"""
-        with codes as (
-            select array_agg(item_prefix order by rule_id) as code, count(*)::int as n,
-                array_agg(item_prefix order by rule_id)
-                    filter (where rule_type in ('daily_quantity', 'min_interval_days', 'course_days')) as window_code,
-                (count(*) filter (where rule_type in ('daily_quantity', 'min_interval_days', 'course_days')))::int as nw,
-                array_agg(item_prefix order by rule_id) filter (where rule_type = 'included_in') as inc_b,
-                array_agg(main_item_prefix order by rule_id) filter (where rule_type = 'included_in') as inc_a,
-                (count(*) filter (where rule_type = 'included_in'))::int as ni
-            from raw.ref_audit_rules
-            where item_prefix is not null and length(item_prefix) >= 15
-        ),
+        with
         visits as ({_VISIT} from ({visits_sql}) as vs (v))
         insert into raw.fee_detail (load_id, business_date, source_file, source_row, fee_line_id,
             hospital_code, visit_id, patient_key, patient_sex, patient_age_days, item_type, item_code,
@@ -171,10 +188,10 @@ def insert_visits(cur, kind_day: dt.date, visits_sql: str, first_day: dt.date, s
                 when i = 1 and visits.v %% 4 = 1 then %(us)s
                 -- the patient's own item (R15, R16, R17 windows), an included pair (R18: B always, A
                 -- on every other visit), else any code of the library
-                when line.c = 3 then codes.window_code[1 + (visits.p * 31) %% codes.nw]
-                when i = 6 then codes.inc_b[1 + (visits.v * 31) %% codes.ni]
-                when i = 4 and visits.v %% 2 = 0 then codes.inc_a[1 + (visits.v * 31) %% codes.ni]
-                when line.c %% 3 = 0 then codes.code[1 + ((visits.v * %(lpv)s + line.c) * 31) %% codes.n]
+                when line.c = 3 then own.code
+                when i = 6 then included.b
+                when i = 4 and visits.v %% 2 = 0 then included.a
+                when line.c %% 3 = 0 then any_code.code
                 else 'ZZ' || lpad(i::text, 3, '0') || lpad((visits.v %% 50)::text, 10, '0')
             end,
             'bench', '0301', 'D41070200' || lpad((visits.v %% 97)::text, 4, '0'),
@@ -186,7 +203,10 @@ def insert_visits(cur, kind_day: dt.date, visits_sql: str, first_day: dt.date, s
         from visits
         cross join generate_series(%(lo)s, %(hi)s) as i
         cross join lateral (select case when i = 22 then 3 else i end as c) as line
-        cross join codes
+        left join pg_temp.bench_codes as any_code
+            on any_code.k = 1 + ((visits.v * %(lpv)s + line.c) * 31) %% %(n_codes)s
+        left join pg_temp.bench_window_codes as own on own.k = 1 + (visits.p * 31) %% %(n_window)s
+        left join pg_temp.bench_included as included on included.k = 1 + (visits.v * 31) %% %(n_included)s
         cross join lateral (
             select case when i = 22 then -1 when i %% 9 = 0 then 3 else 1 end::numeric as quantity
         ) as q
@@ -446,7 +466,6 @@ def explain(args) -> None:
         path = next(target.glob(f"models/**/{model}.sql"))
         sql = path.read_text()
         sql = re.sub(r'"yibao_audit_bench_night_\w+"\.', "", sql)
-        sql = re.sub(r"_batch_at > '[^']*'::timestamptz", f"_batch_at > '{since}'::timestamptz", sql)
         cur.execute("explain " + sql)
         plan = [r[0] for r in cur.fetchall()]
         seq = sorted({re.sub(r"\s+\(.*", "", line.strip().removeprefix("->").strip())
