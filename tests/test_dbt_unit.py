@@ -900,6 +900,21 @@ def test_quarter_patient_count_kept_by_difference(built):
 
     before = kept()
     assert before and before[0][0] > 0, "the dataset has settlements in H1 2025 Q4"
+    # tables written before the watermark was recorded (macros/incremental.sql): no comment on
+    # _batch_at, so each incremental model falls back once to max() of its lineage columns
+    watermarked = '''
+        select n.nspname, c.relname
+        from pg_class c
+        join pg_namespace n on n.oid = c.relnamespace
+        join pg_attribute a on a.attrelid = c.oid and a.attname = '_batch_at'
+        where c.relkind = 'r' and n.nspname in ('intermediate', 'marts_build')
+          and col_description(c.oid, a.attnum) like %s order by 1, 2'''
+    recorded = _rows(conn, watermarked, "%incremental watermark: {%")
+    assert ("intermediate", "int_evaluation_quarter_totals") in recorded
+    assert ("marts_build", "fct_evaluation_quarterly") in recorded
+    with conn.cursor() as cur:
+        for schema, table in recorded:
+            cur.execute(f"comment on column {schema}.{table}._batch_at is null")
     (settlements, patients), = before
 
     # night 1: a new patient's first settlement; only the contributions are built (the totals'
@@ -914,6 +929,7 @@ def test_quarter_patient_count_kept_by_difference(built):
                     [claim("SNEW2", "VNEW2", ts(2025, 12, 11), "200.00", patient="PNEW1"),
                      claim("SNEW3", "VNEW3", ts(2025, 12, 11), "50.00", patient="PNEW3", category="11")])
     transform.build(C, marts_schema="marts_build", url=url)
+    assert _rows(conn, watermarked, "%incremental watermark: {%") == recorded  # recorded again
     assert kept() == [(settlements + 3, patients + 2)]
     assert _quarter_totals_kept(conn) == _quarter_totals_recomputed(conn)
     # night 3: both of PNEW1's settlements refunded (冲正): back to no settlement in the quarter
