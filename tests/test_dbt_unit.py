@@ -838,6 +838,117 @@ def test_late_reversal_of_a_deducted_settlement_rederives_exactly(built):
     _assert_marts_equal(conn, "marts_build", "marts_check")
 
 
+def _quarter_totals_recomputed(conn):
+    """R10's additive parts per hospital and quarter straight from int_claims_with_deductions
+    (the definition, independent of the models that keep them by difference)."""
+    return _rows(
+        conn,
+        """
+        select claims.hospital_code, date_trunc('quarter', claims.settlement_date)::date,
+               count(*), count(distinct claims.patient_key),
+               count(*) filter (where coalesce(categories.is_inpatient, false)),
+               sum(coalesce(claims.account_paid_amount, 0) + coalesce(claims.cash_paid_amount, 0)),
+               sum(claims.total_amount)
+        from intermediate.int_claims_with_deductions as claims
+        left join seeds.code_medical_categories as categories
+            on claims.medical_category_code = categories.medical_category_code
+        where not claims.is_reversal and not claims.is_reversed and claims.settlement_date is not null
+        group by 1, 2 order by 1, 2""",
+    )
+
+
+def _quarter_totals_kept(conn):
+    return _rows(
+        conn,
+        """
+        select hospital_code, quarter_start, settlement_count, patient_count,
+               inpatient_settlement_count, personal_paid_amount, total_amount
+        from intermediate.int_evaluation_quarter_totals
+        where settlement_count > 0 order by 1, 2""",
+    )
+
+
+def _deliver_claims(conn, day, source, rows):
+    with conn.cursor() as cur:
+        lid = _ledger(cur, "claim", H1, day, source, len(rows))
+        _insert(
+            cur,
+            "raw.claim",
+            ["hospital_code", *CLAIM_COLS],
+            [(H1, *r) for r in rows],
+            {"load_id": lid, "business_date": day, "source_file": source, "source_row": None},
+        )
+
+
+def test_quarter_patient_count_kept_by_difference(built):
+    """R10's distinct patients are kept by difference (int_evaluation_quarter_totals): a new
+    patient takes a quarter's count up by one (0 → 2 settlements, over two nights, the first of
+    which built the settlements' contributions but not the totals), a refund of both of them takes
+    it back down (2 → 0); the totals equal their definition after every night, a marts schema
+    lagging behind catches up, and every mart equals a full rebuild."""
+    conn, _, url = built
+    transform.build(C, marts_schema="marts_build", url=url)  # catch up (earlier tests rebuilt through B)
+    group = (H1, dt.date(2025, 10, 1))
+
+    def kept(table="intermediate.int_evaluation_quarter_totals"):
+        return _rows(
+            conn,
+            f"select settlement_count, patient_count from {table}"
+            " where hospital_code = %s and quarter_start = %s",
+            *group,
+        )
+
+    before = kept()
+    assert before and before[0][0] > 0, "the dataset has settlements in H1 2025 Q4"
+    # tables written before the watermark was recorded (macros/incremental.sql): no comment on
+    # _batch_at, so each incremental model falls back once to max() of its lineage columns
+    watermarked = '''
+        select n.nspname, c.relname
+        from pg_class c
+        join pg_namespace n on n.oid = c.relnamespace
+        join pg_attribute a on a.attrelid = c.oid and a.attname = '_batch_at'
+        where c.relkind = 'r' and n.nspname in ('intermediate', 'marts_build')
+          and col_description(c.oid, a.attnum) like %s order by 1, 2'''
+    recorded = _rows(conn, watermarked, "%incremental watermark: {%")
+    assert ("intermediate", "int_evaluation_quarter_totals") in recorded
+    assert ("marts_build", "fct_evaluation_quarterly") in recorded
+    with conn.cursor() as cur:
+        for schema, table in recorded:
+            cur.execute(f"comment on column {schema}.{table}._batch_at is null")
+    (settlements, patients), = before
+
+    # night 1: a new patient's first settlement; only the contributions are built (the totals'
+    # build does not happen, e.g. skipped after a failed test)
+    _deliver_claims(conn, dt.date(2025, 12, 10), "late/new_patient_1.csv",
+                    [claim("SNEW1", "VNEW1", ts(2025, 12, 10), "300.00", patient="PNEW1")])
+    transform.run_dbt(["run", "--select", "int_claims_with_deductions", "int_evaluation_settlements"],
+                      as_of=C, marts_schema="marts_build", url=url)
+    assert kept() == before
+    # night 2: the same patient's second settlement (and another patient's outpatient one)
+    _deliver_claims(conn, dt.date(2025, 12, 11), "late/new_patient_2.csv",
+                    [claim("SNEW2", "VNEW2", ts(2025, 12, 11), "200.00", patient="PNEW1"),
+                     claim("SNEW3", "VNEW3", ts(2025, 12, 11), "50.00", patient="PNEW3", category="11")])
+    transform.build(C, marts_schema="marts_build", url=url)
+    assert _rows(conn, watermarked, "%incremental watermark: {%") == recorded  # recorded again
+    assert kept() == [(settlements + 3, patients + 2)]
+    assert _quarter_totals_kept(conn) == _quarter_totals_recomputed(conn)
+    # night 3: both of PNEW1's settlements refunded (冲正): back to no settlement in the quarter
+    _deliver_claims(conn, dt.date(2025, 12, 12), "late/refunds.csv",
+                    [claim("SNEW1R", "VNEW1", ts(2025, 12, 12), "-300.00", reversal_of="SNEW1", patient="PNEW1"),
+                     claim("SNEW2R", "VNEW2", ts(2025, 12, 12), "-200.00", reversal_of="SNEW2", patient="PNEW1")])
+    transform.build(C, marts_schema="marts_build", url=url)
+    assert kept() == [(settlements + 1, patients + 1)]
+    assert kept("marts_build.fct_evaluation_quarterly") == [(settlements + 1, patients + 1)]
+    assert _quarter_totals_kept(conn) == _quarter_totals_recomputed(conn)
+    # the other marts schema (built through B, two nights behind) catches up
+    transform.build(C, marts_schema="marts", url=url)
+    assert kept("marts.fct_evaluation_quarterly") == [(settlements + 1, patients + 1)]
+    _assert_marts_equal(conn, "marts", "marts_build")
+    transform.build(C, marts_schema="marts_check", url=url, full_refresh=True)
+    _assert_marts_equal(conn, "marts_build", "marts_check")
+    assert _quarter_totals_kept(conn) == _quarter_totals_recomputed(conn)
+
+
 def test_claims_without_budget_fail_the_build(built):
     """R7: a month with claims but no budget row is an error surfaced by the checks (runs last:
     it leaves an unbudgeted settlement in the intermediate tables)."""

@@ -12,7 +12,62 @@ business_date > max(_through_as_of) (rows loaded ahead of an earlier as-of date)
 reads another incremental model re-processes the upstream rows with _batch_at > max(_batch_at).
 Both watermarks come from the target itself, so a target that lags (the marts_build schema,
 swapped with marts on publish) catches up on everything newer than what it holds.
+
+Where the watermark is kept: every build of an incremental model records its lineage (load_id,
+as_of, batch_at) in the comment of the target's _batch_at column (a post-hook of every model,
+dbt_project.yml, after dbt's persist_docs, in the build's own transaction), so reading it is O(1)
+whatever the size of the target, and a build that wrote no rows still advances it. The comment
+lives on the relation: it is renamed with the marts_build / marts schemas on publish, dropped with
+the table on a full refresh, rolled back with a failed build. load_id is the ledger's greatest
+load_id read by a pre-hook at the start of the build's transaction (before the model's query
+reads staging, so everything through it was visible to that query). A target without the
+comment (written before it was kept) falls back once to max() of its lineage columns.
 -#}
+
+{#- Pre-hook of every model (dbt_project.yml): the ledger's greatest load_id at the start of an
+    incremental build's transaction, for record_incremental_watermark. -#}
+{% macro begin_incremental_watermark() -%}
+    {%- if execute and config.get('materialized') == 'incremental' -%}
+        select set_config('yibao.watermark_load_id',
+            (select coalesce(max(load_id), 0) from {{ source('raw', 'load_ledger') }})::text, true)
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Post-hook of every model (dbt_project.yml): the build's watermark, kept in the comment of the
+    target's _batch_at column (after its documented description, if any). -#}
+{% macro record_incremental_watermark() -%}
+    {%- if execute and config.get('materialized') == 'incremental' -%}
+        {%- set doc = model.columns.get('_batch_at', {}).get('description', '') if model.columns else '' -%}
+        {%- set doc = (doc | default('', true) | trim) -%}
+        do $yibao_watermark$ begin
+            execute format('comment on column %s._batch_at is %L', {{ dbt.string_literal(this | string) }},
+                {{ dbt.string_literal((doc ~ ' | ') if doc else '') }} || '增量水位 incremental watermark: '
+                || json_build_object(
+                    'load_id', coalesce(nullif(current_setting('yibao.watermark_load_id', true), ''), '-1')::bigint,
+                    'as_of', {{ as_of_date() }},
+                    'batch_at', now())::text);
+        end $yibao_watermark$
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The watermark recorded by the last build of relation, or none (no comment yet). -#}
+{% macro recorded_incremental_watermark(relation) -%}
+    {%- set query -%}
+        select (w->>'load_id')::bigint, (w->>'as_of'), (w->>'batch_at')::timestamptz::text
+        from (
+            select substring(col_description(c.oid, a.attnum)
+                             from '增量水位 incremental watermark: (\{.*\})$')::jsonb as w
+            from pg_class c
+            join pg_namespace n on n.oid = c.relnamespace
+            join pg_attribute a on a.attrelid = c.oid and a.attname = '_batch_at' and not a.attisdropped
+            where n.nspname = {{ dbt.string_literal(relation.schema) }}
+              and c.relname = {{ dbt.string_literal(relation.identifier) }}
+        ) as recorded
+        where w is not null
+    {%- endset -%}
+    {%- set rows = run_query(query).rows -%}
+    {{- return(rows[0] if rows | length > 0 else none) -}}
+{%- endmacro %}
 
 {#- Watermark of the existing target, or none when the model builds from scratch.
     ledger: ref('stg_load_ledger') for a model with _through_load_id (passed in so that the
@@ -35,7 +90,11 @@ swapped with marts on publish) catches up on everything newer than what it holds
             this ~ " has no incremental lineage columns (written by a non-incremental version of the model)"
             ~ "; rebuild it with --full-refresh") }}
     {%- endif -%}
-    {%- set row = run_query(query).rows[0] -%}
+    {%- set row = recorded_incremental_watermark(this) -%}
+    {%- if row is none -%}
+        {#- written before the watermark was recorded: read it from the rows once -#}
+        {%- set row = run_query(query).rows[0] -%}
+    {%- endif -%}
     {%- set wm = {'load_id': row[0] | int, 'as_of': row[1], 'batch_at': row[2], 'min_load_id': none} -%}
     {%- if wm.as_of > as_of_date_text() -%}
         {{ exceptions.raise_compiler_error(

@@ -111,11 +111,12 @@ usage_lines as (
     inner join repriced_keys
         on stored.hospital_code = repriced_keys.hospital_code
        and stored.usage_id = repriced_keys.usage_id
-    where not exists (
-        select 1
+    -- less the lines changed tonight: `not in` stays a hashed sub-plan (one hash of the night's
+    -- lines); as a `not exists` the planner, estimating the night at one row, rescanned the
+    -- night's lines once per stored line (2,960 x 3,335 rows, 2.2 s on the 100-hospital year)
+    where (stored.hospital_code, stored.usage_id) not in (
+        select changed_usage.hospital_code, changed_usage.usage_id
         from changed_usage
-        where changed_usage.hospital_code = stored.hospital_code
-          and changed_usage.usage_id = stored.usage_id
     )
 
 ),

@@ -18,120 +18,67 @@
 -- sum(account_paid + cash_paid) / sum(total_amount). One row per hospital and quarter with
 -- settlements.
 --
--- Incremental: the (hospital, quarter) groups of the settlements re-classified upstream since this
--- table was written (their quarter now and the quarters of their earlier settlement dates), and the
--- same quarters a year later (whose growth compares with them), are aggregated again, each by an
--- index range scan of int_claims_with_deductions (hospital_code, settlement_date); the rest of the
--- table is left as it is. A group left without settlements is written with settlement_count 0 and
--- removed by the post-hook. (count(distinct patient_key) is not additive, so a group is always
--- re-aggregated whole; a night touches the current quarter of each hospital, not the history.)
+-- The additive parts (and the distinct patients, kept by difference) come from
+-- int_evaluation_quarter_totals. Incremental: the quarters rewritten there since this table was
+-- written (its _batch_at) and the same quarters a year later (whose growth compares with them) are
+-- read again, one index probe each; the rest of the table is left as it is. A quarter left without
+-- settlements is written with settlement_count 0 and removed by the post-hook. A night costs the
+-- quarters it touches (at most one row per hospital and quarter), whatever the history.
 
 {%- set wm = incremental_watermark() %}
 
 with
 
+totals as (
+
+    select
+        hospital_code,
+        quarter_start,
+        settlement_count,
+        patient_count,
+        inpatient_settlement_count,
+        case
+            when inpatient_amount_count > 0
+                then round(inpatient_total_amount / inpatient_amount_count::numeric, 2)
+        end as avg_inpatient_cost_amount,
+        personal_paid_amount,
+        case when amount_count > 0 then total_amount end as total_amount,
+        _batch_at
+    from {{ ref('int_evaluation_quarter_totals') }}
+
+),
+
 {% if is_incremental() %}
 
-reclassified as (
+rebuilt_groups as (
 
-    select hospital_code, settlement_date, _prior_settlement_dates
-    from {{ ref('int_claims_with_deductions') }}
+    select hospital_code, quarter_start
+    from totals
+    where _batch_at > '{{ wm.batch_at }}'::timestamptz
+
+    union
+
+    select hospital_code, (quarter_start + interval '1 year')::date
+    from totals
     where _batch_at > '{{ wm.batch_at }}'::timestamptz
 
 ),
 
-touched as (
+current_groups as (
 
-    select hospital_code, date_trunc('quarter', settlement_date)::date as quarter_start
-    from reclassified
-    where settlement_date is not null
-
-    union
-
-    select reclassified.hospital_code, date_trunc('quarter', prior.day::date)::date
-    from reclassified
-    cross join lateral jsonb_array_elements_text(reclassified._prior_settlement_dates) as prior (day)
-
-),
-
-rebuilt_groups as (
-
-    select hospital_code, quarter_start from touched
-    union
-    select hospital_code, (quarter_start + interval '1 year')::date from touched
-
-),
-
-needed_groups as (
-
-    select hospital_code, quarter_start from rebuilt_groups
-    union
-    select hospital_code, (quarter_start - interval '1 year')::date from rebuilt_groups
-
-),
-
-quarters as (
-
-    -- one aggregate per group in a lateral (never flattened into a join: always an index range
-    -- scan per group, whatever the planner guesses of the night's size)
-    select needed_groups.hospital_code, needed_groups.quarter_start, totals.*
-    from needed_groups
-    cross join lateral (
-        select
-            count(*) as settlement_count,
-            count(distinct claims.patient_key) as patient_count,
-            count(*) filter (where coalesce(categories.is_inpatient, false)) as inpatient_settlement_count,
-            round(avg(claims.total_amount) filter (where coalesce(categories.is_inpatient, false)), 2)
-                as avg_inpatient_cost_amount,
-            sum(coalesce(claims.account_paid_amount, 0) + coalesce(claims.cash_paid_amount, 0))
-                as personal_paid_amount,
-            sum(claims.total_amount) as total_amount
-        from {{ ref('int_claims_with_deductions') }} as claims
-        left join {{ ref('code_medical_categories') }} as categories
-            on claims.medical_category_code = categories.medical_category_code
-        where claims.hospital_code = needed_groups.hospital_code
-          and claims.settlement_date >= needed_groups.quarter_start
-          and claims.settlement_date < (needed_groups.quarter_start + interval '3 months')::date
-          and not claims.is_reversal
-          and not claims.is_reversed
-    ) as totals
+    select totals.*
+    from rebuilt_groups
+    inner join totals
+        on rebuilt_groups.hospital_code = totals.hospital_code
+       and rebuilt_groups.quarter_start = totals.quarter_start
 
 )
 
 {% else %}
 
-settlements as (
+current_groups as (
 
-    select
-        claims.hospital_code,
-        date_trunc('quarter', claims.settlement_date)::date as quarter_start,
-        claims.patient_key,
-        claims.total_amount,
-        coalesce(claims.account_paid_amount, 0) + coalesce(claims.cash_paid_amount, 0)
-            as personal_paid_amount,
-        coalesce(categories.is_inpatient, false) as is_inpatient
-    from {{ ref('int_claims_with_deductions') }} as claims
-    left join {{ ref('code_medical_categories') }} as categories
-        on claims.medical_category_code = categories.medical_category_code
-    where not claims.is_reversal
-      and not claims.is_reversed
-      and claims.settlement_date is not null
-
-),
-
-quarters as (
-
-    select
-        hospital_code,
-        quarter_start,
-        count(*) as settlement_count,
-        count(distinct patient_key) as patient_count,
-        count(*) filter (where is_inpatient) as inpatient_settlement_count,
-        round(avg(total_amount) filter (where is_inpatient), 2) as avg_inpatient_cost_amount,
-        sum(personal_paid_amount) as personal_paid_amount,
-        sum(total_amount) as total_amount
-    from settlements
-    group by 1, 2
+    select * from totals
 
 )
 
@@ -170,12 +117,8 @@ select
     -- lineage
     {{ as_of_date() }} as _through_as_of,
     now() as _batch_at
-from quarters as current_quarter
-left join quarters as previous_year
+from current_groups as current_quarter
+left join totals as previous_year
     on current_quarter.hospital_code = previous_year.hospital_code
-   and current_quarter.quarter_start - interval '1 year' = previous_year.quarter_start
-{% if is_incremental() %}
-where (current_quarter.hospital_code, current_quarter.quarter_start) in (
-    select hospital_code, quarter_start from rebuilt_groups
-)
-{% endif %}
+   and (current_quarter.quarter_start - interval '1 year')::date = previous_year.quarter_start
+   and previous_year.settlement_count > 0

@@ -1,0 +1,103 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['hospital_code', 'settlement_id'],
+    on_schema_change='fail',
+    indexes=[
+        {'columns': ['hospital_code', 'settlement_id'], 'unique': true},
+        {'columns': ['hospital_code', 'quarter_start', 'patient_key']},
+        {'columns': ['_batch_at']},
+    ]
+) }}
+
+-- R10 考核指标, its contributions: one row per settlement with what it adds to its hospital's
+-- quarter in int_evaluation_quarter_totals (counted when neither a reversal nor reversed and
+-- settled; quarter_start is null for a settlement that does not count).
+--
+-- Incremental: the settlements re-classified upstream since this table was written
+-- (int_claims_with_deductions._batch_at). Each row also keeps the contribution that
+-- int_evaluation_quarter_totals last counted for it (_counted_*): the quarter totals are kept by
+-- difference (current minus counted), so that a night costs the settlements it touches, not the
+-- quarter. When a row is rewritten, its counted contribution becomes its previous contribution if
+-- int_evaluation_quarter_totals was built after that previous row was written (its watermark,
+-- macros/incremental.sql), and stays what it was otherwise (a build of the totals that did not
+-- happen, e.g. skipped after a failed test). A new settlement has counted nothing; after a full
+-- build of this model the counted contributions are unknown (_counted_known false) and the
+-- quarter totals are aggregated again from scratch.
+
+{%- set wm = incremental_watermark() %}
+{%- if is_incremental() %}
+    {%- set totals = recorded_incremental_watermark(
+        api.Relation.create(database=this.database, schema=this.schema, identifier='int_evaluation_quarter_totals')) %}
+{%- endif %}
+
+with
+
+current_contributions as (
+
+    select
+        claims.hospital_code,
+        claims.settlement_id,
+        case
+            when not claims.is_reversal and not claims.is_reversed and claims.settlement_date is not null
+                then date_trunc('quarter', claims.settlement_date)::date
+        end as quarter_start,
+        claims.patient_key,
+        coalesce(categories.is_inpatient, false) as is_inpatient,
+        claims.total_amount,
+        (coalesce(claims.account_paid_amount, 0) + coalesce(claims.cash_paid_amount, 0))::numeric(18, 2)
+            as personal_paid_amount
+    from {{ ref('int_claims_with_deductions') }} as claims
+    left join {{ ref('code_medical_categories') }} as categories
+        on claims.medical_category_code = categories.medical_category_code
+    {% if is_incremental() %}
+    where claims._batch_at > '{{ wm.batch_at }}'::timestamptz
+    {% endif %}
+
+)
+
+select
+    -- ids
+    current_contributions.hospital_code,
+    current_contributions.settlement_id,
+    current_contributions.patient_key,
+    -- dates
+    current_contributions.quarter_start,
+    -- flags
+    current_contributions.is_inpatient,
+    -- amounts
+    current_contributions.total_amount,
+    current_contributions.personal_paid_amount,
+    -- the contribution int_evaluation_quarter_totals last counted
+    {% if is_incremental() %}
+    {%- set counted = "stored._batch_at <= '" ~ totals[2] ~ "'::timestamptz" if totals is not none else "false" %}
+    case when stored.settlement_id is null or {{ counted }} then true else stored._counted_known end
+        as _counted_known,
+    {% for c in ['quarter_start', 'patient_key', 'is_inpatient', 'total_amount', 'personal_paid_amount'] -%}
+    case
+        when stored.settlement_id is null then null
+        when {{ counted }} then stored.{{ c }}
+        else stored._counted_{{ c }}
+    end as _counted_{{ c }},
+    {% endfor %}
+    {% else %}
+    false as _counted_known,
+    {% for c in ['quarter_start', 'patient_key', 'is_inpatient', 'total_amount', 'personal_paid_amount'] -%}
+    case when false then current_contributions.{{ c }} end as _counted_{{ c }},
+    {% endfor %}
+    {% endif %}
+    -- lineage
+    {{ as_of_date() }} as _through_as_of,
+    now() as _batch_at
+from current_contributions
+{% if is_incremental() %}
+-- the stored row of each settlement, probed through the unique index (`offset 0`: never turned
+-- into a scan of the whole table, whatever the planner guesses of the night's size)
+left join lateral (
+    select *
+    from {{ this }} as stored
+    where stored.hospital_code = current_contributions.hospital_code
+      and stored.settlement_id = current_contributions.settlement_id
+    offset 0
+) as stored on true
+{% endif %}
