@@ -10,11 +10,13 @@ three nightly builds and a full rebuild:
                                                  man's INT-1 days are re-walked without it)
   night D  through 2025-06-30 into marts_build  (the bureau re-delivers its rules without RDM-1:
                                                  R22's finding disappears; everything re-matched)
-  check    through 2025-06-30 into marts_check with --full-refresh
+  check    through 2025-06-30 into marts_check with --full-refresh, after night C and after night D
 
-The marts are checked to the cent after nights B and C, and the incrementally built marts must
-equal the full rebuild row for row (int_claims_with_deductions is incremental: a visit whose
-fee-line findings change must be re-derived although its claim did not change).
+The marts are checked to the cent after nights B and C, and the incrementally built marts and
+audit models must equal a full rebuild row for row, after night C (each model followed the nights
+by the keys they touched) and after night D (a new rule library: everything re-derived). Every
+audit model is incremental (int_claims_with_deductions too: a visit whose fee-line findings
+change must be re-derived although its claim did not change).
 """
 
 from __future__ import annotations
@@ -281,15 +283,56 @@ def built(warehouse, tmp_path_factory):
     night_c(cur)
     transform.build(B, marts_schema="marts_build", url=url)
     snapshots["C"] = _findings(conn), _deductions(conn)
+    # after night C: the incrementally built tables against a full rebuild
+    _snapshot(cur, "audit_incremental_c")
+    transform.build(B, marts_schema="marts_check", url=url, full_refresh=True)
+    _snapshot(cur, "audit_full_c", marts="marts_check")
     night_d(cur)
     transform.build(B, marts_schema="marts_build", url=url)
+    _snapshot(cur, "audit_incremental_d")
     transform.build(B, marts_schema="marts_check", url=url, full_refresh=True)
+    _snapshot(cur, "audit_full_d", marts="marts_check")
     yield conn, snapshots
+    for schema in ("audit_incremental_c", "audit_full_c", "audit_incremental_d", "audit_full_d"):
+        cur.execute(f"drop schema if exists {schema} cascade")
     conn.close()
     if saved_target is None:
         os.environ.pop("DBT_TARGET_PATH", None)
     else:
         os.environ["DBT_TARGET_PATH"] = saved_target
+
+
+INTERMEDIATE = [
+    "int_audit_line_rules",
+    "int_audit_claim_rules",
+    "int_audit_daily_quantity",
+    "int_audit_min_interval",
+    "int_audit_course_days",
+    "int_audit_included_in",
+    "int_audit_repeat_exam",
+    "int_audit_readmission",
+    "int_exam_results",
+    "int_audit_deductible_lines",
+    "int_claims_with_deductions",
+]
+MARTS = [
+    "fct_audit_findings",
+    "fct_exam_positive_rate_monthly",
+    "fct_audit_summary_monthly",
+    "fct_settlement_deduction",
+    "fct_settlement_monthly",
+    "fct_budget_consumption",
+]
+
+
+def _snapshot(cur, schema, marts="marts_build"):
+    """Copies of the audit models and marts as built now (the intermediate schema is shared by
+    the incremental and the full builds, so it is copied before the next build)."""
+    cur.execute(f"drop schema if exists {schema} cascade; create schema {schema}")
+    for table in INTERMEDIATE:
+        cur.execute(f"create table {schema}.{table} as select * from intermediate.{table}")
+    for table in MARTS:
+        cur.execute(f"create table {schema}.{table} as select * from {marts}.{table}")
 
 
 def _rows(conn, sql, *params):
@@ -413,26 +456,19 @@ def test_audit_summary_monthly(built):
     ]
 
 
-@pytest.mark.parametrize(
-    "table",
-    [
-        "fct_audit_findings",
-        "fct_exam_positive_rate_monthly",
-        "fct_audit_summary_monthly",
-        "fct_settlement_deduction",
-        "fct_settlement_monthly",
-        "fct_budget_consumption",
-    ],
-)
-def test_incremental_nights_equal_full_rebuild(built, table):
+@pytest.mark.parametrize("night", ["c", "d"])
+@pytest.mark.parametrize("table", INTERMEDIATE + MARTS)
+def test_incremental_nights_equal_full_rebuild(built, night, table):
     conn = built[0]
+    incremental, full = f"audit_incremental_{night}", f"audit_full_{night}"
     columns = [
         c
         for (c,) in _rows(
             conn,
             """select column_name from information_schema.columns
-               where table_schema = 'marts_check' and table_name = %s and column_name not like '\\_%%'
+               where table_schema = %s and table_name = %s and column_name not like '\\_%%'
                order by ordinal_position""",
+            full,
             table,
         )
     ]
@@ -440,10 +476,11 @@ def test_incremental_nights_equal_full_rebuild(built, table):
     cols = ", ".join(columns)
     diff = _rows(
         conn,
-        f"""(select {cols} from marts_build.{table} except all select {cols} from marts_check.{table})
+        f"""(select {cols} from {incremental}.{table} except all select {cols} from {full}.{table})
             union all
-            (select {cols} from marts_check.{table} except all select {cols} from marts_build.{table})""",
+            (select {cols} from {full}.{table} except all select {cols} from {incremental}.{table})""",
     )
-    assert diff == [], f"{table}: incremental nights differ from a full rebuild: {diff[:5]}"
-    (n,) = _rows(conn, f"select count(*) from marts_check.{table}")[0]
-    assert n > 0, table
+    assert diff == [], f"{table}: incremental nights differ from a full rebuild after night {night}: {diff[:5]}"
+    if table not in ("int_audit_course_days", "int_audit_included_in", "int_audit_readmission"):
+        (n,) = _rows(conn, f"select count(*) from {full}.{table}")[0]
+        assert n > 0, table

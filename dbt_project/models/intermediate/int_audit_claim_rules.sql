@@ -1,3 +1,14 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    indexes=[
+        {'columns': ['hospital_code', 'visit_id']},
+        {'columns': ['_batch_at']},
+    ],
+    pre_hook="{{ audit_claim_rules_delete_touched() }}"
+) }}
+
 -- Smart audit R14 限住院使用 (inpatient_only) and R19 限适应症 (indication): decisions on the visit's
 -- effective settlement (R6's, from int_claims_with_deductions).
 -- R14: the effective settlement is outpatient (11, 12, 13, 14, 16, 41, 51).
@@ -5,8 +16,28 @@
 -- A visit without an effective settlement yet gives no finding until its claim arrives.
 -- Flagged: the whole line. The same decision (macro audit_settlement_condition) feeds the R6 base
 -- in int_claims_with_deductions through int_audit_deductible_lines.
+--
+-- Incremental: re-derives the visits touched since this table was written: the visits of the
+-- matches written since (current and prior keys) and the visits whose settlements
+-- int_claims_with_deductions re-derived since (a late, corrected or reversed claim). A pre-hook
+-- deletes their stored findings; every visit when the rule library or the registry changed.
+
+-- depends_on: {{ ref('stg_audit_rules') }}
+-- depends_on: {{ ref('stg_hospitals') }}
+{%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
+{%- set everything = audit_everything_since(wm) %}
 
 with
+
+{% if not everything %}
+touched_visits as materialized (
+
+    {{ audit_touched_visits(wm, windows=false) }}
+    union
+    {{ audit_claims_touched(wm, ['hospital_code', 'visit_id']) }}
+
+),
+{% endif %}
 
 matches as (
 
@@ -14,6 +45,9 @@ matches as (
     from {{ ref('int_audit_rule_matches') }}
     where rule_type in ('inpatient_only', 'indication')
       and visit_id is not null
+      {% if not everything %}
+      and (hospital_code, visit_id) in (select hospital_code, visit_id from touched_visits)
+      {% endif %}
 
 ),
 
@@ -22,11 +56,15 @@ effective_settlements as (
     select hospital_code, visit_id, medical_category_code, principal_diagnosis_code
     from {{ ref('int_claims_with_deductions') }}
     where is_effective_settlement
+      {% if not everything %}
+      and (hospital_code, visit_id) in (select hospital_code, visit_id from touched_visits)
+      {% endif %}
 
 )
 
 select
-    {{ audit_fee_line_finding_columns('matches') }}
+    {{ audit_fee_line_finding_columns('matches') }},
+    {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
 from matches
 inner join effective_settlements
     on matches.hospital_code = effective_settlements.hospital_code

@@ -4,6 +4,8 @@
     on_schema_change='fail',
     indexes=[
         {'columns': ['hospital_code', 'patient_key']},
+        {'columns': ['hospital_code', 'visit_id']},
+        {'columns': ['patient_key', 'rule_id']},
         {'columns': ['_batch_at']},
     ],
     pre_hook="{{ audit_findings_delete_touched(['daily_quantity'], ['hospital_code', 'patient_key', 'rule_id', 'charge_date'], []) }}"

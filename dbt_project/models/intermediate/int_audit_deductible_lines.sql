@@ -1,3 +1,14 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    indexes=[
+        {'columns': ['hospital_code', 'visit_id']},
+        {'columns': ['_batch_at']},
+    ],
+    pre_hook="{{ audit_visits_delete_touched() }}"
+) }}
+
 -- Smart audit → R6: the fee-line findings that can be deducted (severity violation), one row per
 -- line and rule, read by int_claims_with_deductions for the visit's deductible base.
 -- R14 and R19 depend on the visit's effective settlement, which int_claims_with_deductions itself
@@ -5,37 +16,72 @@
 -- diagnosis_prefixes) and decided there by the same macro as int_audit_claim_rules. Every other
 -- fee-line rule is decided already. Suspicious findings never deduct; R22's subject is a
 -- settlement, not a fee line, so it never enters the base.
+--
+-- Incremental: re-derives the visits whose findings may have changed since this table was written
+-- (macro audit_touched_visits: the visits of the night's matches, of their prior keys, and of the
+-- window groups R15/R16/R20 they touch), reading each finding model through its
+-- (hospital_code, visit_id) index; a pre-hook deletes the stored rows of those visits. Every visit
+-- when the rule library or the hospital registry changed.
 
+-- depends_on: {{ ref('stg_audit_rules') }}
+-- depends_on: {{ ref('stg_hospitals') }}
+{%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
+{%- set everything = audit_everything_since(wm) %}
 {%- set decided = [
     'int_audit_line_rules', 'int_audit_daily_quantity', 'int_audit_min_interval',
     'int_audit_course_days', 'int_audit_included_in', 'int_audit_repeat_exam',
 ] %}
 
-{% for model in decided %}
-select
-    hospital_code,
-    visit_id,
-    subject_id as fee_line_id,
-    rule_id,
-    rule_type,
-    null::text as diagnosis_prefixes,
-    flagged_amount
-from {{ ref(model) }}
-where severity = 'violation'
-  and visit_id is not null
+with
 
-union all
-{% endfor %}
+{% if not everything %}
+touched_visits as materialized (
+
+    {{ audit_touched_visits(wm) }}
+
+),
+{% endif %}
+
+lines as (
+
+    {% for model in decided %}
+    select
+        hospital_code,
+        visit_id,
+        subject_id as fee_line_id,
+        rule_id,
+        rule_type,
+        null::text as diagnosis_prefixes,
+        flagged_amount
+    from {{ ref(model) }}
+    where severity = 'violation'
+      and visit_id is not null
+      {% if not everything %}
+      and (hospital_code, visit_id) in (select hospital_code, visit_id from touched_visits)
+      {% endif %}
+
+    union all
+    {% endfor %}
+
+    select
+        hospital_code,
+        visit_id,
+        fee_line_id,
+        rule_id,
+        rule_type,
+        diagnosis_prefixes,
+        amount::numeric(18, 2) as flagged_amount
+    from {{ ref('int_audit_rule_matches') }}
+    where rule_type in ('inpatient_only', 'indication')
+      and severity = 'violation'
+      and visit_id is not null
+      {% if not everything %}
+      and (hospital_code, visit_id) in (select hospital_code, visit_id from touched_visits)
+      {% endif %}
+
+)
 
 select
-    hospital_code,
-    visit_id,
-    fee_line_id,
-    rule_id,
-    rule_type,
-    diagnosis_prefixes,
-    amount::numeric(18, 2) as flagged_amount
-from {{ ref('int_audit_rule_matches') }}
-where rule_type in ('inpatient_only', 'indication')
-  and severity = 'violation'
-  and visit_id is not null
+    lines.*,
+    {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
+from lines

@@ -4,6 +4,7 @@
     on_schema_change='fail',
     indexes=[
         {'columns': ['hospital_code', 'subject_id']},
+        {'columns': ['hospital_code', 'visit_id']},
         {'columns': ['_batch_at']},
     ],
     pre_hook="{{ audit_findings_delete_touched(['sex', 'age', 'hospital_level'], ['hospital_code', 'fee_line_id'], ['stg_hospitals']) }}"

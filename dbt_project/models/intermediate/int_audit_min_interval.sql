@@ -4,6 +4,7 @@
     on_schema_change='fail',
     indexes=[
         {'columns': ['patient_key', 'rule_id']},
+        {'columns': ['hospital_code', 'visit_id']},
         {'columns': ['_batch_at']},
     ],
     pre_hook="{{ audit_findings_delete_touched(['min_interval_days'], ['patient_key', 'rule_id'], []) }}"

@@ -1,9 +1,32 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    indexes=[
+        {'columns': ['hospital_code', 'patient_key']},
+        {'columns': ['hospital_code', 'subject_id']},
+        {'columns': ['_batch_at']},
+    ],
+    pre_hook="{{ audit_readmission_delete_touched() }}"
+) }}
+
 -- Smart audit R22 分解住院 (readmission, local rules): the effective inpatient settlements
 -- (medical category 21) of one patient at one hospital, by admission_date; a settlement admitted
 -- <= days after the discharge of the previous one with the same first 3 characters of
 -- principal_diagnosis is a finding on the later settlement: flagged_amount = its fund_paid,
 -- charge_date = its admission_date. The rule applies when the later admission date lies in its
 -- effective dates. Normally suspicious; its subject is a settlement, so it never enters the R6 base.
+--
+-- Incremental: re-derives the (hospital, patient) pairs of the settlements int_claims_with_deductions
+-- re-derived since this table was written (a new, late, corrected or reversed claim), reading
+-- only those patients' stays through the (hospital_code, patient_key) index; a pre-hook deletes
+-- their stored findings and the findings on the re-derived settlements themselves (a stay
+-- corrected to another patient). Every pair when the rule library changed.
+-- Known limit: a stay corrected to another patient leaves its former patient's other stays as
+-- they were until that patient's next settlement (the former patient is not kept).
+
+{%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
+{%- set everything = audit_findings_everything(wm, ['stg_audit_rules']) %}
 
 with
 
@@ -15,6 +38,14 @@ rules as (
       and days is not null
 
 ),
+
+{% if not everything %}
+touched_patients as materialized (
+
+    {{ audit_claims_touched(wm, ['hospital_code', 'patient_key']) }}
+
+),
+{% endif %}
 
 stays as (
 
@@ -37,6 +68,9 @@ stays as (
       and patient_key is not null
       and admission_date is not null
       and principal_diagnosis_code is not null
+      {% if not everything %}
+      and (hospital_code, patient_key) in (select hospital_code, patient_key from touched_patients)
+      {% endif %}
 
 )
 
@@ -56,7 +90,8 @@ select
     stays.fund_paid_amount as line_amount,
     1::numeric(18, 4) as flagged_quantity,
     stays.fund_paid_amount::numeric(18, 2) as flagged_amount,
-    false as is_cross_hospital
+    false as is_cross_hospital,
+    {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
 from stays
 inner join rules
     on stays.admission_date >= rules.effective_from

@@ -5,9 +5,12 @@
     on_schema_change='fail',
     indexes=[
         {'columns': ['hospital_code', 'fee_line_id', 'rule_id', 'is_main_item'], 'unique': true},
-        {'columns': ['rule_type']},
+        {'columns': ['rule_type', 'hospital_code', 'charge_date']},
+        {'columns': ['patient_key', 'rule_id']},
+        {'columns': ['hospital_code', 'visit_id']},
         {'columns': ['_batch_at']},
     ],
+    post_hook="analyze {{ this }}",
 ) }}
 
 -- Smart audit, common ground (R11-R21): every audited fee line paired with every rule it matches.
@@ -29,6 +32,8 @@
 -- (rule, visit, patient, charge date) of the line's earlier matches, so that the window rules
 -- downstream also re-derive the groups a corrected line left; a line that no longer matches any
 -- rule leaves one row with rule_id null (a tombstone carrying its _prior_keys).
+-- Analyzed after every build: the models downstream select the night's matches by _batch_at,
+-- which stale statistics estimate at one row (then a nested loop rescans a subquery per line).
 
 -- depends_on: {{ ref('stg_audit_rules') }}
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}

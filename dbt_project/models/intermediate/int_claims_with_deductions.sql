@@ -6,12 +6,14 @@
     indexes=[
         {'columns': ['hospital_code', 'settlement_id'], 'unique': true},
         {'columns': ['hospital_code', 'visit_id']},
+        {'columns': ['hospital_code', 'patient_key']},
         {'columns': ['hospital_code', 'reversal_of']},
         {'columns': ['hospital_code', 'insurance_type_code', 'settlement_date']},
         {'columns': ['hospital_code', 'settlement_date']},
         {'columns': ['_batch_at']},
     ],
-    pre_hook="{{ materialize_night_rows(ref('stg_claims'), ref('stg_load_ledger'), 'int_claims_with_deductions__night') }}"
+    pre_hook="{{ materialize_night_rows(ref('stg_claims'), ref('stg_load_ledger'), 'int_claims_with_deductions__night') }}",
+    post_hook="analyze {{ this }}"
 ) }}
 
 -- R6 deductions (不合理费用扣除) on the latest version of every settlement.
@@ -29,8 +31,11 @@
 -- Smart audit (R6 extended, docs/rules.md R11-R22): the visit's deductible base adds, over its fee
 -- lines, each line's violation amount = the flagged_amount of its violation finding of largest
 -- magnitude (int_audit_deductible_lines; R14/R19 decided here on the effective settlement by the
--- macro audit_settlement_condition). _audit_digest fingerprints the visit's deductible findings:
--- an incremental build also re-derives every visit whose fingerprint changed.
+-- macro audit_settlement_condition). An incremental build also re-derives every visit whose
+-- findings may have changed since it was written (macro audit_touched_visits: the visits of the
+-- night's matches, of their prior keys and of the window groups they touch), and every effective
+-- settlement when the rule library or the hospital registry changed. _audit_digest fingerprints
+-- the visit's deductible findings when its row was written (for checks; not a trigger).
 
 {%- set claim_columns = [
     'hospital_code', 'settlement_id', 'visit_id', 'patient_key', 'reversal_of',
@@ -41,24 +46,13 @@
     'admission_date', 'discharge_date', 'settled_at',
     'business_date', 'load_id', 'source_row',
 ] %}
+-- depends_on: {{ ref('int_audit_rule_matches') }}
+-- depends_on: {{ ref('stg_audit_rules') }}
+-- depends_on: {{ ref('stg_hospitals') }}
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
 {%- do require_columns_or_full_refresh(['_audit_digest']) %}
 
 with
-
-audit_visit_digests as (
-
-    select
-        hospital_code,
-        visit_id,
-        md5(string_agg(
-            concat_ws('/', fee_line_id, rule_id, rule_type, flagged_amount, diagnosis_prefixes), ','
-            order by fee_line_id, rule_id
-        )) as audit_digest
-    from {{ ref('int_audit_deductible_lines') }}
-    group by 1, 2
-
-),
 
 {% if is_incremental() %}
 
@@ -128,13 +122,16 @@ touched_visits as (
     from repriced_usage
     cross join lateral jsonb_array_elements_text(repriced_usage._prior_visit_ids) as prior (visit_id)
     union
+    -- the visits whose smart-audit findings may have changed (every one with an effective
+    -- settlement when the rule library or the hospital registry changed)
+    {% if audit_everything_since(wm) %}
     select stored.hospital_code, stored.visit_id
     from {{ this }} as stored
-    left join audit_visit_digests
-        on stored.hospital_code = audit_visit_digests.hospital_code
-       and stored.visit_id = audit_visit_digests.visit_id
     where stored.is_effective_settlement
-      and stored._audit_digest is distinct from audit_visit_digests.audit_digest
+    {% else %}
+    select hospital_code, visit_id
+    from ({{ audit_touched_visits(wm) }}) as audit_touched
+    {% endif %}
 
 ),
 
@@ -230,6 +227,21 @@ reversed_settlements as materialized (
 
 ),
 
+audit_visit_digests as (
+
+    select
+        hospital_code,
+        visit_id,
+        md5(string_agg(
+            concat_ws('/', fee_line_id, rule_id, rule_type, flagged_amount, diagnosis_prefixes), ','
+            order by fee_line_id, rule_id
+        )) as audit_digest
+    from {{ ref('int_audit_deductible_lines') }}
+    where (hospital_code, visit_id) in (select hospital_code, visit_id from claims)
+    group by 1, 2
+
+),
+
 visit_excess as (
 
     select
@@ -262,6 +274,20 @@ reversed_settlements as materialized (
     select distinct hospital_code, reversal_of as settlement_id
     from claims
     where reversal_of is not null
+
+),
+
+audit_visit_digests as (
+
+    select
+        hospital_code,
+        visit_id,
+        md5(string_agg(
+            concat_ws('/', fee_line_id, rule_id, rule_type, flagged_amount, diagnosis_prefixes), ','
+            order by fee_line_id, rule_id
+        )) as audit_digest
+    from {{ ref('int_audit_deductible_lines') }}
+    group by 1, 2
 
 ),
 

@@ -1,23 +1,53 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    indexes=[
+        {'columns': ['hospital_code', 'visit_id']},
+        {'columns': ['patient_key', 'rule_id']},
+        {'columns': ['hospital_code', 'subject_id']},
+        {'columns': ['_batch_at']},
+    ],
+    pre_hook="{{ audit_findings_mart_delete_touched() }}"
+) }}
+
 -- Smart audit findings (R11-R20, R22): one row per rule x subject (a fee line, or a settlement for
 -- R22), with the flagged quantity and amount (docs/marts.md). Severity comes from the rule row:
 -- violation findings are deducted through R6 (int_claims_with_deductions), suspicious ones are
 -- listed for review and never deducted. R21 is an indicator (fct_exam_positive_rate_monthly).
+--
+-- Incremental (this schema may lag a night behind): copies again, from the finding models, the
+-- findings whose subject may have changed since this table was written, and a pre-hook deletes
+-- the stored ones (macro audit_findings_mart_keys; the key sets are temporary tables the pre-hook
+-- fills): the fee-line findings of every visit of
+-- audit_touched_visits and of the visits re-settled since; R11-R13 also by line and R15/R16/R20 by
+-- patient x rule (lines without a visit); R22 by hospital x patient and by settlement. Each read
+-- goes through an index of the finding model. Everything when the rule library or the hospital
+-- registry changed.
 
-{%- set finding_models = [
-    'int_audit_line_rules', 'int_audit_claim_rules', 'int_audit_daily_quantity',
-    'int_audit_min_interval', 'int_audit_course_days', 'int_audit_included_in',
-    'int_audit_repeat_exam', 'int_audit_readmission',
-] %}
+-- depends_on: {{ ref('int_audit_rule_matches') }}
+-- depends_on: {{ ref('int_claims_with_deductions') }}
+-- depends_on: {{ ref('stg_audit_rules') }}
+-- depends_on: {{ ref('stg_hospitals') }}
+{%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
+{%- set everything = audit_everything_since(wm) %}
+{%- set keys = audit_findings_mart_keys() %}
 
-with findings as (
+with
 
-    {% for model in finding_models %}
+findings as (
+
+    {% for model, predicates in keys.models.items() %}
+    {% set model_loop = loop %}
+    {% for predicate in (['true'] if everything else predicates) %}
     select
         rule_id, rule_type, severity, hospital_code, subject_type, subject_id, visit_id,
         patient_key, charge_date, item_code, item_name, line_quantity, line_amount,
         flagged_quantity, flagged_amount, is_cross_hospital
     from {{ ref(model) }}
-    {% if not loop.last %}union all{% endif %}
+    where {{ predicate }}
+    {% if not (model_loop.last and loop.last) %}union{% endif %}
+    {% endfor %}
     {% endfor %}
 
 )
@@ -45,5 +75,7 @@ select
     flagged_quantity::numeric(18, 4) as flagged_quantity,
     flagged_amount::numeric(18, 2) as flagged_amount,
     -- flags
-    is_cross_hospital
+    is_cross_hospital,
+    -- lineage
+    {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
 from findings
