@@ -233,23 +233,32 @@
     {{- return(audit_findings_everything(wm, ['stg_audit_rules', 'stg_hospitals'])) -}}
 {%- endmacro %}
 
+{#- The delete of a pre-hook that re-derives touched keys: everything (the rule library or the
+    registry changed) empties the target; otherwise one delete per (touched keys SQL, pairs of
+    stored column and touched column). -#}
+{% macro audit_delete_touched(everything, deletes) -%}
+    {%- if everything -%}
+        delete from {{ this }}
+    {%- else -%}
+        {%- for touched, pairs in deletes %}
+            delete from {{ this }} as stored
+            using ({{ touched }}) as touched
+            where {% for stored_column, touched_column in pairs -%}
+                stored.{{ stored_column }} = touched.{{ touched_column }}{% if not loop.last %} and {% endif %}
+            {%- endfor %}{% if not loop.last %};{% endif %}
+        {%- endfor -%}
+    {%- endif -%}
+{%- endmacro %}
+
 {#- Pre-hook of int_audit_claim_rules (R14/R19): delete the stored findings of the visits it
     re-derives tonight. -#}
 {% macro audit_claim_rules_delete_touched() -%}
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
-        {%- if audit_everything_since(wm) -%}
-            delete from {{ this }}
-        {%- else -%}
-            delete from {{ this }} as stored
-            using (
-                {{ audit_touched_visits(wm, windows=false) }}
-                union
-                {{ audit_claims_touched(wm, ['hospital_code', 'visit_id']) }}
-            ) as touched
-            where stored.hospital_code = touched.hospital_code
-              and stored.visit_id = touched.visit_id
-        {%- endif -%}
+        {%- set touched = audit_touched_visits(wm, windows=false) ~ ' union '
+            ~ audit_claims_touched(wm, ['hospital_code', 'visit_id']) -%}
+        {{ audit_delete_touched(audit_everything_since(wm),
+            [(touched, [('hospital_code', 'hospital_code'), ('visit_id', 'visit_id')])]) }}
     {%- else -%}
         select 1
     {%- endif -%}
@@ -260,18 +269,12 @@
 {% macro audit_readmission_delete_touched() -%}
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
-        {%- if audit_findings_everything(wm, ['stg_audit_rules']) -%}
-            delete from {{ this }}
-        {%- else -%}
-            delete from {{ this }} as stored
-            using ({{ audit_claims_touched(wm, ['hospital_code', 'patient_key']) }}) as touched
-            where stored.hospital_code = touched.hospital_code
-              and stored.patient_key = touched.patient_key;
-            delete from {{ this }} as stored
-            using ({{ audit_claims_touched(wm, ['hospital_code', 'settlement_id']) }}) as touched
-            where stored.hospital_code = touched.hospital_code
-              and stored.subject_id = touched.settlement_id
-        {%- endif -%}
+        {{ audit_delete_touched(audit_findings_everything(wm, ['stg_audit_rules']), [
+            (audit_claims_touched(wm, ['hospital_code', 'patient_key']),
+                [('hospital_code', 'hospital_code'), ('patient_key', 'patient_key')]),
+            (audit_claims_touched(wm, ['hospital_code', 'settlement_id']),
+                [('hospital_code', 'hospital_code'), ('subject_id', 'settlement_id')]),
+        ]) }}
     {%- else -%}
         select 1
     {%- endif -%}
@@ -300,14 +303,8 @@
 {% macro audit_exam_results_delete_touched() -%}
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
-        {%- if audit_everything_since(wm) -%}
-            delete from {{ this }}
-        {%- else -%}
-            delete from {{ this }} as stored
-            using ({{ audit_exam_touched_months(wm) }}) as touched
-            where stored.hospital_code = touched.hospital_code
-              and stored.month_start = touched.month_start
-        {%- endif -%}
+        {{ audit_delete_touched(audit_everything_since(wm), [(audit_exam_touched_months(wm),
+            [('hospital_code', 'hospital_code'), ('month_start', 'month_start')])]) }}
     {%- else -%}
         select 1
     {%- endif -%}
@@ -318,14 +315,8 @@
 {% macro audit_visits_delete_touched() -%}
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
-        {%- if audit_everything_since(wm) -%}
-            delete from {{ this }}
-        {%- else -%}
-            delete from {{ this }} as stored
-            using ({{ audit_touched_visits(wm) }}) as touched
-            where stored.hospital_code = touched.hospital_code
-              and stored.visit_id = touched.visit_id
-        {%- endif -%}
+        {{ audit_delete_touched(audit_everything_since(wm), [(audit_touched_visits(wm),
+            [('hospital_code', 'hospital_code'), ('visit_id', 'visit_id')])]) }}
     {%- else -%}
         select 1
     {%- endif -%}

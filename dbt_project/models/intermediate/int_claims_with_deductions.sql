@@ -227,35 +227,6 @@ reversed_settlements as materialized (
 
 ),
 
-audit_visit_digests as (
-
-    select
-        hospital_code,
-        visit_id,
-        md5(string_agg(
-            concat_ws('/', fee_line_id, rule_id, rule_type, flagged_amount, diagnosis_prefixes), ','
-            order by fee_line_id, rule_id
-        )) as audit_digest
-    from {{ ref('int_audit_deductible_lines') }}
-    where (hospital_code, visit_id) in (select hospital_code, visit_id from claims)
-    group by 1, 2
-
-),
-
-visit_excess as (
-
-    select
-        usage_lines.hospital_code,
-        usage_lines.visit_id,
-        sum(usage_lines.unreasonable_excess_amount) as visit_excess_amount
-    from {{ ref('int_usage_priced_against_payment_standard') }} as usage_lines
-    where (usage_lines.hospital_code, usage_lines.visit_id) in (
-        select hospital_code, visit_id from claims
-    )
-    group by 1, 2
-
-),
-
 {% else %}
 
 claims as (
@@ -277,6 +248,22 @@ reversed_settlements as materialized (
 
 ),
 
+{% endif %}
+
+visit_excess as (
+
+    select
+        hospital_code,
+        visit_id,
+        sum(unreasonable_excess_amount) as visit_excess_amount
+    from {{ ref('int_usage_priced_against_payment_standard') }}
+    {%- if is_incremental() %}
+    where (hospital_code, visit_id) in (select hospital_code, visit_id from claims)
+    {%- endif %}
+    group by 1, 2
+
+),
+
 audit_visit_digests as (
 
     select
@@ -287,22 +274,12 @@ audit_visit_digests as (
             order by fee_line_id, rule_id
         )) as audit_digest
     from {{ ref('int_audit_deductible_lines') }}
+    {%- if is_incremental() %}
+    where (hospital_code, visit_id) in (select hospital_code, visit_id from claims)
+    {%- endif %}
     group by 1, 2
 
 ),
-
-visit_excess as (
-
-    select
-        hospital_code,
-        visit_id,
-        sum(unreasonable_excess_amount) as visit_excess_amount
-    from {{ ref('int_usage_priced_against_payment_standard') }}
-    group by 1, 2
-
-),
-
-{% endif %}
 
 classified as (
 
