@@ -15,9 +15,13 @@
    a single catch-up it would not exist and the night would build every mart from scratch). The
    database is kept as a template (``bench_year_<tag>``) and reused by a re-run with the same
    flags; ``--build-year-only`` builds it and stops (the slow part, to run outside a benchmark
-   lock before the timed nights).
+   lock before the timed nights). ``--chunk-days N`` builds the year in catch-ups of N days
+   instead of one, each published; a build that was interrupted (or stopped at the end of a
+   working session) resumes after the last catch-up it published.
 3. **The night on top of the year**: a copy of that database (``create database … template``)
-   loads, validates, builds, validates and publishes the night; every step timed.
+   loads, validates, builds, validates and publishes the night; every step timed. A copy doubles
+   the disk (about 50 GB for a 30M-claim year); ``--in-place`` runs the night in the year's
+   database itself instead, which a later run then builds again.
 4. **The same night on top of nothing**: a fresh database holding only the reference data runs the
    same night (same landing files, same steps).
 
@@ -180,22 +184,32 @@ def _use(url: str | None) -> None:
         os.environ["YIBAO_DATABASE_URL"] = url
 
 
-def _year_is_built(url: str, last: dt.date) -> bool:
+def _published_through(url: str) -> dt.date | None:
+    """The last night published in a database (None: no database, or nothing published)."""
     import psycopg2
 
     try:
         conn = psycopg2.connect(url)
     except psycopg2.Error:
-        return False
+        return None
     try:
         with conn.cursor() as cur:
             cur.execute("select to_regclass('audit.publish_log') is not null")
             if not cur.fetchone()[0]:
-                return False
+                return None
             cur.execute("select max(as_of_date) from audit.publish_log")
-            return cur.fetchone()[0] == last
+            return cur.fetchone()[0]
     finally:
         conn.close()
+
+
+def year_chunks(history: list[dt.date], chunk_days: int) -> list[dt.date]:
+    """The through-dates of the year's catch-ups: all but the last day in one catch-up (or in
+    catch-ups of ``chunk_days`` days), then the last day as an ordinary night of its own."""
+    body = history[:-1]
+    if chunk_days <= 0:
+        return [body[-1], history[-1]]
+    return [*body[chunk_days - 1::chunk_days], *([body[-1]] if len(body) % chunk_days else []), history[-1]]
 
 
 def _scalar(url: str, sql: str):
@@ -263,6 +277,33 @@ def slowest_models(path: Path, n: int) -> list[tuple[str, float]]:
     return sorted(models, key=lambda m: -m[1])[:n]
 
 
+def year_timing(saved: dict, last: dt.date) -> NightTiming:
+    """The year's figures from year_timing.json: its catch-ups summed ("year"), the last day's
+    ordinary night in a note. Older files hold one catch-up's NightTiming fields."""
+    if "chunks" not in saved:
+        saved = {**saved, "label": "year", "slowest_models": [tuple(m) for m in saved.get("slowest_models", [])]}
+        return NightTiming(**saved)
+    year = NightTiming("year")
+    for part in saved["chunks"]:
+        if part["through"] == last.isoformat():
+            year.notes.append(f"then the night {last} before the night: "
+                              + ", ".join(f"{k} {v:.1f} s" for k, v in part["seconds"].items()))
+            continue
+        for k, v in part["seconds"].items():
+            year.seconds[k] = year.seconds.get(k, 0.0) + v
+        year.rows_loaded += part["rows_loaded"]
+        year.files_loaded += part["files_loaded"]
+        slowest = dict(year.slowest_models)
+        for model, seconds in part["slowest_models"]:
+            slowest[model] = max(seconds, slowest.get(model, 0.0))
+        year.slowest_models = sorted(slowest.items(), key=lambda m: -m[1])[:3]
+        year.notes += part["notes"]
+    catch_ups = len(saved["chunks"]) - 1
+    if catch_ups > 1:
+        year.notes.append(f"{catch_ups} catch-ups summed (slowest models: the slowest of any of them)")
+    return year
+
+
 # ------------------------------------------------------------------------------------- report
 
 
@@ -312,9 +353,15 @@ def main() -> None:
                     help="build (or check) the year's database and stop: the slow part, to run outside a benchmark lock")
     ap.add_argument("--skip-empty", action="store_true", help="do not run the night on an empty history")
     ap.add_argument("--keep", action="store_true", help="keep the night's databases (to inspect or profile them)")
+    ap.add_argument("--chunk-days", type=int, default=0,
+                    help="build the year in catch-ups of this many days, each published (default: one"
+                         " catch-up); an interrupted build resumes after the last published one")
+    ap.add_argument("--in-place", action="store_true",
+                    help="run the night on the year in the year's database itself instead of a copy (half"
+                         " the disk; the year is built again by the next run)")
     args = ap.parse_args()
-    if args.days < 2 or args.hospitals < 1 or args.claims_total < 1:
-        ap.error("--days must be at least 2, --hospitals and --claims-total positive")
+    if args.days < 2 or args.hospitals < 1 or args.claims_total < 1 or args.chunk_days < 0:
+        ap.error("--days must be at least 2, --hospitals and --claims-total positive, --chunk-days not negative")
 
     load_before = os.getloadavg()
     # synthetic patients only: a fixed benchmark key unless one is configured
@@ -333,31 +380,43 @@ def main() -> None:
     runs: list[NightTiming] = []
     year_db, night_db, empty_db = f"bench_year_{tag}", f"bench_night_{tag}", f"bench_empty_{tag}"
     try:
-        # the year, in one catch-up (kept as the template of the night's database)
-        if args.rebuild_year or not _exists(year_db) or not _year_is_built(pg.url(database=year_db), history[-1]):
-            _use(_fresh(year_db))
+        # the year (kept as the template of the night's database, unless --in-place)
+        chunks = year_chunks(history, args.chunk_days)
+        timing_file = base / "year_timing.json"
+        done = None if args.rebuild_year or not _exists(year_db) else _published_through(pg.url(database=year_db))
+        if done is not None and done > history[-1]:
+            print(f"{year_db} holds a night after the year (an --in-place night ran on it): building it again")
+            done = None
+        if done is not None and done < history[-1] and args.chunk_days <= 0:
+            done = None  # a single catch-up that did not finish: start again (--chunk-days resumes)
+        if done != history[-1]:
+            parts = [part for part in json.loads(timing_file.read_text(encoding="utf-8")).get("chunks", [])
+                     if part["through"] <= done.isoformat()] if done is not None and timing_file.exists() else []
+            if done is None:
+                _use(_fresh(year_db))
+                parts = []
+            else:
+                _use(pg.url(database=year_db))
+                print(f"resuming the year in {year_db} after {done}")
             db.bootstrap()
-            # all but the last day in one catch-up, then the last day as an ordinary night: the
-            # steady state of the nightly DAG, where marts_build (the night's dbt target) holds the
-            # marts published the night before last, so that the night's incremental marts catch
-            # up two nights (built in one catch-up, marts_build would not exist and every mart
-            # would be built from scratch in the night on the year)
-            print(f"loading and building the year into {year_db} …")
-            year = run_night("year", landing, history[-2], f"bench-year-{history[-2]}")
-            runs.append(year)
-            previous = run_night("previous night", landing, history[-1], f"bench-year-{history[-1]}")
-            year.notes.append(f"then the night {history[-1]} before the night: "
-                              + ", ".join(f"{k} {v:.1f} s" for k, v in previous.seconds.items()))
-            (base / "year_timing.json").write_text(json.dumps(year.__dict__, indent=1), encoding="utf-8")
+            # the last day runs as an ordinary night of its own: the steady state of the nightly
+            # DAG, where marts_build (the night's dbt target) holds the marts published the night
+            # before last, so that the night's incremental marts catch up two nights (after one
+            # catch-up only, marts_build would not exist and every mart would be built from
+            # scratch in the night on the year)
+            print(f"loading and building the year into {year_db} in {len(chunks)} run(s) …")
+            for through in chunks:
+                if done is not None and through <= done:
+                    continue
+                label = "year" if through != history[-1] else "previous night"
+                part = run_night(label, landing, through, f"bench-year-{through}")
+                parts.append({"through": through.isoformat(), **part.__dict__})
+                timing_file.write_text(json.dumps({"chunks": parts}, indent=1), encoding="utf-8")
             _use(None)
         else:
             print(f"reusing the year already built in database {year_db}")
-            saved = base / "year_timing.json"
-            if saved.exists():  # the catch-up's figures from the run that built it
-                data = json.loads(saved.read_text(encoding="utf-8"))
-                data["label"] = "year"
-                data["slowest_models"] = [tuple(m) for m in data.get("slowest_models", [])]
-                runs.append(NightTiming(**data))
+        if timing_file.exists():  # the catch-ups' figures (from the run that built the year)
+            runs.append(year_timing(json.loads(timing_file.read_text(encoding="utf-8")), history[-1]))
         year_url = pg.url(database=year_db)
         if args.build_year_only:
             print(f"the year is built in database {year_db} (--build-year-only: no night timed)")
@@ -366,8 +425,12 @@ def main() -> None:
             return
         year_rows = {t: _scalar(year_url, f"select count(*) from raw.{t}") for t in ("claim", "usage", "purchase")}
 
-        # the night on top of the year
-        _use(_fresh(night_db, template=year_db))
+        # the night on top of the year: on a copy of it, or in it (--in-place: no copy on disk)
+        if args.in_place:
+            night_db = year_db
+            _use(year_url)
+        else:
+            _use(_fresh(night_db, template=year_db))
         db.bootstrap()  # not timed: a year kept from an earlier version of the code gets this one's SQL
         print(f"the night {night} on top of the year ({night_db}) …")
         runs.append(run_night("night on year", landing, night, f"bench-night-on-year-{night}"))
@@ -396,7 +459,7 @@ def main() -> None:
     load_after = os.getloadavg()
     print(report(runs, year_rows or gen.get("rows", {}), night_claims, args,
                  (f"{load_before[0]:.2f}", f"{load_after[0]:.2f}")))
-    if not args.keep:
+    if not args.keep and not args.in_place:
         _admin(f'drop database if exists "{night_db}" with (force)')
 
 

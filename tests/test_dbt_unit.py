@@ -949,6 +949,40 @@ def test_quarter_patient_count_kept_by_difference(built):
     assert _quarter_totals_kept(conn) == _quarter_totals_recomputed(conn)
 
 
+def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
+    """The first night after an upgrade that made a model incremental: its table, written by the
+    earlier table-materialised version, has no lineage columns. build() rebuilds that model alone
+    with --full-refresh and runs the night again; the other incremental targets keep their rows
+    (not rebuilt from scratch), and every mart equals a full rebuild."""
+    conn, _, url = built
+    transform.build(C, marts_schema="marts_build", url=url)  # catch up (earlier tests rebuilt through B)
+    # what the earlier version left: the same business columns, no lineage columns
+    lineage = [c for (c,) in _rows(
+        conn,
+        "select column_name from information_schema.columns"
+        " where table_schema = 'marts_build' and table_name = 'fct_usage_pricing' and column_name like '\\_%%'",
+    )]
+    assert "_batch_at" in lineage
+    with conn.cursor() as cur:
+        cur.execute("alter table marts_build.fct_usage_pricing "
+                    + ", ".join(f"drop column {c}" for c in lineage))
+    kept = "select count(*), min(_batch_at), max(_batch_at) from intermediate.int_claims_with_deductions"
+    before = _rows(conn, kept)
+
+    run = transform.build(C, marts_schema="marts_build", url=url)
+
+    assert run.full_refreshed == ["fct_usage_pricing"]
+    assert run.statuses["fct_usage_pricing"] == "success"
+    assert "_batch_at" in [c for (c,) in _rows(
+        conn,
+        "select column_name from information_schema.columns"
+        " where table_schema = 'marts_build' and table_name = 'fct_usage_pricing'",
+    )]
+    assert _rows(conn, kept) == before  # the rest of the night stayed incremental
+    transform.build(C, marts_schema="marts_check", url=url, full_refresh=True)
+    _assert_marts_equal(conn, "marts_build", "marts_check")
+
+
 def test_claims_without_budget_fail_the_build(built):
     """R7: a month with claims but no budget row is an error surfaced by the checks (runs last:
     it leaves an unbudgeted settlement in the intermediate tables)."""

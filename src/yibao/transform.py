@@ -31,6 +31,8 @@ BACK_IN_TIME = (
 # macros/incremental.sql ends every "this target cannot be built incrementally" error with it:
 # going back in time, or a table written by an earlier non-incremental version of a model
 FULL_REFRESH_NEEDED = "rebuild it with --full-refresh"
+# an upgrade may reveal stale targets round by round (a model downstream of a failed one is skipped)
+UPGRADE_ROUNDS = 3
 log = logging.getLogger(__name__)
 _ENV_LOCK = threading.Lock()
 _FAILED = {"error", "fail", "runtime error"}
@@ -77,6 +79,8 @@ class DbtRun:
     statuses: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     nodes: list[NodeResult] = field(default_factory=list)
+    # build(): the models rebuilt with --full-refresh before this run succeeded (["*"]: all of them)
+    full_refreshed: list[str] = field(default_factory=list)
 
     @property
     def warnings(self) -> list[NodeResult]:
@@ -288,8 +292,13 @@ def build(
 
     Incremental models catch up on everything newer than what their target holds. A build
     through a date earlier than an incremental target already holds cannot be incremental
-    (rows of later business dates would stay), nor can a table an earlier non-incremental version
-    of a model wrote (no lineage columns): it is retried once as a full refresh.
+    (rows of later business dates would stay): the build is retried once as a full refresh of
+    everything. A table an earlier, non-incremental version of a model wrote (no lineage columns:
+    the first night after an upgrade made the model incremental) is rebuilt alone with
+    ``--full-refresh`` and the night's build runs again (up to ``UPGRADE_ROUNDS`` rounds, for stale
+    models downstream of stale ones, which the first build skipped), so an upgrade costs the
+    changed models' full build, not the whole warehouse's. ``full_refreshed`` of the result names
+    them (``["*"]``: everything).
     Unit tests do not depend on the data; CI runs them (``unit_tests=True`` or
     ``run_dbt(["test", "--select", "test_type:unit"], as_of=...)``).
     """
@@ -298,21 +307,36 @@ def build(
         args += ["--select", *select]
     if not unit_tests:
         args += ["--exclude", "test_type:unit"]
-    try:
-        return run_dbt(
-            args + (["--full-refresh"] if full_refresh else []),
-            as_of=as_of,
-            marts_schema=marts_schema,
-            url=url,
-        )
-    except TransformError as exc:
-        if full_refresh or FULL_REFRESH_NEEDED not in str(exc):
-            raise
-        log.warning(
-            "%s: rebuilding through %s with --full-refresh",
-            exc.failures[0].message.splitlines()[-1] if exc.failures else exc,
-            as_of,
-        )
-        return run_dbt(
-            args + ["--full-refresh"], as_of=as_of, marts_schema=marts_schema, url=url
-        )
+    if full_refresh:
+        return run_dbt(args + ["--full-refresh"], as_of=as_of, marts_schema=marts_schema, url=url)
+    refreshed: list[str] = []
+    for _ in range(UPGRADE_ROUNDS):
+        try:
+            run = run_dbt(args, as_of=as_of, marts_schema=marts_schema, url=url)
+            run.full_refreshed = refreshed
+            return run
+        except TransformError as exc:
+            if FULL_REFRESH_NEEDED not in str(exc):
+                raise
+            stale = _stale_models(exc)
+            if not stale or BACK_IN_TIME in str(exc) or set(stale) <= set(refreshed):
+                break  # back in time (every incremental target is ahead), or no progress: rebuild all
+            log.warning(
+                "%s written by an earlier, non-incremental version of the project: rebuilding %s"
+                " with --full-refresh through %s, then the night's build again",
+                ", ".join(stale), "it" if len(stale) == 1 else "them", as_of,
+            )
+            run_dbt(["run", "--full-refresh", "--select", *stale], as_of=as_of, marts_schema=marts_schema, url=url)
+            refreshed += [m for m in stale if m not in refreshed]
+    log.warning("rebuilding everything through %s with --full-refresh", as_of)
+    run = run_dbt(args + ["--full-refresh"], as_of=as_of, marts_schema=marts_schema, url=url)
+    run.full_refreshed = ["*"]
+    return run
+
+
+def _stale_models(exc: TransformError) -> list[str]:
+    """The failed models that only need a full refresh (macros/incremental.sql ends their error
+    with FULL_REFRESH_NEEDED); empty when another node failed too (then everything is rebuilt)."""
+    if any(FULL_REFRESH_NEEDED not in f.message for f in exc.failures):
+        return []
+    return [f.name for f in exc.failures]
