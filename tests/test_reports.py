@@ -751,6 +751,40 @@ def test_bureau_audit_and_exam_rankings(rendered, marts_url, month):
         assert ws.cell(r, cols["阳性率"]).number_format == "0.00%"
 
 
+@pytest.mark.parametrize("month", MONTHS, ids=lambda m: f"{m:%Y-%m}")
+@pytest.mark.parametrize("code", [H1, H2])
+def test_hospital_exam_rate_sheet(rendered, marts_url, month, code):
+    """A hospital's R21 rows of the month on its statement (as in its PDF); no sheet without rows."""
+    wb = openpyxl.load_workbook(statement(rendered[month], code))
+    rates = q(marts_url, """select exam_class, examined_count, positive_count, positive_rate, threshold_rate, is_alert
+              from marts.fct_exam_positive_rate_monthly where month_start = %s and hospital_code = %s
+              order by is_alert desc, exam_class""", month, code)
+    if not rates:
+        assert "检查阳性率" not in wb.sheetnames
+        return
+    ws = wb["检查阳性率"]
+    cols = header_map(ws)
+    got = [(ws.cell(r, cols["检查类别"]).value, ws.cell(r, cols["有结果的检查数"]).value, ws.cell(r, cols["阳性数"]).value,
+            rate(ws.cell(r, cols["阳性率"]).value), rate(ws.cell(r, cols["阈值"]).value), ws.cell(r, cols["预警"]).value)
+           for r in data_rows(ws)]
+    assert got == [(c, n, p, r_, t, "预警" if a else "正常") for c, n, p, r_, t, a in rates]
+
+
+def test_hospital_exam_rate_sheet_figures(rendered):
+    """The fixture's R21 rows as printed (independent of any SQL): H1's January CT alert first, then
+    DR, highlighted alerts; H2's January CT at 0 %; no sheet in a month without rows."""
+    ws = openpyxl.load_workbook(statement(rendered[date(2025, 1, 1)], H1))["检查阳性率"]
+    cols = header_map(ws)
+    got = [(ws.cell(r, cols["检查类别"]).value, ws.cell(r, cols["有结果的检查数"]).value, ws.cell(r, cols["阳性数"]).value,
+            rate(ws.cell(r, cols["阳性率"]).value), ws.cell(r, cols["预警"]).value,
+            ws.cell(r, cols["预警"]).fill.fgColor.rgb == "FFFADBD8") for r in data_rows(ws)]
+    assert got == [("CT", 10, 7, Decimal("0.7000"), "预警", True), ("DR", 20, 18, Decimal("0.9000"), "正常", False)]
+    assert ws.cell(data_rows(ws)[0], cols["阳性率"]).number_format == "0.00%"
+    ws = openpyxl.load_workbook(statement(rendered[date(2025, 1, 1)], H2))["检查阳性率"]
+    assert [ws.cell(r, 1).value for r in data_rows(ws)] == ["CT"]
+    assert "检查阳性率" not in openpyxl.load_workbook(statement(rendered[date(2026, 2, 1)], H1)).sheetnames
+
+
 @needs_poppler
 def test_audit_in_the_pdfs(rendered):
     text = _pdftotext(statement(rendered[date(2025, 1, 1)], H1, "pdf"))

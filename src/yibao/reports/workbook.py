@@ -213,6 +213,8 @@ def hospital_workbook(hm: HospitalMonth, path: Path) -> dict[str, int]:
     _hospital_vbp(book, hm, head)
     _hospital_supplier(book, hm, head)
     _hospital_alerts(book, hm, head)
+    if hm.exam_rates:
+        _hospital_exams(book, hm, head)
     if d.is_year_end and hm.annual:
         _year_end(book, hm.annual, f"{h.name} {d.month.year}年度 医保基金年终清算", head, with_hospital=False)
     book.close()
@@ -506,6 +508,16 @@ def _hospital_alerts(book: Book, hm: HospitalMonth, head: str) -> None:
     book.table(ws, name, ALERT_COLS, _alert_rows(hm.alerts))
 
 
+def _hospital_exams(book: Book, hm: HospitalMonth, head: str) -> None:
+    """The hospital's R21 rows of the month (as in the PDF; only hospitals of level 二级 and above
+    that send exam results have them, so the sheet is left out for the others)."""
+    name = "检查阳性率"
+    ws = book.sheet(name, f"{hm.hospital.name} {month_label(hm.data.month)} 大型检查阳性率（R21；预警：阳性率 ≤ 阈值）",
+                    head)
+    rows = sorted(hm.exam_rates, key=lambda r: (not r["is_alert"], r["exam_class"]))
+    book.table(ws, name, EXAM_COLS, exam_rows(rows), style_of=exam_style)
+
+
 def year_end_rows(annual: list[dict], hospitals: dict | None = None) -> tuple[list[dict], dict]:
     rows = []
     total = {"insurance": "合计"}
@@ -668,17 +680,27 @@ def _city_audit(book: Book, d: MonthData, head: str, hosp: list[Col]) -> None:
                     head if exams is not None else f"{head}｜{MISSING_AUDIT_MARTS}")
     if exams is not None:
         if exams:
-            rows = [{**r, "alert": "预警" if r["is_alert"] else "正常"} for r in exams]
-            book.table(ws, name, hosp + [
-                Col("检查类别", "exam_class"), Col("有结果的检查数", "examined_count", "int"),
-                Col("阳性数", "positive_count", "int"), Col("阳性率", "positive_rate", "pct"),
-                Col("阈值", "threshold_rate", "pct"), Col("预警", "alert"),
-            ], rows, style_of=lambda r: {"alert": "alert", "positive_rate": "alert"} if r["is_alert"] else {})
+            book.table(ws, name, hosp + EXAM_COLS, exam_rows(exams), style_of=exam_style)
         else:
             ws.write_string(HEADER_ROW, 0, "本月无检查阳性率数据（无二级及以上医院报送带结果的检查）", book.fmt["section"])
             _plain(ws)
     else:
         _plain(ws)
+
+
+EXAM_COLS = [
+    Col("检查类别", "exam_class"), Col("有结果的检查数", "examined_count", "int"),
+    Col("阳性数", "positive_count", "int"), Col("阳性率", "positive_rate", "pct"),
+    Col("阈值", "threshold_rate", "pct"), Col("预警", "alert"),
+]
+
+
+def exam_rows(rates: list[dict]) -> list[dict]:
+    return [{**r, "alert": "预警" if r["is_alert"] else "正常"} for r in rates]
+
+
+def exam_style(r: dict) -> dict:
+    return {"alert": "alert", "positive_rate": "alert"} if r["is_alert"] else {}
 
 
 def _plain(ws) -> None:
