@@ -497,10 +497,12 @@ def explain(args) -> None:
     cur.execute("create temporary table int_claims_with_deductions__night as select * from staging.stg_claims"
                 " where business_date = %s; analyze pg_temp.int_claims_with_deductions__night", (NIGHT_DAY,))
     for model in EXPLAINED:
+        if args.models and model not in args.models.split(","):
+            continue
         path = next(target.glob(f"models/**/{model}.sql"))
         sql = path.read_text()
         sql = re.sub(r'"yibao_audit_bench_night_\w+"\.', "", sql)
-        cur.execute("explain " + sql)
+        cur.execute(("explain (analyze, buffers) " if args.analyze else "explain ") + sql)
         plan = [r[0] for r in cur.fetchall()]
         seq = sorted({re.sub(r"\s+\(.*", "", line.strip().removeprefix("->").strip())
                       for line in plan if "Seq Scan on" in line and "__night" not in line
@@ -527,6 +529,9 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--keep", action="store_true", help="keep the night databases (and the raw template)")
     ap.add_argument("--verbose", action="store_true", help="explain: print the plans")
+    ap.add_argument("--models", help="explain: only these models (comma-separated)")
+    ap.add_argument("--analyze", action="store_true",
+                    help="explain: EXPLAIN (ANALYZE, BUFFERS), i.e. run the queries (times, rows, pages)")
     ap.add_argument("--visits-per-patient", type=float, default=VISITS_PER_PATIENT_YEAR,
                     help="visits per patient and year of the realistic patient pool")
     ap.add_argument("--legacy-patients", action="store_true",
