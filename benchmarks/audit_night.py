@@ -11,6 +11,11 @@ to any history:
 - visits of 20 fee lines, one claim (settlement) per visit, a fifth of them inpatient stays of up
   to 10 days (R14, R19, R22 and the deductions path run); patients keep their sex and age and
   mostly go to one hospital (R22 readmissions, R16/R20 windows across hospitals);
+- the patient pool is scaled to the visits: 4 visits per patient and year (--visits-per-patient;
+  299k patients for 10 M lines), one visit in 8 a follow-up of the visit before (same patient,
+  days later: R16/R20 repeats and R22 readmissions in every night). --legacy-patients: the pool
+  of the 2026-11 measurement ((history + 1 M) / 150 patients, 73k for 10 M lines, ~7.5 visits
+  each in 5.5 months; no follow-ups), for comparison;
 - every third line carries an item code of the national library (R11-R19 findings), one line in
   each visit of two is a CT or 彩超 examination with a result P/N (R20, R21); the lines of the
   history are spread over the months before its last day;
@@ -27,7 +32,8 @@ Steps, so that the history is built once and the timed night runs on a fresh cop
     #    shared benchmark lock); --keep keeps the night databases for `explain`
     flock /work/wt/_issues/bench.lock .venv/bin/python benchmarks/audit_night.py night \\
         --history 10000000 --night 1000000 --keep
-    # 3. EXPLAIN of every audit model's incremental query on the kept night (seq scans of big tables)
+    # 3. EXPLAIN of every audit model's incremental query on the kept night (seq scans of big
+    #    tables); --analyze --verbose: EXPLAIN (ANALYZE, BUFFERS), the plans; --models a,b: only those
     .venv/bin/python benchmarks/audit_night.py explain --history 10000000
     # 4. drop the databases
     .venv/bin/python benchmarks/audit_night.py drop --history 10000000
@@ -494,6 +500,38 @@ def explain(args) -> None:
                 where matches._batch_at > '{since}'::timestamptz and prior.key ->> 'rule_type' in ({in_types})
             ) as touched;
             analyze pg_temp.{model}__touched""")
+    # the touched visits of the deductible lines and of R14/R19 (macro audit_touched_visits_tables)
+    windows = "'daily_quantity', 'min_interval_days', 'repeat_exam'"
+    changed = f"""
+        select changed.hospital_code, changed.visit_id from intermediate.int_audit_rule_matches as changed
+        where changed._batch_at > '{since}'::timestamptz and changed.visit_id is not null
+        union
+        select changed.hospital_code, prior.key ->> 'visit_id' from intermediate.int_audit_rule_matches as changed
+        cross join lateral jsonb_array_elements(changed._prior_keys) as prior (key)
+        where changed._batch_at > '{since}'::timestamptz and prior.key ->> 'visit_id' is not null"""
+    cur.execute(f"""
+        create temporary table int_audit_deductible_lines__windows as
+        select patient_key, rule_id from pg_temp.int_audit_repeat_exam__touched
+        union select patient_key, rule_id from pg_temp.int_audit_min_interval__touched
+        union select patient_key, rule_id from pg_temp.int_audit_daily_quantity__touched;
+        analyze pg_temp.int_audit_deductible_lines__windows;
+        create temporary table int_audit_deductible_lines__visits as
+        {changed}
+        union
+        select window_matches.hospital_code, window_matches.visit_id
+        from pg_temp.int_audit_deductible_lines__windows as window_groups
+        cross join lateral (
+            select matches.hospital_code, matches.visit_id from intermediate.int_audit_rule_matches as matches
+            where matches.patient_key = window_groups.patient_key and matches.rule_id = window_groups.rule_id
+              and matches.rule_type in ({windows}) and matches.visit_id is not null
+        ) as window_matches;
+        analyze pg_temp.int_audit_deductible_lines__visits;
+        create temporary table int_audit_claim_rules__visits as
+        {changed}
+        union
+        select distinct hospital_code, visit_id from intermediate.int_claims_with_deductions
+        where _batch_at > '{since}'::timestamptz and hospital_code is not null and visit_id is not null;
+        analyze pg_temp.int_audit_claim_rules__visits""")
     cur.execute("create temporary table int_claims_with_deductions__night as select * from staging.stg_claims"
                 " where business_date = %s; analyze pg_temp.int_claims_with_deductions__night", (NIGHT_DAY,))
     for model in EXPLAINED:

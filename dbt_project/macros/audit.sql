@@ -164,6 +164,7 @@
         where visit_matches.hospital_code = touched_visits.hospital_code
           and visit_matches.visit_id = touched_visits.visit_id
           and visit_matches.rule_type in ({{ types }})
+        offset 0
     ) as matches
     where (matches.hospital_code, matches.visit_id, matches.rule_id) in (
         select hospital_code, visit_id, rule_id from pg_temp.{{ this.identifier }}__touched
@@ -208,6 +209,9 @@
     R17/R18 groups are visits, R11-R14/R19 lines: both covered by the first part. Read through the
     (_batch_at) and (patient_key, rule_id) indexes of int_audit_rule_matches: only the night's
     matches and the history of the groups they touch. -#}
+{#- window_groups: a relation of the touched window groups (patient_key, rule_id), e.g. a
+    pre-hook's temporary table; none: computed inline. Either way the groups' visits are read one
+    (patient_key, rule_id) probe per group. -#}
 {% macro audit_touched_visits(wm, windows=true, window_groups=none) -%}
     select changed.hospital_code, changed.visit_id
     from {{ ref('int_audit_rule_matches') }} as changed
@@ -225,8 +229,8 @@
 
     union
 
-    -- one (patient_key, rule_id) index probe per touched window group (a lateral join: never a
-    -- scan of every window match of the history)
+    -- one (patient_key, rule_id) index probe per touched window group (a lateral subquery kept
+    -- as such by offset 0: never a scan of every window match of the history)
     select window_matches.hospital_code, window_matches.visit_id
     from {{ window_groups }} as window_groups
     cross join lateral (
@@ -236,18 +240,24 @@
           and matches.rule_id = window_groups.rule_id
           and matches.rule_type in ({{ audit_window_rule_types() }})
           and matches.visit_id is not null
+        offset 0
     ) as window_matches
     {%- elif windows %}
 
     union
 
     select window_matches.hospital_code, window_matches.visit_id
-    from {{ ref('int_audit_rule_matches') }} as window_matches
-    where window_matches.rule_type in ({{ audit_window_rule_types() }})
-      and window_matches.visit_id is not null
-      and (window_matches.patient_key, window_matches.rule_id) in (
-          {{ audit_touched_groups(wm, audit_window_rule_types(as_list=true), ['patient_key', 'rule_id']) }}
-      )
+    from ({{ audit_touched_groups(wm, audit_window_rule_types(as_list=true), ['patient_key', 'rule_id']) }}
+    ) as window_groups
+    cross join lateral (
+        select matches.hospital_code, matches.visit_id
+        from {{ ref('int_audit_rule_matches') }} as matches
+        where matches.patient_key = window_groups.patient_key
+          and matches.rule_id = window_groups.rule_id
+          and matches.rule_type in ({{ audit_window_rule_types() }})
+          and matches.visit_id is not null
+        offset 0
+    ) as window_matches
     {%- endif %}
 {%- endmacro %}
 
