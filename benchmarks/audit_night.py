@@ -530,7 +530,8 @@ def explain(args) -> None:
         {changed}
         union
         select distinct hospital_code, visit_id from intermediate.int_claims_with_deductions
-        where _batch_at > '{since}'::timestamptz and hospital_code is not null and visit_id is not null;
+        where _batch_at > (select min(_batch_at) from intermediate.int_claims_with_deductions)
+          and hospital_code is not null and visit_id is not null;
         analyze pg_temp.int_audit_claim_rules__visits""")
     cur.execute("create temporary table int_claims_with_deductions__night as select * from staging.stg_claims"
                 " where business_date = %s; analyze pg_temp.int_claims_with_deductions__night", (NIGHT_DAY,))
