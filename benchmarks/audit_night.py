@@ -11,6 +11,11 @@ to any history:
 - visits of 20 fee lines, one claim (settlement) per visit, a fifth of them inpatient stays of up
   to 10 days (R14, R19, R22 and the deductions path run); patients keep their sex and age and
   mostly go to one hospital (R22 readmissions, R16/R20 windows across hospitals);
+- the patient pool is scaled to the visits: 4 visits per patient and year (--visits-per-patient;
+  299k patients for 10 M lines), one visit in 8 a follow-up of the visit before (same patient,
+  days later: R16/R20 repeats and R22 readmissions in every night). --legacy-patients: the pool
+  of the 2026-11 measurement ((history + 1 M) / 150 patients, 73k for 10 M lines, ~7.5 visits
+  each in 5.5 months; no follow-ups), for comparison;
 - every third line carries an item code of the national library (R11-R19 findings), one line in
   each visit of two is a CT or 彩超 examination with a result P/N (R20, R21); the lines of the
   history are spread over the months before its last day;
@@ -27,7 +32,8 @@ Steps, so that the history is built once and the timed night runs on a fresh cop
     #    shared benchmark lock); --keep keeps the night databases for `explain`
     flock /work/wt/_issues/bench.lock .venv/bin/python benchmarks/audit_night.py night \\
         --history 10000000 --night 1000000 --keep
-    # 3. EXPLAIN of every audit model's incremental query on the kept night (seq scans of big tables)
+    # 3. EXPLAIN of every audit model's incremental query on the kept night (seq scans of big
+    #    tables); --analyze --verbose: EXPLAIN (ANALYZE, BUFFERS), the plans; --models a,b: only those
     .venv/bin/python benchmarks/audit_night.py explain --history 10000000
     # 4. drop the databases
     .venv/bin/python benchmarks/audit_night.py drop --history 10000000
@@ -122,19 +128,31 @@ def load_reference(cur) -> None:
 
 # One visit v (a global number): patient, hospital, first day, length, category, diagnosis.
 # Patients: `patients` of them; a patient goes to "their" hospital two visits in three.
+# Follow-ups (realistic pool, `followup` = 8): visit v with v % 8 = 1 is a follow-up of visit
+# b = v - 1: the same patient, category, stay length, diagnosis and examination (line 1), on the
+# base's hospital every other time (else another one), first day `stay + v % 5` days after the
+# base's (R16/R20 repeats, R22 readmissions, whatever the pool's size). followup = 0: none (the
+# legacy pool). Every attribute but visit_id and first_day is a function of b.
 _VISIT = f"""
     select v,
-        'P' || (v * 7 %% %(patients)s) as patient_key,
-        (v * 7 %% %(patients)s) as p,
-        'H410702' || lpad((1 + case when v %% 3 = 0 then v %% {HOSPITALS} else (v * 7 %% %(patients)s) %% {HOSPITALS} end)::text,
-                          5, '0') as hospital_code,
+        'P' || (b * 7 %% %(patients)s) as patient_key,
+        (b * 7 %% %(patients)s) as p,
+        'H410702' || lpad((1 + case
+            when b <> v and (v / %(followup)s) %% 2 = 1 then (b + 17) %% {HOSPITALS}
+            when b %% 3 = 0 then b %% {HOSPITALS}
+            else (b * 7 %% %(patients)s) %% {HOSPITALS} end)::text, 5, '0') as hospital_code,
         'V' || v as visit_id,
-        %(first_day)s::date + ((v * 37) %% %(span)s)::int as first_day,
-        (case when v %% 5 = 0 then 1 + v %% 10 else 1 end)::int as stay_days,
-        case when v %% 5 = 0 then '21' else '11' end as medical_category,
+        %(first_day)s::date + ((b * 37) %% %(span)s)::int
+            + (case when b <> v then (case when b %% 5 = 0 then 1 + b %% 10 else 1 end) + v %% 5 else 0 end)::int
+            as first_day,
+        (case when b %% 5 = 0 then 1 + b %% 10 else 1 end)::int as stay_days,
+        case when b %% 5 = 0 then '21' else '11' end as medical_category,
         (array['K35.800', 'J18.900', 'I10.x00', 'E11.900', 'N39.000', 'K80.200', 'I63.900', 'J44.100',
-               'C34.900', 'M54.500'])[1 + (v / 5) %% 10] as principal_diagnosis
+               'C34.900', 'M54.500'])[1 + (b / 5) %% 10] as principal_diagnosis,
+        b
 """
+_BASE = """(select v, case when %(followup)s > 0 and v %% %(followup)s = 1 then v - 1 else v end as b
+           from ({visits_sql}) as vs (v)) as based"""
 
 
 def _bench_codes(cur, params: dict) -> None:
@@ -159,12 +177,14 @@ def _bench_codes(cur, params: dict) -> None:
 
 
 def insert_visits(cur, kind_day: dt.date, visits_sql: str, first_day: dt.date, span_days: int,
-                  patients: int, name: str, lines: tuple[int, int] = (1, LINES_PER_VISIT),
+                  pool: tuple[int, int], name: str, lines: tuple[int, int] = (1, LINES_PER_VISIT),
                   claims: bool = True, **params) -> None:
     """Fee lines lines[0]..lines[1] of the visits (visits_sql: a set of v) and, if claims, their
     claims, in one fee_detail and one claim load of business date kind_day. Line 21 is a late line
     (an item code of the library), line 22 the refund (quantity -1) of line 3."""
+    patients, followup = pool
     params = {**params, "first_day": first_day, "span": max(span_days, 1), "patients": patients,
+              "followup": followup,
               "day": kind_day, "lpv": LINES_PER_VISIT, "ct": CT_ITEM, "us": US_ITEM,
               "lo": lines[0], "hi": lines[1]}
     _bench_codes(cur, params)
@@ -174,7 +194,7 @@ def insert_visits(cur, kind_day: dt.date, visits_sql: str, first_day: dt.date, s
     cur.execute(
         f"""
         with
-        visits as ({_VISIT} from ({visits_sql}) as vs (v))
+        visits as ({_VISIT} from {_BASE.format(visits_sql=visits_sql)})
         insert into raw.fee_detail (load_id, business_date, source_file, source_row, fee_line_id,
             hospital_code, visit_id, patient_key, patient_sex, patient_age_days, item_type, item_code,
             item_name, dept_code, doctor_code, charged_at, quantity, unit_price, amount, exam_result)
@@ -184,8 +204,8 @@ def insert_visits(cur, kind_day: dt.date, visits_sql: str, first_day: dt.date, s
             (visits.p * 7919) %% 30000 + (visits.first_day - date '2026-01-01'),
             case when i %% 3 = 0 then '11' else '21' end,
             case
-                when i = 1 and visits.v %% 4 = 0 then %(ct)s
-                when i = 1 and visits.v %% 4 = 1 then %(us)s
+                when i = 1 and visits.b %% 4 = 0 then %(ct)s
+                when i = 1 and visits.b %% 4 = 1 then %(us)s
                 -- the patient's own item (R15, R16, R17 windows), an included pair (R18: B always, A
                 -- on every other visit), else any code of the library
                 when line.c = 3 then own.code
@@ -197,7 +217,7 @@ def insert_visits(cur, kind_day: dt.date, visits_sql: str, first_day: dt.date, s
             'bench', '0301', 'D41070200' || lpad((visits.v %% 97)::text, 4, '0'),
             (visits.first_day + (line.c %% visits.stay_days))::timestamp + ((8 * 60 + i * 7) || ' minutes')::interval,
             q.quantity, 10.00, q.quantity * 10.00,
-            case when i = 1 and visits.v %% 4 in (0, 1)
+            case when i = 1 and visits.b %% 4 in (0, 1)
                  then case when ((visits.v * 131) %% 100) < 60 + (visits.v %% 40) / 2 then 'P' else 'N' end
             end
         from visits
@@ -218,7 +238,7 @@ def insert_visits(cur, kind_day: dt.date, visits_sql: str, first_day: dt.date, s
     lid = _ledger(cur, "claim", kind_day, f"bench/{name}/claim", n_visits)
     cur.execute(
         f"""
-        with visits as ({_VISIT} from ({visits_sql}) as vs (v))
+        with visits as ({_VISIT} from {_BASE.format(visits_sql=visits_sql)})
         insert into raw.claim (load_id, business_date, source_file, source_row, settlement_id,
             hospital_code, visit_id, patient_key, patient_sex, patient_birth_year, insurance_type,
             medical_category, admission_date, discharge_date, settled_at, principal_diagnosis,
@@ -298,8 +318,27 @@ def _history_visits(history: int) -> int:
     return history // LINES_PER_VISIT
 
 
-def _patients(history: int) -> int:
-    return max(2_000, (history + 1_000_000) // 150)
+# The patient pool. Realistic (default): patients scaled to the visits at VISITS_PER_PATIENT_YEAR
+# visits per patient and year (the insured persons who come in a few times a year; a city of 100
+# hospitals has millions of insured; 299k patients for 10 M lines), one visit in FOLLOWUP a follow-up of the visit before (the
+# same patient within days), so that R16/R20/R22 keep firing in every night. Legacy
+# (--legacy-patients, the 2026-11 measurement): (history + 1 M) / 150 patients (73k for 10 M
+# lines: ~7.5 visits each in 5.5 months), no follow-ups.
+VISITS_PER_PATIENT_YEAR = 4.0
+FOLLOWUP = 8
+# the days the data cover (history and night), to scale visits to a year
+_COVERED_DAYS = (NIGHT_DAY - HISTORY_START).days + 1
+
+
+def _pool(args) -> tuple[int, int]:
+    """(patients, followup) of the benchmark's city."""
+    if args.legacy_patients:
+        return max(2_000, (args.history + 1_000_000) // 150), 0
+    # the history and a night of up to 1 M lines (independent of --night: the raw template and
+    # the night must draw from the same pool)
+    visits = (args.history + 1_000_000) // LINES_PER_VISIT
+    per_year = visits * 365 / _COVERED_DAYS
+    return max(2_000, round(per_year / args.visits_per_patient)), FOLLOWUP
 
 
 def _create_empty(database: str) -> tuple[str, object]:
@@ -324,7 +363,7 @@ def build_raw(args) -> None:
     cur.execute("drop index raw.fee_detail_natural_key_idx")
     for v0 in range(0, visits, step):
         insert_visits(cur, HISTORY_DAY, "select generate_series(%(v0)s::bigint, %(v1)s::bigint)", HISTORY_START,
-                      (HISTORY_DAY - HISTORY_START).days - 10, _patients(args.history), f"history{v0}",
+                      (HISTORY_DAY - HISTORY_START).days - 10, _pool(args), f"history{v0}",
                       v0=v0, v1=min(v0 + step, visits) - 1)
         print(f"  history visits {min(v0 + step, visits):,} / {visits:,} "
               f"({time.perf_counter() - t:.0f} s)", flush=True)
@@ -361,19 +400,20 @@ def build_history(args) -> None:
     conn.close()
 
 
-def _night(cur, history: int, night: int) -> None:
+def _night(cur, args) -> None:
     """The night: new visits charged over the 30 days before it (with their claims), and on 1 %
     of its size of the history's visits a late line and a refund each (the same rows whatever
     the history holds: numbered from the history's size, never read from it)."""
+    history, night = args.history, args.night
     late = night // 100
     new_visits = (night - 2 * late) // LINES_PER_VISIT
     first = _history_visits(history) + 10_000_000
     insert_visits(cur, NIGHT_DAY, "select generate_series(%(v0)s::bigint, %(v1)s::bigint)", NIGHT_DAY - dt.timedelta(days=30),
-                  30, _patients(history), "night", v0=first, v1=first + new_visits - 1)
+                  30, _pool(args), "night", v0=first, v1=first + new_visits - 1)
     if late and _history_visits(history):
         insert_visits(cur, NIGHT_DAY,
                       "select distinct (g::bigint * 104729) %% %(hv)s from generate_series(1, %(late)s) as g",
-                      HISTORY_START, (HISTORY_DAY - HISTORY_START).days - 10, _patients(history), "late",
+                      HISTORY_START, (HISTORY_DAY - HISTORY_START).days - 10, _pool(args), "late",
                       lines=(21, 22), claims=False, hv=_history_visits(history), late=late)
     cur.execute("analyze raw.fee_detail")
     cur.execute("analyze raw.claim")
@@ -394,7 +434,7 @@ def run_night(args) -> dict:
             seconds = _run(HISTORY_DAY, url, full=True)
         cur = conn.cursor()
         # the same night's rows in both
-        _night(cur, args.history, args.night)
+        _night(cur, args)
         cur.execute("select count(*) from raw.fee_detail where business_date = %s", (NIGHT_DAY,))
         night_rows = cur.fetchone()[0]
         from yibao.transform import run_dbt
@@ -460,13 +500,48 @@ def explain(args) -> None:
                 where matches._batch_at > '{since}'::timestamptz and prior.key ->> 'rule_type' in ({in_types})
             ) as touched;
             analyze pg_temp.{model}__touched""")
+    # the touched visits of the deductible lines and of R14/R19 (macro audit_touched_visits_tables)
+    windows = "'daily_quantity', 'min_interval_days', 'repeat_exam'"
+    changed = f"""
+        select changed.hospital_code, changed.visit_id from intermediate.int_audit_rule_matches as changed
+        where changed._batch_at > '{since}'::timestamptz and changed.visit_id is not null
+        union
+        select changed.hospital_code, prior.key ->> 'visit_id' from intermediate.int_audit_rule_matches as changed
+        cross join lateral jsonb_array_elements(changed._prior_keys) as prior (key)
+        where changed._batch_at > '{since}'::timestamptz and prior.key ->> 'visit_id' is not null"""
+    cur.execute(f"""
+        create temporary table int_audit_deductible_lines__windows as
+        select patient_key, rule_id from pg_temp.int_audit_repeat_exam__touched
+        union select patient_key, rule_id from pg_temp.int_audit_min_interval__touched
+        union select patient_key, rule_id from pg_temp.int_audit_daily_quantity__touched;
+        analyze pg_temp.int_audit_deductible_lines__windows;
+        create temporary table int_audit_deductible_lines__visits as
+        {changed}
+        union
+        select window_matches.hospital_code, window_matches.visit_id
+        from pg_temp.int_audit_deductible_lines__windows as window_groups
+        cross join lateral (
+            select matches.hospital_code, matches.visit_id from intermediate.int_audit_rule_matches as matches
+            where matches.patient_key = window_groups.patient_key and matches.rule_id = window_groups.rule_id
+              and matches.rule_type in ({windows}) and matches.visit_id is not null
+        ) as window_matches;
+        analyze pg_temp.int_audit_deductible_lines__visits;
+        create temporary table int_audit_claim_rules__visits as
+        {changed}
+        union
+        select distinct hospital_code, visit_id from intermediate.int_claims_with_deductions
+        where _batch_at > (select min(_batch_at) from intermediate.int_claims_with_deductions)
+          and hospital_code is not null and visit_id is not null;
+        analyze pg_temp.int_audit_claim_rules__visits""")
     cur.execute("create temporary table int_claims_with_deductions__night as select * from staging.stg_claims"
                 " where business_date = %s; analyze pg_temp.int_claims_with_deductions__night", (NIGHT_DAY,))
     for model in EXPLAINED:
+        if args.models and model not in args.models.split(","):
+            continue
         path = next(target.glob(f"models/**/{model}.sql"))
         sql = path.read_text()
         sql = re.sub(r'"yibao_audit_bench_night_\w+"\.', "", sql)
-        cur.execute("explain " + sql)
+        cur.execute(("explain (analyze, buffers) " if args.analyze else "explain ") + sql)
         plan = [r[0] for r in cur.fetchall()]
         seq = sorted({re.sub(r"\s+\(.*", "", line.strip().removeprefix("->").strip())
                       for line in plan if "Seq Scan on" in line and "__night" not in line
@@ -493,6 +568,13 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--keep", action="store_true", help="keep the night databases (and the raw template)")
     ap.add_argument("--verbose", action="store_true", help="explain: print the plans")
+    ap.add_argument("--models", help="explain: only these models (comma-separated)")
+    ap.add_argument("--analyze", action="store_true",
+                    help="explain: EXPLAIN (ANALYZE, BUFFERS), i.e. run the queries (times, rows, pages)")
+    ap.add_argument("--visits-per-patient", type=float, default=VISITS_PER_PATIENT_YEAR,
+                    help="visits per patient and year of the realistic patient pool")
+    ap.add_argument("--legacy-patients", action="store_true",
+                    help="the 2026-11 pool: (history + 1 M) / 150 patients, no follow-ups")
     args = ap.parse_args()
     pg.start()
     if args.step == "raw":

@@ -39,6 +39,7 @@ SEX_ITEM = "002202010060000"
 INP_DRUG = "XB05BAF160B0"
 FRQ_ITEM = "001102000010000"
 INC_A, INC_B = "001103000010000", "001101000010000"
+INC_A2, INC_B2 = "001106000010000", "001107000010000"
 INT_ITEM = "250301015000000"
 CT_ITEM = "002103000010000"
 
@@ -68,6 +69,8 @@ NATIONAL = [
     rule("INP-1", "inpatient_only", INP_DRUG),
     rule("FRQ-1", "daily_quantity", FRQ_ITEM, max_quantity=D(1)),
     rule("INC-1", "included_in", INC_B, main_item_prefix=INC_A, days=0),
+    # a second R18 rule (per visit) on the extra visit VR (EXTRA below)
+    rule("INC-2", "included_in", INC_B2, main_item_prefix=INC_A2),
     rule("INT-1", "min_interval_days", INT_ITEM, days=15),
     # replaced by the bureau's row of the same rule_id (which only applies from 2026)
     rule("SEX-9", "sex", CT_ITEM, allowed_sex="M"),
@@ -206,6 +209,20 @@ def night_a(cur):
         fee("F11", "V9", ts(3, 3, 9), SEX_ITEM, "1", "300.00", item_type="31"),
     ])
     load_extract(cur, "claim", H1, day, [claim("S9", "V9", ts(3, 3, 17), "2000.00", "1200.00")])
+    # EXTRA (not in the worked example; visits without a claim, so nothing is deducted): an R11
+    # line (F12) and a visit VR with two R18 groups (INC-1 per day, INC-2 per visit), so that
+    # night C's corrections touch one group of a visit and leave the other alone
+    load_extract(cur, "fee_detail", H3, day, [
+        fee("F12", "VS", ts(3, 3, 8), SEX_ITEM, "1", "10.00"),
+        fee("RA1", "VR", ts(3, 3, 10), INC_A, "1", "100.00"),
+        fee("RB1", "VR", ts(3, 3, 11), INC_B, "1", "10.00"),
+        fee("RA2", "VR", ts(3, 3, 12), INC_A2, "1", "80.00"),
+        fee("RB2", "VR", ts(3, 3, 13), INC_B2, "1", "8.00"),
+    ])
+
+
+# the subjects of the extra lines, left out of the worked example's figures
+EXTRA = {"F12", "RA1", "RB1", "RA2", "RB2", "RA1R"}
 
 
 def night_b(cur):
@@ -248,6 +265,12 @@ def night_c(cur):
         fee("F1R", "V9", ts(3, 4, 9), SEX_ITEM, "-1", "300.00"),
         fee("F6", "V9", ts(3, 3, 11), "001199000010000", "1", "12.00"),
         fee("I01", "VI01", ts(3, 1), INT_ITEM, "1", "50.00", patient="PK_OTHER"),
+    ])
+    # EXTRA: F12 re-sent with an item no rule matches (its R11 finding goes); RA1 refunded the
+    # same day (INC-1's main item nets 0 on VR: RB1's finding goes, INC-2's on RB2 stays, once)
+    load_extract(cur, "fee_detail", H3, dt.date(2025, 6, 1), [
+        fee("F12", "VS", ts(3, 3, 8), "001199000010000", "1", "10.00"),
+        fee("RA1R", "VR", ts(3, 3, 14), INC_A, "-1", "100.00"),
     ])
 
 
@@ -365,8 +388,13 @@ def _deductions(conn, schema="marts_build"):
     }
 
 
+def _worked(findings):
+    return {k: v for k, v in findings.items() if k[1] not in EXTRA}
+
+
 def test_night_a_no_claim_yet_no_r14(built):
     findings, deductions = built[1]["A"]
+    findings = _worked(findings)
     assert set(findings) == {("SEX-1", "F1"), ("INP-1", "F2"), ("FRQ-1", "F4")}
     # F1 300.00 + F2 91.00 + F4 40.00 = 431.00 → round(431.00 x 1,200 / 2,000, 2)
     assert deductions == {"S9": (D("0.00"), D("431.00"), D("431.00"), D("258.60"))}
@@ -374,6 +402,7 @@ def test_night_a_no_claim_yet_no_r14(built):
 
 def test_night_b_worked_example_to_the_cent(built):
     findings, deductions = built[1]["B"]
+    findings = _worked(findings)
     Dt = dt.date
     assert findings == {
         ("SEX-1", "F1"): ("sex", "violation", H1, "fee_line", Dt(2025, 3, 3), D("1.0000"), D("300.00"), False),
@@ -420,6 +449,12 @@ def test_night_c_corrections_rederive_their_groups(built):
         "I20": (H17, "fee_line", Dt(2025, 3, 20)),
     }
     assert ("RDM-1", "S21") in findings
+    # EXTRA: the corrected R11 line and the netted R18 group lose their findings; the visit's
+    # other R18 group keeps its one finding
+    before = built[1]["B"][0]
+    assert {k for k in before if k[1] in EXTRA} == {("SEX-1", "F12"), ("INC-1", "RB1"), ("INC-2", "RB2")}
+    assert {k for k in findings if k[1] in EXTRA} == {("INC-2", "RB2")}
+    assert findings[("INC-2", "RB2")] == before[("INC-2", "RB2")]
     # S9's base: 300.00 - 300.00 + 91.00 + 40.00 = 131.00 → round(131.00 x 0.6, 2) = 78.60
     assert deductions["S9"] == (D("0.00"), D("131.00"), D("131.00"), D("78.60"))
     assert deductions["S10"] == (D("0.00"), D("45.50"), D("45.50"), D("22.75"))
@@ -453,6 +488,7 @@ def test_audit_summary_monthly(built):
         (H1, dt.date(2025, 3, 1), "sex", "violation", 2, D("0.00")),
         (H17, dt.date(2025, 3, 1), "min_interval_days", "violation", 1, D("50.00")),
         (H17, dt.date(2025, 4, 1), "repeat_exam", "suspicious", 1, D("180.00")),
+        (H3, dt.date(2025, 3, 1), "included_in", "violation", 1, D("8.00")),  # EXTRA: INC-2 on RB2
     ]
 
 

@@ -142,6 +142,36 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- The matches of the touched visit groups (hospital_code, visit_id, rule_id) of a visit-keyed
+    finding model (R17, R18), from its pre-hook's pg_temp.<model>__touched: one
+    (hospital_code, visit_id) index probe per touched visit (a lateral join), not one per visit x
+    rule (a visit touches ~9 R18 rules, each probe read all the visit's matches), read once for
+    every CTE of the model. Every match of the rule types when everything. -#}
+{% macro audit_visit_group_matches(everything, rule_types) -%}
+    {%- set types = "'" ~ (rule_types | join("', '")) ~ "'" -%}
+    {%- if everything -%}
+    select *
+    from {{ ref('int_audit_rule_matches') }}
+    where rule_type in ({{ types }})
+    {%- else -%}
+    select matches.*
+    from (
+        select distinct hospital_code, visit_id from pg_temp.{{ this.identifier }}__touched
+    ) as touched_visits
+    cross join lateral (
+        select *
+        from {{ ref('int_audit_rule_matches') }} as visit_matches
+        where visit_matches.hospital_code = touched_visits.hospital_code
+          and visit_matches.visit_id = touched_visits.visit_id
+          and visit_matches.rule_type in ({{ types }})
+        offset 0
+    ) as matches
+    where (matches.hospital_code, matches.visit_id, matches.rule_id) in (
+        select hospital_code, visit_id, rule_id from pg_temp.{{ this.identifier }}__touched
+    )
+    {%- endif -%}
+{%- endmacro %}
+
 {#- Pre-hook: the groups re-derived tonight into an analysed temporary table, and the deletion of
     their stored findings. -#}
 {% macro audit_findings_delete_touched(rule_types, group_columns, references=[]) -%}
@@ -179,7 +209,10 @@
     R17/R18 groups are visits, R11-R14/R19 lines: both covered by the first part. Read through the
     (_batch_at) and (patient_key, rule_id) indexes of int_audit_rule_matches: only the night's
     matches and the history of the groups they touch. -#}
-{% macro audit_touched_visits(wm, windows=true) -%}
+{#- window_groups: a relation of the touched window groups (patient_key, rule_id), e.g. a
+    pre-hook's temporary table; none: computed inline. Either way the groups' visits are read one
+    (patient_key, rule_id) probe per group. -#}
+{% macro audit_touched_visits(wm, windows=true, window_groups=none) -%}
     select changed.hospital_code, changed.visit_id
     from {{ ref('int_audit_rule_matches') }} as changed
     where changed._batch_at > '{{ wm.batch_at }}'::timestamptz
@@ -192,18 +225,70 @@
     cross join lateral jsonb_array_elements(changed._prior_keys) as prior (key)
     where changed._batch_at > '{{ wm.batch_at }}'::timestamptz
       and prior.key ->> 'visit_id' is not null
-    {%- if windows %}
+    {%- if windows and window_groups is not none %}
+
+    union
+
+    -- one (patient_key, rule_id) index probe per touched window group (a lateral subquery kept
+    -- as such by offset 0: never a scan of every window match of the history)
+    select window_matches.hospital_code, window_matches.visit_id
+    from {{ window_groups }} as window_groups
+    cross join lateral (
+        select matches.hospital_code, matches.visit_id
+        from {{ ref('int_audit_rule_matches') }} as matches
+        where matches.patient_key = window_groups.patient_key
+          and matches.rule_id = window_groups.rule_id
+          and matches.rule_type in ({{ audit_window_rule_types() }})
+          and matches.visit_id is not null
+        offset 0
+    ) as window_matches
+    {%- elif windows %}
 
     union
 
     select window_matches.hospital_code, window_matches.visit_id
-    from {{ ref('int_audit_rule_matches') }} as window_matches
-    where window_matches.rule_type in ({{ audit_window_rule_types() }})
-      and window_matches.visit_id is not null
-      and (window_matches.patient_key, window_matches.rule_id) in (
-          {{ audit_touched_groups(wm, audit_window_rule_types(as_list=true), ['patient_key', 'rule_id']) }}
-      )
+    from ({{ audit_touched_groups(wm, audit_window_rule_types(as_list=true), ['patient_key', 'rule_id']) }}
+    ) as window_groups
+    cross join lateral (
+        select matches.hospital_code, matches.visit_id
+        from {{ ref('int_audit_rule_matches') }} as matches
+        where matches.patient_key = window_groups.patient_key
+          and matches.rule_id = window_groups.rule_id
+          and matches.rule_type in ({{ audit_window_rule_types() }})
+          and matches.visit_id is not null
+        offset 0
+    ) as window_matches
     {%- endif %}
+{%- endmacro %}
+
+{#- The touched visits of a model as analysed temporary tables of its pre-hook (the model reads
+    them in the same session): pg_temp.<model>__windows, the window groups (patient x rule) the
+    night touches, and pg_temp.<model>__visits, the visits of audit_touched_visits (plus, with
+    claims, the visits re-settled since wm). Inlined as a subquery, the prior keys'
+    jsonb_array_elements were estimated at 100 rows per match (18 M touched visits for a night of
+    27k), so the planner hashed whole tables (every window match of the history, every finding)
+    instead of probing the few visits. -#}
+{% macro audit_touched_visits_tables(wm, windows=true, claims=false) -%}
+    {%- set prefix = this.identifier ~ '__' -%}
+    {%- if windows %}
+    drop table if exists pg_temp.{{ prefix }}windows;
+    create temporary table {{ prefix }}windows as
+    {{ audit_touched_groups(wm, audit_window_rule_types(as_list=true), ['patient_key', 'rule_id']) }};
+    analyze pg_temp.{{ prefix }}windows;
+    {%- endif %}
+    drop table if exists pg_temp.{{ prefix }}visits;
+    create temporary table {{ prefix }}visits as
+    {{ audit_touched_visits(wm, windows, window_groups=('pg_temp.' ~ prefix ~ 'windows') if windows else none) }}
+    {%- if claims %}
+    union
+    {{ audit_claims_touched(wm, ['hospital_code', 'visit_id']) }}
+    {%- endif %};
+    analyze pg_temp.{{ prefix }}visits
+{%- endmacro %}
+
+{#- The relation of the touched visits written by audit_touched_visits_tables. -#}
+{% macro audit_touched_visits_relation() -%}
+    pg_temp.{{ this.identifier }}__visits
 {%- endmacro %}
 
 {#- The rule types decided over a patient's window (R15 per day, R16, R20 across hospitals). -#}
@@ -255,10 +340,13 @@
 {% macro audit_claim_rules_delete_touched() -%}
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
-        {%- set touched = audit_touched_visits(wm, windows=false) ~ ' union '
-            ~ audit_claims_touched(wm, ['hospital_code', 'visit_id']) -%}
-        {{ audit_delete_touched(audit_everything_since(wm),
-            [(touched, [('hospital_code', 'hospital_code'), ('visit_id', 'visit_id')])]) }}
+        {%- if audit_everything_since(wm) -%}
+            delete from {{ this }}
+        {%- else -%}
+            {{ audit_touched_visits_tables(wm, windows=false, claims=true) }};
+            {{ audit_delete_touched(false, [('select hospital_code, visit_id from ' ~ audit_touched_visits_relation(),
+                [('hospital_code', 'hospital_code'), ('visit_id', 'visit_id')])]) }}
+        {%- endif -%}
     {%- else -%}
         select 1
     {%- endif -%}
@@ -315,8 +403,13 @@
 {% macro audit_visits_delete_touched() -%}
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
-        {{ audit_delete_touched(audit_everything_since(wm), [(audit_touched_visits(wm),
-            [('hospital_code', 'hospital_code'), ('visit_id', 'visit_id')])]) }}
+        {%- if audit_everything_since(wm) -%}
+            delete from {{ this }}
+        {%- else -%}
+            {{ audit_touched_visits_tables(wm) }};
+            {{ audit_delete_touched(false, [('select hospital_code, visit_id from ' ~ audit_touched_visits_relation(),
+                [('hospital_code', 'hospital_code'), ('visit_id', 'visit_id')])]) }}
+        {%- endif -%}
     {%- else -%}
         select 1
     {%- endif -%}
@@ -327,7 +420,7 @@
     findings to re-copy. The pre-hook deletes the stored rows the same predicates select, so that
     the deleted and the re-copied findings are the same ones. -#}
 {% macro audit_mart_touched_visits(wm) -%}
-    {{ audit_touched_visits(wm) }}
+    {{ audit_touched_visits(wm, window_groups='pg_temp.fct_audit_findings__touched_windows') }}
     union
     {{ audit_claims_touched(wm, ['hospital_code', 'visit_id']) }}
 {%- endmacro %}
@@ -360,8 +453,8 @@
     {{- return({
         'temp_prefix': 'fct_audit_findings__',
         'sets': {
-            'touched_visits': audit_mart_touched_visits,
             'touched_windows': audit_mart_touched_windows,
+            'touched_visits': audit_mart_touched_visits,
             'touched_lines': audit_mart_touched_lines,
             'touched_stays': audit_mart_touched_stays,
             'touched_settlements': audit_mart_touched_settlements,

@@ -20,7 +20,8 @@
 -- Incremental: re-derives the visits touched since this table was written: the visits of the
 -- matches written since (current and prior keys) and the visits whose settlements
 -- int_claims_with_deductions re-derived since (a late, corrected or reversed claim). A pre-hook
--- deletes their stored findings; every visit when the rule library or the registry changed.
+-- writes them to an analysed temporary table and deletes their stored findings; every visit when
+-- the rule library or the registry changed.
 
 -- depends_on: {{ ref('stg_audit_rules') }}
 -- depends_on: {{ ref('stg_hospitals') }}
@@ -30,11 +31,10 @@
 with
 
 {% if not everything %}
-touched_visits as materialized (
+touched_visits as (
 
-    {{ audit_touched_visits(wm, windows=false) }}
-    union
-    {{ audit_claims_touched(wm, ['hospital_code', 'visit_id']) }}
+    -- written and analysed by the pre-hook (macro audit_touched_visits_tables)
+    select hospital_code, visit_id from {{ audit_touched_visits_relation() }}
 
 ),
 {% endif %}

@@ -14,7 +14,7 @@
 -- k > days flags the whole line.
 --
 -- Incremental: re-derives the groups (hospital_code, visit_id, rule_id) touched by matches written since this
--- table was (macros/audit.sql).
+-- table was (macros/audit.sql), one probe per touched visit (macro audit_visit_group_matches).
 
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
 {%- set everything = audit_findings_everything(wm, []) %}
@@ -24,10 +24,8 @@ with
 matches as (
 
     select *
-    from {{ ref('int_audit_rule_matches') }}
-    where rule_type = 'course_days'
-      and {{ audit_touched_filter(wm, everything, ['course_days'], ['hospital_code', 'visit_id', 'rule_id']) }}
-      and visit_id is not null
+    from ({{ audit_visit_group_matches(everything, ['course_days']) }}) as group_matches
+    where visit_id is not null
       and days is not null
 
 ),

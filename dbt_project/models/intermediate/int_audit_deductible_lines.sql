@@ -20,8 +20,9 @@
 -- Incremental: re-derives the visits whose findings may have changed since this table was written
 -- (macro audit_touched_visits: the visits of the night's matches, of their prior keys, and of the
 -- window groups R15/R16/R20 they touch), reading each finding model through its
--- (hospital_code, visit_id) index; a pre-hook deletes the stored rows of those visits. Every visit
--- when the rule library or the hospital registry changed.
+-- (hospital_code, visit_id) index; a pre-hook writes those visits to an analysed temporary table
+-- and deletes their stored rows. Every visit when the rule library or the hospital registry
+-- changed.
 
 -- depends_on: {{ ref('stg_audit_rules') }}
 -- depends_on: {{ ref('stg_hospitals') }}
@@ -35,9 +36,10 @@
 with
 
 {% if not everything %}
-touched_visits as materialized (
+touched_visits as (
 
-    {{ audit_touched_visits(wm) }}
+    -- written and analysed by the pre-hook (macro audit_touched_visits_tables)
+    select hospital_code, visit_id from {{ audit_touched_visits_relation() }}
 
 ),
 {% endif %}

@@ -17,20 +17,25 @@
 -- other than 0 or empty is read as 0 (per day).
 --
 -- Incremental: re-derives the groups (hospital_code, visit_id, rule_id) touched by matches written since this
--- table was (macros/audit.sql).
+-- table was (macros/audit.sql), reading the matches of each touched visit once
+-- (macro audit_visit_group_matches).
 
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
 {%- set everything = audit_findings_everything(wm, []) %}
 
 with
 
+group_matches as {% if not everything %}materialized {% endif %}(
+
+    {{ audit_visit_group_matches(everything, ['included_in']) }}
+
+),
+
 b_lines as (
 
     select *
-    from {{ ref('int_audit_rule_matches') }}
-    where rule_type = 'included_in'
-      and not coalesce(is_main_item, false)
-      and {{ audit_touched_filter(wm, everything, ['included_in'], ['hospital_code', 'visit_id', 'rule_id']) }}
+    from group_matches
+    where not coalesce(is_main_item, false)
       and main_item_prefix is not null
       and visit_id is not null
 
@@ -43,10 +48,8 @@ a_net as (
         visit_id,
         rule_id,
         case when days is not null then charge_date end as charge_date
-    from {{ ref('int_audit_rule_matches') }}
-    where rule_type = 'included_in'
-      and is_main_item
-      and {{ audit_touched_filter(wm, everything, ['included_in'], ['hospital_code', 'visit_id', 'rule_id']) }}
+    from group_matches
+    where is_main_item
       and visit_id is not null
     group by 1, 2, 3, 4
     having sum(quantity) > 0

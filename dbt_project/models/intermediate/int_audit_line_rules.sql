@@ -19,7 +19,8 @@
 -- Flagged: the whole line (a refund line is flagged negative and nets out its original).
 --
 -- Incremental: re-derives the groups (hospital_code, fee_line_id) touched by matches written since this
--- table was (macros/audit.sql), and everything when stg_hospitals changed.
+-- table was (macros/audit.sql), and everything when stg_hospitals changed; the touched lines'
+-- matches are read as the rows written since (below).
 
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
 {%- set everything = audit_findings_everything(wm, ['stg_hospitals']) %}
@@ -31,7 +32,12 @@ matches as (
     select *
     from {{ ref('int_audit_rule_matches') }}
     where rule_type in ('sex', 'age', 'hospital_level')
-      and {{ audit_touched_filter(wm, everything, ['sex', 'age', 'hospital_level'], ['hospital_code', 'fee_line_id']) }}
+      {% if not everything %}
+      -- the touched groups are lines, and int_audit_rule_matches rewrites every row of a line it
+      -- re-matches: the groups' matches are exactly the rows written since this table was (read
+      -- through the _batch_at index, the night's end of the heap; no probe per line)
+      and _batch_at > '{{ wm.batch_at }}'::timestamptz
+      {% endif %}
 
 ),
 
