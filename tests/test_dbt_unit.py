@@ -983,6 +983,51 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
     _assert_marts_equal(conn, "marts_build", "marts_check")
 
 
+def test_unchanged_settlement_is_not_rewritten(built):
+    """int_claims_with_deductions re-classifies every settlement of a touched visit, but writes
+    again only those whose re-derived values changed: S4 (the reversal of S2, visit V2) re-sent
+    unchanged is written again (a new version), S2 (still reversed) is not, and neither is its
+    day's row of int_settlement_daily_totals; every mart still equals a full rebuild."""
+    conn, _, url = built
+    transform.build(C, marts_schema="marts_build", url=url)  # catch up (earlier tests rebuilt through B)
+
+    def batches():
+        return dict(_rows(
+            conn,
+            "select settlement_id, _batch_at from intermediate.int_claims_with_deductions"
+            " where hospital_code = %s and visit_id = 'V2'",
+            H1,
+        ))
+
+    def day_batch():
+        return _rows(
+            conn,
+            "select _batch_at, settlement_count, declared_amount from intermediate.int_settlement_daily_totals"
+            " where hospital_code = %s and insurance_type_code = '310' and settlement_date = '2025-01-20'",
+            H1,
+        )
+
+    before, day_before = batches(), day_batch()
+    assert set(before) == {"S2", "S4"} and day_before
+    _deliver_claims(conn, dt.date(2025, 12, 15), "late/resend_S4.csv",
+                    [claim("S4", "V2", ts(2025, 2, 5), "-40000.00", "-50000.00", negotiated="-5000.00",
+                           reversal_of="S2", patient="PK2")])
+    transform.build(C, marts_schema="marts_build", url=url)
+    after = batches()
+    assert after["S4"] > before["S4"], "the re-sent settlement is written again"
+    assert after["S2"] == before["S2"], "the unchanged settlement of the touched visit is not rewritten"
+    assert day_batch() == day_before
+    (reversed_,) = _rows(
+        conn,
+        "select is_reversed from intermediate.int_claims_with_deductions"
+        " where hospital_code = %s and settlement_id = 'S2'",
+        H1,
+    )
+    assert reversed_ == (True,)
+    transform.build(C, marts_schema="marts_check", url=url, full_refresh=True)
+    _assert_marts_equal(conn, "marts_build", "marts_check")
+
+
 def test_claims_without_budget_fail_the_build(built):
     """R7: a month with claims but no budget row is an error surfaced by the checks (runs last:
     it leaves an unbudgeted settlement in the intermediate tables)."""

@@ -9,7 +9,6 @@
         {'columns': ['hospital_code', 'patient_key']},
         {'columns': ['hospital_code', 'reversal_of']},
         {'columns': ['hospital_code', 'insurance_type_code', 'settlement_date']},
-        {'columns': ['hospital_code', 'settlement_date']},
         {'columns': ['_batch_at']},
     ],
     pre_hook="{{ materialize_night_rows(ref('stg_claims'), ref('stg_load_ledger'), 'int_claims_with_deductions__night') }}",
@@ -26,7 +25,10 @@
 --
 -- Incremental: re-classifies every settlement of a visit touched since this table was written:
 -- a changed settlement (new or old version's visit), a settlement whose reversal changed, or a
--- visit whose usage lines were re-priced (current or previous visit of the line).
+-- visit whose usage lines were re-priced (current or previous visit of the line). A stored
+-- settlement whose re-derived values (reversed, effective, excess, violations, deduction, audit
+-- digest) are the ones it holds is not written again: the models downstream follow the rows
+-- written since their watermark, and the row did not change.
 --
 -- Smart audit (R6 extended, docs/rules.md R11-R22): the visit's deductible base adds, over its fee
 -- lines, each line's violation amount = the flagged_amount of its violation finding of largest
@@ -45,6 +47,12 @@
     'cash_paid_amount', 'negotiated_drug_amount',
     'admission_date', 'discharge_date', 'settled_at',
     'business_date', 'load_id', 'source_row',
+] %}
+{#- the values a stored settlement's re-classification can change (everything else is copied) -#}
+{%- set stored_derived = [
+    ('is_reversed', 'boolean'), ('is_effective_settlement', 'boolean'),
+    ('visit_excess_amount', 'numeric'), ('audit_violation_amount', 'numeric'),
+    ('deduction_amount', 'numeric'), ('_audit_digest', 'text'),
 ] %}
 -- depends_on: {{ ref('int_audit_rule_matches') }}
 -- depends_on: {{ ref('stg_audit_rules') }}
@@ -157,7 +165,11 @@ claims as (
                 select previous_versions.settlement_date::text
             ) as prior
             where prior.day is not null
-        ) as _prior_settlement_dates
+        ) as _prior_settlement_dates,
+        -- a changed settlement is always written
+        false as _is_stored,
+        {% for c, t in stored_derived %}null::{{ t }} as _stored_{{ c }}{% if not loop.last %},
+        {% endif %}{% endfor %}
     from changed_claims
     left join previous_versions
         on changed_claims.hospital_code = previous_versions.hospital_code
@@ -172,7 +184,11 @@ claims as (
         {% for c in claim_columns %}stored.{{ c }},
         {% endfor -%}
         stored._prior_insurance_type_codes,
-        stored._prior_settlement_dates
+        stored._prior_settlement_dates,
+        -- what it holds now: written again only if its re-derived values differ
+        true as _is_stored,
+        {% for c, t in stored_derived %}stored.{{ c }} as _stored_{{ c }}{% if not loop.last %},
+        {% endif %}{% endfor %}
     from touched_visits
     cross join lateral (
         select *
@@ -366,6 +382,25 @@ deducted as (
         on classified.hospital_code = audit_visit_digests.hospital_code
        and classified.visit_id = audit_visit_digests.visit_id
 
+),
+
+settled as (
+
+    select
+        deducted.*,
+        case
+            when not is_effective_settlement then 0
+            when total_amount is null or total_amount = 0 then 0
+            else greatest(
+                least(
+                    round((visit_excess_amount + audit_violation_amount) * fund_paid_amount / total_amount, 2),
+                    fund_paid_amount
+                ),
+                0
+            )
+        end::numeric(18, 2) as deduction_amount
+    from deducted
+
 )
 
 select
@@ -393,17 +428,7 @@ select
     (fund_paid_amount - coalesce(negotiated_drug_amount, 0))::numeric(18, 2) as declared_amount,
     visit_excess_amount,
     audit_violation_amount,
-    case
-        when not is_effective_settlement then 0
-        when total_amount is null or total_amount = 0 then 0
-        else greatest(
-            least(
-                round((visit_excess_amount + audit_violation_amount) * fund_paid_amount / total_amount, 2),
-                fund_paid_amount
-            ),
-            0
-        )
-    end::numeric(18, 2) as deduction_amount,
+    deduction_amount,
     -- flags
     is_reversal,
     is_reversed,
@@ -421,4 +446,12 @@ select
     _prior_settlement_dates,
     _audit_digest,
     {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
-from deducted
+from settled
+{% if is_incremental() %}
+-- a stored settlement re-classified to exactly the values it holds is not written again (nor
+-- deleted and re-inserted by delete+insert): the models downstream read the settlements written
+-- since their watermark, and would otherwise re-read it, and whole days and quarters around it
+where not _is_stored
+   or ({% for c, t in stored_derived %}{{ c }}{% if not loop.last %}, {% endif %}{% endfor %})
+      is distinct from ({% for c, t in stored_derived %}_stored_{{ c }}{% if not loop.last %}, {% endif %}{% endfor %})
+{% endif %}

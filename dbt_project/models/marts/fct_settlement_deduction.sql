@@ -7,7 +7,7 @@
         {'columns': ['hospital_code', 'settlement_id'], 'unique': true},
         {'columns': ['_batch_at']},
     ],
-    post_hook="delete from {{ this }} where not _is_deduction"
+    post_hook="delete from {{ this }} where _batch_at = now() and not _is_deduction"
 ) }}
 
 -- R6 deductions by settlement: one row per effective settlement whose visit carries unreasonable
@@ -15,10 +15,12 @@
 -- deductible base, the fund share and the deduction that R7 counts in its month.
 --
 -- Incremental: every settlement re-classified upstream since this table was written (this schema
--- may lag a night behind), whether or not it now carries a deduction: delete+insert replaces its
--- row, and the post-hook then removes the rows without one (_is_deduction false), so a settlement
--- that stopped being effective or lost its excess leaves the table. Without this, the model
--- re-read every settlement ever loaded each night.
+-- may lag a night behind) that now carries a deduction or has a row here: delete+insert replaces
+-- its row, and the post-hook then removes the rows of this build without one (_is_deduction
+-- false), so a settlement that stopped being effective or lost its excess leaves the table.
+-- Without this, the model re-read every settlement ever loaded each night; the settlements
+-- without a deduction and without a row (most of a night: ~0.6 % of settlements are deducted)
+-- are not written at all (they were written and deleted again: 158k rows for 1k kept).
 -- Upgrade: a table written by the earlier full-rebuild model has no lineage columns; the
 -- watermark macro then asks for --full-refresh, which transform.build does once by itself.
 
@@ -44,9 +46,18 @@ select
     coalesce(is_effective_settlement and (visit_excess_amount <> 0 or audit_violation_amount <> 0), false) as _is_deduction,
     {{ as_of_date() }} as _through_as_of,
     now() as _batch_at
-from {{ ref('int_claims_with_deductions') }}
+from {{ ref('int_claims_with_deductions') }} as claims
 {% if is_incremental() %}
 where _batch_at > '{{ wm.batch_at }}'::timestamptz
+  and (
+      coalesce(is_effective_settlement and (visit_excess_amount <> 0 or audit_violation_amount <> 0), false)
+      or exists (
+          select 1
+          from {{ this }} as stored
+          where stored.hospital_code = claims.hospital_code
+            and stored.settlement_id = claims.settlement_id
+      )
+  )
 {% else %}
 where is_effective_settlement
   and (visit_excess_amount <> 0 or audit_violation_amount <> 0)
