@@ -210,8 +210,9 @@
     (_batch_at) and (patient_key, rule_id) indexes of int_audit_rule_matches: only the night's
     matches and the history of the groups they touch. -#}
 {#- window_groups: a relation of the touched window groups (patient_key, rule_id), e.g. a
-    pre-hook's temporary table; none: computed inline. Either way the groups' visits are read one
-    (patient_key, rule_id) probe per group. -#}
+    pre-hook's temporary table (analysed: the planner picks probes or a hash join by its size);
+    none: computed inline, where its size is misestimated, so the groups' visits are forced to one
+    (patient_key, rule_id) probe per group (offset 0). -#}
 {% macro audit_touched_visits(wm, windows=true, window_groups=none) -%}
     select changed.hospital_code, changed.visit_id
     from {{ ref('int_audit_rule_matches') }} as changed
@@ -229,8 +230,9 @@
 
     union
 
-    -- one (patient_key, rule_id) index probe per touched window group (a lateral subquery kept
-    -- as such by offset 0: never a scan of every window match of the history)
+    -- the touched window groups are an analysed table: the planner sees how many there are and
+    -- chooses per-group (patient_key, rule_id) index probes on a big history, a hash join on a
+    -- small one (forcing the probes cost 2.4 s instead of 0.5 s on an empty history)
     select window_matches.hospital_code, window_matches.visit_id
     from {{ window_groups }} as window_groups
     cross join lateral (
@@ -240,7 +242,6 @@
           and matches.rule_id = window_groups.rule_id
           and matches.rule_type in ({{ audit_window_rule_types() }})
           and matches.visit_id is not null
-        offset 0
     ) as window_matches
     {%- elif windows %}
 
