@@ -226,15 +226,21 @@
     cross join lateral jsonb_array_elements(changed._prior_keys) as prior (key)
     where changed._batch_at > '{{ wm.batch_at }}'::timestamptz
       and prior.key ->> 'visit_id' is not null
-    {%- if windows and window_groups is not none %}
+    {%- if windows %}
 
     union
 
-    -- the touched window groups are an analysed table: the planner sees how many there are and
-    -- chooses per-group (patient_key, rule_id) index probes on a big history, a hash join on a
-    -- small one (forcing the probes cost 2.4 s instead of 0.5 s on an empty history)
+    -- one (patient_key, rule_id) probe per touched window group when the groups are computed
+    -- inline (their size is misestimated: offset 0 keeps the lateral subquery as such, never a scan
+    -- of every window match of the history); an analysed table of groups is left to the planner,
+    -- which chooses the probes on a big history and a hash join on a small one (forced probes
+    -- cost 2.4 s instead of 0.5 s on an empty history)
     select window_matches.hospital_code, window_matches.visit_id
-    from {{ window_groups }} as window_groups
+    from
+    {%- if window_groups is not none %} {{ window_groups }}
+    {%- else %} ({{ audit_touched_groups(wm, audit_window_rule_types(as_list=true), ['patient_key', 'rule_id']) }}
+    )
+    {%- endif %} as window_groups
     cross join lateral (
         select matches.hospital_code, matches.visit_id
         from {{ ref('int_audit_rule_matches') }} as matches
@@ -242,22 +248,9 @@
           and matches.rule_id = window_groups.rule_id
           and matches.rule_type in ({{ audit_window_rule_types() }})
           and matches.visit_id is not null
-    ) as window_matches
-    {%- elif windows %}
-
-    union
-
-    select window_matches.hospital_code, window_matches.visit_id
-    from ({{ audit_touched_groups(wm, audit_window_rule_types(as_list=true), ['patient_key', 'rule_id']) }}
-    ) as window_groups
-    cross join lateral (
-        select matches.hospital_code, matches.visit_id
-        from {{ ref('int_audit_rule_matches') }} as matches
-        where matches.patient_key = window_groups.patient_key
-          and matches.rule_id = window_groups.rule_id
-          and matches.rule_type in ({{ audit_window_rule_types() }})
-          and matches.visit_id is not null
+        {%- if window_groups is none %}
         offset 0
+        {%- endif %}
     ) as window_matches
     {%- endif %}
 {%- endmacro %}
