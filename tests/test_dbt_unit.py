@@ -949,13 +949,36 @@ def test_quarter_patient_count_kept_by_difference(built):
     assert _quarter_totals_kept(conn) == _quarter_totals_recomputed(conn)
 
 
+PATIENT_INDEXES = (
+    "select pg_get_indexdef(indexrelid) from pg_index"
+    " where indrelid = 'intermediate.int_claims_with_deductions'::regclass"
+    " and pg_get_indexdef(indexrelid) like '%%(hospital_code, patient_key)%%'"
+)
+
+
+def _patient_indexes_are_partial(conn) -> bool:
+    """int_claims_with_deductions has one (hospital_code, patient_key) index, R22's inpatient one."""
+    defs = [d for (d,) in _rows(conn, PATIENT_INDEXES)]
+    return len(defs) == 1 and defs[0].endswith("WHERE (medical_category_code = '21'::text)")
+
+
 def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
     """The first night after an upgrade that made a model incremental: its table, written by the
     earlier table-materialised version, has no lineage columns. build() rebuilds that model alone
     with --full-refresh and runs the night again; the other incremental targets keep their rows
-    (not rebuilt from scratch), and every mart equals a full rebuild."""
+    (not rebuilt from scratch), and every mart equals a full rebuild. The same night replaces the
+    full (hospital_code, patient_key) index of int_claims_with_deductions, which an earlier version
+    kept, by the partial one (macros/partial_index.sql), and a full refresh keeps it partial."""
     conn, _, url = built
     transform.build(C, marts_schema="marts_build", url=url)  # catch up (earlier tests rebuilt through B)
+    assert _patient_indexes_are_partial(conn)
+    with conn.cursor() as cur:  # what the earlier version left: a full index
+        cur.execute("do $$ declare i regclass; begin"
+                    " select indexrelid::regclass into i from pg_index"
+                    " where indrelid = 'intermediate.int_claims_with_deductions'::regclass and indpred is not null;"
+                    " execute format('drop index %s', i); end $$")
+        cur.execute("create index on intermediate.int_claims_with_deductions (hospital_code, patient_key)")
+    assert not _patient_indexes_are_partial(conn)
     # what the earlier version left: the same business columns, no lineage columns
     lineage = [c for (c,) in _rows(
         conn,
@@ -979,8 +1002,10 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
         " where table_schema = 'marts_build' and table_name = 'fct_usage_pricing'",
     )]
     assert _rows(conn, kept) == before  # the rest of the night stayed incremental
+    assert _patient_indexes_are_partial(conn)
     transform.build(C, marts_schema="marts_check", url=url, full_refresh=True)
     _assert_marts_equal(conn, "marts_build", "marts_check")
+    assert _patient_indexes_are_partial(conn)
 
 
 def test_unchanged_settlement_is_not_rewritten(built):

@@ -6,13 +6,15 @@
     indexes=[
         {'columns': ['hospital_code', 'settlement_id'], 'unique': true},
         {'columns': ['hospital_code', 'visit_id']},
-        {'columns': ['hospital_code', 'patient_key']},
         {'columns': ['hospital_code', 'reversal_of']},
         {'columns': ['hospital_code', 'insurance_type_code', 'settlement_date']},
         {'columns': ['_batch_at']},
     ],
     pre_hook="{{ materialize_night_rows(ref('stg_claims'), ref('stg_load_ledger'), 'int_claims_with_deductions__night') }}",
-    post_hook="analyze {{ this }}"
+    post_hook=[
+        "{{ partial_index(['hospital_code', 'patient_key'], \"medical_category_code = '21'\") }}",
+        "analyze {{ this }}",
+    ]
 ) }}
 
 -- R6 deductions (不合理费用扣除) on the latest version of every settlement.

@@ -25,6 +25,10 @@
 -- watermark macro then asks for --full-refresh, which transform.build does once by itself.
 
 {%- set wm = incremental_watermark() %}
+{#- R6's "this settlement carries a deduction": effective, with an excess or a violation amount -#}
+{%- set carries_deduction -%}
+is_effective_settlement and (visit_excess_amount <> 0 or audit_violation_amount <> 0)
+{%- endset %}
 
 select
     -- ids
@@ -43,14 +47,14 @@ select
     (visit_excess_amount + audit_violation_amount)::numeric(18, 2) as deductible_base_amount,
     deduction_amount,
     -- lineage
-    coalesce(is_effective_settlement and (visit_excess_amount <> 0 or audit_violation_amount <> 0), false) as _is_deduction,
+    coalesce({{ carries_deduction }}, false) as _is_deduction,
     {{ as_of_date() }} as _through_as_of,
     now() as _batch_at
 from {{ ref('int_claims_with_deductions') }} as claims
 {% if is_incremental() %}
 where _batch_at > '{{ wm.batch_at }}'::timestamptz
   and (
-      coalesce(is_effective_settlement and (visit_excess_amount <> 0 or audit_violation_amount <> 0), false)
+      coalesce({{ carries_deduction }}, false)
       or exists (
           select 1
           from {{ this }} as stored
@@ -59,6 +63,5 @@ where _batch_at > '{{ wm.batch_at }}'::timestamptz
       )
   )
 {% else %}
-where is_effective_settlement
-  and (visit_excess_amount <> 0 or audit_violation_amount <> 0)
+where {{ carries_deduction }}
 {% endif %}
