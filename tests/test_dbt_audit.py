@@ -520,3 +520,20 @@ def test_incremental_nights_equal_full_rebuild(built, night, table):
     if table not in ("int_audit_course_days", "int_audit_included_in", "int_audit_readmission"):
         (n,) = _rows(conn, f"select count(*) from {full}.{table}")[0]
         assert n > 0, table
+
+
+def test_window_rule_indexes_are_partial(built):
+    """The (patient_key, rule_id) indexes that only the window rules (R15, R16, R20) read are
+    partial to their rule types (macros/partial_index.sql): in marts_build after incremental
+    nights, in marts_check and intermediate after the full refresh that ended the fixture."""
+    conn = built[0]
+    window_types = "WHERE (rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interval_days'::text, 'repeat_exam'::text]))"
+    for table in ("intermediate.int_audit_rule_matches", "marts_build.fct_audit_findings",
+                  "marts_check.fct_audit_findings"):
+        defs = [d for (d,) in _rows(
+            conn,
+            "select pg_get_indexdef(indexrelid) from pg_index"
+            " where indrelid = %s::regclass and pg_get_indexdef(indexrelid) like %s",
+            table, "%(patient_key, rule_id)%",
+        )]
+        assert len(defs) == 1 and defs[0].endswith(window_types), (table, defs)

@@ -8,7 +8,9 @@
     night on a big table dirties (and logs in full after a checkpoint) about one leaf page per
     row. On a 2.8M-settlement year the full (hospital_code, patient_key) index of
     int_claims_with_deductions was half of the night's insert (3.7 s of which 2.0 s, 25k of 29k
-    full-page WAL images) for its one reader, R22, which only reads inpatient stays. -#}
+    full-page WAL images) for its one reader, R22, which only reads inpatient stays. The
+    (patient_key, rule_id) indexes of int_audit_rule_matches and fct_audit_findings are read by
+    the window rules only (docs/scale-out.md §6 and §7). -#}
 {% macro partial_index(columns, predicate) -%}
 {%- set cols = columns | join(', ') -%}
 do $partial_index$

@@ -6,11 +6,13 @@
     indexes=[
         {'columns': ['hospital_code', 'fee_line_id', 'rule_id', 'is_main_item'], 'unique': true},
         {'columns': ['rule_type', 'hospital_code', 'charge_date']},
-        {'columns': ['patient_key', 'rule_id']},
         {'columns': ['hospital_code', 'visit_id']},
         {'columns': ['_batch_at']},
     ],
-    post_hook="analyze {{ this }}",
+    post_hook=[
+        "{{ partial_index(['patient_key', 'rule_id'], 'rule_type in (' ~ audit_window_rule_types() ~ ')') }}",
+        "analyze {{ this }}",
+    ],
 ) }}
 
 -- Smart audit, common ground (R11-R21): every audited fee line paired with every rule it matches.
@@ -32,6 +34,10 @@
 -- (rule, visit, patient, charge date) of the line's earlier matches, so that the window rules
 -- downstream also re-derive the groups a corrected line left; a line that no longer matches any
 -- rule leaves one row with rule_id null (a tombstone carrying its _prior_keys).
+-- The (patient_key, rule_id) index serves the window rules (R15, R16, R20: patient x rule across
+-- hospitals) and is partial to their rule types (macros/partial_index.sql): keyed by patient, a
+-- full index took every night's match at a random leaf page, for 3.6 % of the matches (10 M-line
+-- city) that are ever read through it.
 -- Analyzed after every build: the models downstream select the night's matches by _batch_at,
 -- which stale statistics estimate at one row (then a nested loop rescans a subquery per line).
 

@@ -4,11 +4,11 @@
     on_schema_change='fail',
     indexes=[
         {'columns': ['hospital_code', 'visit_id']},
-        {'columns': ['patient_key', 'rule_id']},
         {'columns': ['hospital_code', 'subject_id']},
         {'columns': ['_batch_at']},
     ],
-    pre_hook="{{ audit_findings_mart_delete_touched() }}"
+    pre_hook="{{ audit_findings_mart_delete_touched() }}",
+    post_hook="{{ partial_index(['patient_key', 'rule_id'], 'rule_type in (' ~ audit_window_rule_types() ~ ')') }}"
 ) }}
 
 -- Smart audit findings (R11-R20, R22): one row per rule x subject (a fee line, or a settlement for
@@ -22,7 +22,9 @@
 -- fills): the fee-line findings of every visit of
 -- audit_touched_visits and of the visits re-settled since; R11-R13 also by line and R15/R16/R20 by
 -- patient x rule (lines without a visit); R22 by hospital x patient and by settlement. Each read
--- goes through an index of the finding model. Everything when the rule library or the hospital
+-- goes through an index of the finding model. The pre-hook's
+-- delete by patient x rule reads the window rules' findings only, so that index is partial to
+-- their rule types (macros/partial_index.sql). Everything when the rule library or the hospital
 -- registry changed.
 
 -- depends_on: {{ ref('int_audit_rule_matches') }}
