@@ -28,7 +28,10 @@
 Printed: one table with the seconds of each step (load, GX raw, dbt, GX marts, publish, total) for
 the year's catch-up, the night on the year and the night on nothing, the ratio year/empty of each
 step, and dbt's three slowest models of each run (from dbt's ``target/run_results.json``), plus the
-row counts and the load average. It takes long at full size (30M claims: hours); it is a benchmark,
+row counts and the load average. ``--repeat N`` times the two nights N times in turn (a fresh
+copy of the year and a fresh empty database each time) and prints each pair's table, every
+ratio and their median: on an idle machine two runs of the same code still differ by about 0.1 in
+the ratio. It takes long at full size (30M claims: hours); it is a benchmark,
 not a test. A small run: ``--hospitals 5 --days 20 --claims-total 20000``.
 
 Nothing is stubbed: the real loader, GX, dbt and PostgreSQL (the embedded server unless
@@ -346,6 +349,45 @@ def report(runs: list[NightTiming], year_rows: dict, night_claims: int, args, lo
     return "\n".join(lines)
 
 
+def night_on_year(args, year_db: str, night_db: str, year_url: str, landing: Path, night: dt.date):
+    """The night on top of the year: on a copy of it, or in it (--in-place: no copy on disk)."""
+    from yibao import db
+
+    if args.in_place:
+        night_db = year_db
+        _use(year_url)
+    else:
+        _use(_fresh(night_db, template=year_db))
+    db.bootstrap()  # not timed: a year kept from an earlier version of the code gets this one's SQL
+    print(f"the night {night} on top of the year ({night_db}) …")
+    timing = run_night("night on year", landing, night, f"bench-night-on-year-{night}")
+    night_claims = _scalar(pg.url(database=night_db),
+                           f"select count(*) from raw.claim where business_date = '{night}'")
+    _use(None)
+    return timing, night_claims
+
+
+def night_on_empty(empty_db: str, landing: Path, base: Path, night: dt.date) -> NightTiming:
+    """The same night on top of nothing: reference data loaded first (not timed), then the night."""
+    from yibao import db
+    from yibao.loader import load_landing
+
+    only = night_only_landing(landing, night, base / "night_only")
+    _use(_fresh(empty_db))
+    db.bootstrap()
+    load_landing(only, night - dt.timedelta(days=1), show_progress=False)
+    print(f"the night {night} on top of an empty history ({empty_db}) …")
+    timing = run_night("night on empty", only, night, f"bench-night-on-empty-{night}")
+    _use(None)
+    return timing
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hospitals", type=int, default=100)
@@ -366,7 +408,13 @@ def main() -> None:
     ap.add_argument("--in-place", action="store_true",
                     help="run the night on the year in the year's database itself instead of a copy (half"
                          " the disk; the year is built again by the next run)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="time the pair (night on the year, night on nothing) this many times in turn and"
+                         " print every ratio and their median (runs on a quiet machine still differ by"
+                         " ±0.1 in the ratio); not with --in-place or --skip-empty")
     args = ap.parse_args()
+    if args.repeat < 1 or (args.repeat > 1 and (args.in_place or args.skip_empty)):
+        ap.error("--repeat must be at least 1, and 1 with --in-place or --skip-empty")
     if args.days < 2 or args.hospitals < 1 or args.claims_total < 1 or args.chunk_days < 0:
         ap.error("--days must be at least 2, --hospitals and --claims-total positive, --chunk-days not negative")
 
@@ -432,40 +480,30 @@ def main() -> None:
             return
         year_rows = {t: _scalar(year_url, f"select count(*) from raw.{t}") for t in ("claim", "usage", "purchase")}
 
-        # the night on top of the year: on a copy of it, or in it (--in-place: no copy on disk)
-        if args.in_place:
-            night_db = year_db
-            _use(year_url)
-        else:
-            _use(_fresh(night_db, template=year_db))
-        db.bootstrap()  # not timed: a year kept from an earlier version of the code gets this one's SQL
-        print(f"the night {night} on top of the year ({night_db}) …")
-        runs.append(run_night("night on year", landing, night, f"bench-night-on-year-{night}"))
-        night_claims = _scalar(pg.url(database=night_db),
-                               f"select count(*) from raw.claim where business_date = '{night}'")
-        _use(None)
-
-        # the same night on top of nothing: reference data loaded first (not timed), then the night
-        if not args.skip_empty:
-            only = night_only_landing(landing, night, base / "night_only")
-            _use(_fresh(empty_db))
-            db.bootstrap()
-            from yibao.loader import load_landing
-
-            load_landing(only, night - dt.timedelta(days=1), show_progress=False)
-            print(f"the night {night} on top of an empty history ({empty_db}) …")
-            runs.append(run_night("night on empty", only, night, f"bench-night-on-empty-{night}"))
-            _use(None)
+        pairs: list[tuple[NightTiming, NightTiming | None]] = []
+        for attempt in range(args.repeat):
+            if args.repeat > 1:
+                print(f"pair {attempt + 1} of {args.repeat}")
+            on_year, night_claims = night_on_year(args, year_db, night_db, year_url, landing, night)
+            on_empty = None if args.skip_empty else night_on_empty(empty_db, landing, base, night)
+            pairs.append((on_year, on_empty))
     finally:
         _use(None)
     if args.skip_empty:
         print("\n(--skip-empty: no comparison)")
-        for r in runs:
+        for r in [*runs, *(on_year for on_year, _ in pairs)]:
             print(r.label, {k: round(v, 1) for k, v in r.seconds.items()}, r.slowest_models, r.notes)
         return
     load_after = os.getloadavg()
-    print(report(runs, year_rows or gen.get("rows", {}), night_claims, args,
-                 (f"{load_before[0]:.2f}", f"{load_after[0]:.2f}")))
+    for on_year, on_empty in pairs:
+        print(report([*runs, on_year, on_empty], year_rows or gen.get("rows", {}), night_claims, args,
+                     (f"{load_before[0]:.2f}", f"{load_after[0]:.2f}")))
+    if len(pairs) > 1:
+        whole = [y.total / e.total for y, e in pairs]
+        dbt = [y.seconds["dbt"] / e.seconds["dbt"] for y, e in pairs]
+        print(f"\n{len(pairs)} pairs: night on year / night on empty "
+              + ", ".join(f"{r:.2f}" for r in whole) + f"; median {median(whole):.2f}×"
+              + "; dbt step " + ", ".join(f"{r:.2f}" for r in dbt) + f"; median {median(dbt):.2f}×")
     if not args.keep and not args.in_place:
         _admin(f'drop database if exists "{night_db}" with (force)')
 
