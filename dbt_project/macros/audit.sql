@@ -180,10 +180,7 @@
         {%- if audit_findings_everything(wm, references) -%}
             delete from {{ this }}
         {%- else -%}
-            drop table if exists pg_temp.{{ this.identifier }}__touched;
-            create temporary table {{ this.identifier }}__touched as
-            {{ audit_touched_groups(wm, rule_types, group_columns) }};
-            analyze pg_temp.{{ this.identifier }}__touched;
+            {{ analysed_temp_table(this.identifier ~ '__touched', audit_touched_groups(wm, rule_types, group_columns)) }};
             delete from {{ this }} as stored
             using pg_temp.{{ this.identifier }}__touched as groups
             where {% for c in group_columns -%}
@@ -265,19 +262,17 @@
 {% macro audit_touched_visits_tables(wm, windows=true, claims=false) -%}
     {%- set prefix = this.identifier ~ '__' -%}
     {%- if windows %}
-    drop table if exists pg_temp.{{ prefix }}windows;
-    create temporary table {{ prefix }}windows as
-    {{ audit_touched_groups(wm, audit_window_rule_types(as_list=true), ['patient_key', 'rule_id']) }};
-    analyze pg_temp.{{ prefix }}windows;
+    {{ analysed_temp_table(prefix ~ 'windows',
+        audit_touched_groups(wm, audit_window_rule_types(as_list=true), ['patient_key', 'rule_id'])) }};
     {%- endif %}
-    drop table if exists pg_temp.{{ prefix }}visits;
-    create temporary table {{ prefix }}visits as
+    {%- set visits -%}
     {{ audit_touched_visits(wm, windows, window_groups=('pg_temp.' ~ prefix ~ 'windows') if windows else none) }}
     {%- if claims %}
     union
     {{ audit_claims_touched(wm, ['hospital_code', 'visit_id']) }}
-    {%- endif %};
-    analyze pg_temp.{{ prefix }}visits
+    {%- endif %}
+    {%- endset %}
+    {{ analysed_temp_table(prefix ~ 'visits', visits) }}
 {%- endmacro %}
 
 {#- The relation of the touched visits written by audit_touched_visits_tables. -#}
@@ -478,9 +473,7 @@
         {%- else -%}
             {%- set keys = audit_findings_mart_keys() -%}
             {% for name, sql in keys.sets.items() -%}
-            drop table if exists pg_temp.{{ keys.temp_prefix ~ name }};
-            create temporary table {{ keys.temp_prefix ~ name }} as {{ sql(wm) }};
-            analyze pg_temp.{{ keys.temp_prefix ~ name }};
+            {{ analysed_temp_table(keys.temp_prefix ~ name, sql(wm)) }};
             {% endfor -%}
             {% for predicate in keys.predicates -%}
             delete from {{ this }} where {{ predicate }}{% if not loop.last %};{% endif %}

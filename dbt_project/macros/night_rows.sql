@@ -12,9 +12,15 @@ Returns nothing on a full build (the model reads staging directly).
 {% macro materialize_night_rows(relation, ledger, name) -%}
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ledger) -%}
-        drop table if exists pg_temp.{{ name }};
-        create temporary table {{ name }} as
-        select * from {{ relation }} where {{ loaded_since(wm) }};
-        analyze pg_temp.{{ name }};
+        {{ analysed_temp_table(name, 'select * from ' ~ relation ~ ' where ' ~ loaded_since(wm)) }};
     {%- endif -%}
+{%- endmacro %}
+
+{#- A temporary table of `sql`, analysed so that the planner knows its size: how a pre-hook hands
+    a set (the night's rows, the touched keys) to its model's query, which runs in the same
+    session. Dropped first (one dbt connection may build several models). No trailing semicolon. -#}
+{% macro analysed_temp_table(name, sql) -%}
+    drop table if exists pg_temp.{{ name }};
+    create temporary table {{ name }} as {{ sql }};
+    analyze pg_temp.{{ name }}
 {%- endmacro %}
