@@ -949,36 +949,78 @@ def test_quarter_patient_count_kept_by_difference(built):
     assert _quarter_totals_kept(conn) == _quarter_totals_recomputed(conn)
 
 
-PATIENT_INDEXES = (
-    "select pg_get_indexdef(indexrelid) from pg_index"
-    " where indrelid = 'intermediate.int_claims_with_deductions'::regclass"
-    " and pg_get_indexdef(indexrelid) like '%%(hospital_code, patient_key)%%'"
-)
+WINDOW_TYPES = "rule_type in ('daily_quantity', 'min_interval_days', 'repeat_exam')"
+PARTIAL_INDEXES = {  # model: its columns, the post-hook's predicate, that predicate as PostgreSQL stores it
+    "int_claims_with_deductions": (
+        "hospital_code, patient_key", "medical_category_code = '21'", "(medical_category_code = '21'::text)",
+    ),
+    "int_audit_rule_matches": (
+        "patient_key, rule_id", WINDOW_TYPES,
+        "(rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interval_days'::text, 'repeat_exam'::text]))",
+    ),
+    "fct_audit_findings": (
+        "patient_key, rule_id", WINDOW_TYPES,
+        "(rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interval_days'::text, 'repeat_exam'::text]))",
+    ),
+}
 
 
-def _patient_indexes_are_partial(conn) -> bool:
-    """int_claims_with_deductions has one (hospital_code, patient_key) index, R22's inpatient one."""
-    defs = [d for (d,) in _rows(conn, PATIENT_INDEXES)]
-    return len(defs) == 1 and defs[0].endswith("WHERE (medical_category_code = '21'::text)")
+def _indexes_on(conn, table, model):
+    """(oid, predicate, comment) of each index of the table on the model's partial-index columns."""
+    columns = PARTIAL_INDEXES[model][0]
+    return _rows(
+        conn,
+        "select indexrelid::bigint, pg_get_expr(indpred, indrelid), obj_description(indexrelid, 'pg_class')"
+        " from pg_index where indrelid = %s::regclass and pg_get_indexdef(indexrelid) like %s order by 1",
+        table, f"%USING btree ({columns})%",
+    )
+
+
+def _assert_partial_index(conn, table, model) -> int:
+    """The table has one index on the model's columns, partial to the current predicate, which
+    its comment records (macros/partial_index.sql); returns its OID."""
+    _, predicate, stored = PARTIAL_INDEXES[model]
+    found = _indexes_on(conn, table, model)
+    assert [p for _, p, _ in found] == [stored], (table, found)
+    assert found[0][2] == f"yibao partial_index: {predicate}", (table, found)
+    return found[0][0]
+
+
+def _drop_index(cur, oid) -> None:
+    cur.execute("select %s::oid::regclass::text", (oid,))
+    cur.execute(f"drop index {cur.fetchone()[0]}")
 
 
 def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
     """The first night after an upgrade that made a model incremental: its table, written by the
     earlier table-materialised version, has no lineage columns. build() rebuilds that model alone
     with --full-refresh and runs the night again; the other incremental targets keep their rows
-    (not rebuilt from scratch), and every mart equals a full rebuild. The same night replaces the
-    full (hospital_code, patient_key) index of int_claims_with_deductions, which an earlier version
-    kept, by the partial one (macros/partial_index.sql), and a full refresh keeps it partial."""
+    (not rebuilt from scratch), and every mart equals a full rebuild. The same night replaces
+    what earlier versions left of the post-hooks' partial indexes (macros/partial_index.sql): the
+    full (hospital_code, patient_key) index of int_claims_with_deductions, and a (patient_key,
+    rule_id) index of int_audit_rule_matches partial to fewer window rule types, without a
+    recorded predicate, each by one index partial to the current predicate, recorded in its
+    comment; fct_audit_findings' index, unchanged, is kept (same OID); a full refresh keeps them."""
     conn, _, url = built
     transform.build(C, marts_schema="marts_build", url=url)  # catch up (earlier tests rebuilt through B)
-    assert _patient_indexes_are_partial(conn)
-    with conn.cursor() as cur:  # what the earlier version left: a full index
-        cur.execute("do $$ declare i regclass; begin"
-                    " select indexrelid::regclass into i from pg_index"
-                    " where indrelid = 'intermediate.int_claims_with_deductions'::regclass and indpred is not null;"
-                    " execute format('drop index %s', i); end $$")
+    icwd, matches, findings = (
+        "intermediate.int_claims_with_deductions", "intermediate.int_audit_rule_matches",
+        "marts_build.fct_audit_findings",
+    )
+    oids = {}
+    for table in (icwd, matches, findings):
+        [(oids[table], predicate, _)] = _indexes_on(conn, table, table.split(".")[1])
+        assert predicate == PARTIAL_INDEXES[table.split(".")[1]][2], (table, predicate)
+    with conn.cursor() as cur:  # what earlier versions left: a full index, another predicate unrecorded
+        _drop_index(cur, oids[icwd])
         cur.execute("create index on intermediate.int_claims_with_deductions (hospital_code, patient_key)")
-    assert not _patient_indexes_are_partial(conn)
+        _drop_index(cur, oids[matches])
+        cur.execute("create index on intermediate.int_audit_rule_matches (patient_key, rule_id)"
+                    " where rule_type in ('daily_quantity', 'min_interval_days')")
+    assert [(p, c) for _, p, c in _indexes_on(conn, icwd, "int_claims_with_deductions")] == [(None, None)]
+    assert [(p, c) for _, p, c in _indexes_on(conn, matches, "int_audit_rule_matches")] == [
+        ("(rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interval_days'::text]))", None)
+    ]
     # what the earlier version left: the same business columns, no lineage columns
     lineage = [c for (c,) in _rows(
         conn,
@@ -1002,10 +1044,15 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
         " where table_schema = 'marts_build' and table_name = 'fct_usage_pricing'",
     )]
     assert _rows(conn, kept) == before  # the rest of the night stayed incremental
-    assert _patient_indexes_are_partial(conn)
+    for table in (matches, icwd, findings):
+        _assert_partial_index(conn, table, table.split(".")[1])
+    # fct_audit_findings' index, unchanged, was not rebuilt (its post-hook ran twice: the night ran
+    # again after the refresh)
+    assert _assert_partial_index(conn, findings, "fct_audit_findings") == oids[findings]
     transform.build(C, marts_schema="marts_check", url=url, full_refresh=True)
     _assert_marts_equal(conn, "marts_build", "marts_check")
-    assert _patient_indexes_are_partial(conn)
+    for table in (matches, icwd, "marts_check.fct_audit_findings"):
+        _assert_partial_index(conn, table, table.split(".")[1])
 
 
 def test_unchanged_settlement_is_not_rewritten(built):

@@ -1,8 +1,15 @@
 {#- A partial index on `columns` of this model's table, `where predicate` (dbt's `indexes` config
-    has no WHERE), for a post-hook. Created when the table has no partial index on exactly these
-    columns; a full index on them (an earlier version's) is dropped. Unnamed, so that PostgreSQL
-    picks a free name: in a full refresh the old table, renamed, still holds its index until the
-    end of the build.
+    has no WHERE), for a post-hook, run every night. The index's comment records the predicate it
+    was created with ('yibao partial_index: <predicate>', set right after `create index`). Of the
+    table's indexes on exactly these columns, a partial one whose comment records the current
+    predicate is kept (an unchanged night costs one catalog query, no rebuild); every other one is
+    dropped: a full index (an earlier version's), a partial one whose recorded predicate differs
+    (e.g. audit_window_rule_types() gained a rule type) or is missing (created before the predicate
+    was recorded: rebuilt once, on the first night after the upgrade), a duplicate. Then, if none
+    was kept, the index is created. Exactly one index on these columns is left, and queries with
+    the current predicate can use it. Unnamed, so that PostgreSQL picks a free name: in a full
+    refresh the old table, renamed, still holds its index until the end of the build; the name is
+    read back from pg_index to set the comment.
 
     Why partial: a B-tree keyed by patient receives each night's rows at random leaf pages, so a
     night on a big table dirties (and logs in full after a checkpoint) about one leaf page per
@@ -13,25 +20,36 @@
     the window rules only (docs/scale-out.md §6 and §7). -#}
 {% macro partial_index(columns, predicate) -%}
 {%- set cols = columns | join(', ') -%}
+{%- set recorded = 'yibao partial_index: ' ~ predicate -%}
 do $partial_index$
 declare
+    recorded constant text := '{{ recorded | replace("'", "''") }}';
     existing record;
-    found boolean := false;
+    kept boolean := false;
+    created regclass;
 begin
     for existing in
-        select indexrelid::regclass as name, indpred is not null as is_partial
+        select indexrelid::regclass as name, indpred is not null as is_partial,
+               obj_description(indexrelid, 'pg_class') as comment
         from pg_index
         where indrelid = '{{ this }}'::regclass
           and pg_get_indexdef(indexrelid) like '%USING btree ({{ cols }})%'
+        order by indexrelid
     loop
-        if existing.is_partial then
-            found := true;
+        if existing.is_partial and existing.comment is not distinct from recorded and not kept then
+            kept := true;
         else
             execute format('drop index %s', existing.name);
         end if;
     end loop;
-    if not found then
+    if not kept then
         create index on {{ this }} ({{ cols }}) where {{ predicate }};
+        select indexrelid::regclass into strict created
+        from pg_index
+        where indrelid = '{{ this }}'::regclass
+          and indpred is not null
+          and pg_get_indexdef(indexrelid) like '%USING btree ({{ cols }})%';
+        execute format('comment on index %s is %L', created, recorded);
     end if;
 end
 $partial_index$
