@@ -1003,7 +1003,7 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
     )]
     assert _rows(conn, kept) == before  # the rest of the night stayed incremental
     assert _patient_indexes_are_partial(conn)
-    transform.build(C, marts_schema="marts_check", url=url, full_refresh=True)
+    assert transform.build(C, marts_schema="marts_check", url=url, full_refresh=True).full_refreshed == ["*"]
     _assert_marts_equal(conn, "marts_build", "marts_check")
     assert _patient_indexes_are_partial(conn)
 
