@@ -1049,7 +1049,7 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
     # fct_audit_findings' index, unchanged, was not rebuilt (its post-hook ran twice: the night ran
     # again after the refresh)
     assert _assert_partial_index(conn, findings, "fct_audit_findings") == oids[findings]
-    transform.build(C, marts_schema="marts_check", url=url, full_refresh=True)
+    assert transform.build(C, marts_schema="marts_check", url=url, full_refresh=True).full_refreshed == ["*"]
     _assert_marts_equal(conn, "marts_build", "marts_check")
     for table in (matches, icwd, "marts_check.fct_audit_findings"):
         _assert_partial_index(conn, table, table.split(".")[1])

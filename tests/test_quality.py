@@ -709,7 +709,7 @@ create table {s}.fct_settlement_deduction (
 create table {s}.fct_audit_findings (
     rule_id text, rule_type text, severity text, hospital_code text, subject_type text, subject_id text,
     visit_id text, patient_key text, charge_date date, item_code text, flagged_quantity numeric(18,4),
-    flagged_amount numeric(18,2), is_cross_hospital boolean);
+    flagged_amount numeric(18,2), is_cross_hospital boolean, _batch_at timestamptz not null default now());
 create table {s}.fct_exam_positive_rate_monthly (
     hospital_code text, month_start date, exam_class text, examined_count integer, positive_count integer,
     positive_rate numeric(9,4), threshold_rate numeric(9,4), is_alert boolean);
@@ -963,6 +963,60 @@ def test_audit_mart_errors_fail_the_gate(city):
     assert "FL3: qty 2.0000 of line qty 2.0000 at 20.0000: 41.00" in details["audit_amount_within_fee_line", HA]
     assert "FL7: 350.00 of line amount 300.00" in details["audit_amount_within_fee_line", HC]
     assert "SD-310-03: 800.00 of fund_paid 700.00" in details["deduction_within_fund_paid", HB]
+
+
+def test_audit_findings_are_checked_since_the_last_publish(city):
+    """The fct_audit_findings checks read the findings written since the last publish (what was
+    published passed them): a bad finding older than the publish is not read again, the same
+    finding rewritten after it is, and every finding is read again when nothing was published."""
+    from yibao.quality import validate_marts
+
+    s = "marts_audit_scope"
+    checks = ("audit_amount_within_fee_line", "fct_audit_findings_grain", "audit_finding_fields")
+    with psycopg2.connect(city) as conn, conn.cursor() as cur:
+        build_marts(cur, s)
+        claim_load = build_audit(cur, s)
+        f = f"{s}.fct_audit_findings"
+        # written before the publish: HA's R15 finding off its line, HC's finding of R21 (no finding type)
+        cur.execute(f"update {f} set flagged_amount = 41.00 where subject_id = 'FL3'")
+        execute_values(cur, f"insert into {f} values %s", [
+            ("PR-1", "positive_rate", "violation", HC, "fee_line", "FL6", "VC1", KEY, dt.date(2025, 3, 3), CT, 1,
+             "280.00", False)])
+        summarise_findings(cur, s)
+    published: list[int] = []
+
+    def failed() -> dict:
+        report = validate_marts(city, s, AS_OF, f"audit-scope-{len(published)}")
+        return {(c, h): n for (_, c, h), n in _failed(report, "error").items() if c in checks}
+
+    try:
+        with psycopg2.connect(city) as conn, conn.cursor() as cur:
+            cur.execute("insert into audit.publish_log (as_of_date, run_id) values (%s, 'audit-scope-pub')"
+                        " returning publish_id", (AS_OF,))
+            published.append(cur.fetchone()[0])
+        assert failed() == {}  # both were written before the publish
+        with psycopg2.connect(city) as conn, conn.cursor() as cur:
+            # a build rewrites HA's finding (still off its line) and writes HB's FL5 finding a second time
+            cur.execute(f"update {f} set _batch_at = now() where subject_id = 'FL3'")
+            cur.execute(f"insert into {f} select rule_id, rule_type, severity, hospital_code, subject_type, subject_id,"
+                        f" visit_id, patient_key, charge_date, item_code, flagged_quantity, flagged_amount,"
+                        f" is_cross_hospital from {f} where subject_id = 'FL5'")
+            summarise_findings(cur, s)
+        report = validate_marts(city, s, AS_OF, "audit-scope-written")
+        by_check = {(r.check, r.hospital_code): r for r in report.results if r.check in checks}
+        assert {k: r.failed for k, r in by_check.items() if r.failed} == {
+            ("audit_amount_within_fee_line", HA): 1, ("fct_audit_findings_grain", HB): 2}, report.summary_text()
+        # what was evaluated: the two findings written since the publish
+        assert by_check["audit_finding_fields", None].evaluated == 2
+        with psycopg2.connect(city) as conn, conn.cursor() as cur:
+            cur.execute("delete from audit.publish_log where publish_id = any(%s)", (published,))
+        # nothing published: every finding is read, the two written before the publish too
+        assert failed() == {("audit_amount_within_fee_line", HA): 1, ("audit_finding_fields", HC): 1,
+                            ("fct_audit_findings_grain", HB): 2}
+    finally:
+        drop_audit_inputs(city, claim_load)
+        with psycopg2.connect(city) as conn, conn.cursor() as cur:
+            cur.execute("delete from audit.publish_log where publish_id = any(%s)", (published,))
 
 
 def test_claims_without_budget_are_read_since_the_last_publish(city):

@@ -60,6 +60,15 @@ MART_TABLES = (
     "fct_exam_positive_rate_monthly",
     "fct_audit_summary_monthly",
 )
+# Mart tables whose checks read only the rows written since the last publish (their _batch_at
+# after audit.publish_log's latest published_at; every row before the first publish): what was
+# published passed those checks, and a row that fails keeps failing until fixed, since nothing is
+# published meanwhile. One night's findings, not the history's (docs/scale-out.md §7.3).
+MART_TABLES_CHECKED_SINCE_PUBLISH = ("fct_audit_findings",)
+WRITTEN_SINCE_PUBLISH = (
+    "_batch_at > coalesce((select max(published_at) from audit.publish_log), '-infinity'::timestamptz)"
+    " and _batch_at < 'infinity'::timestamptz"
+)
 KEEP_RESULTS_DAYS = 35  # GX validation results and their Data Docs pages (audit.dq_results keeps all)
 SEVERITIES = {"critical": "error", "warning": "warning", "info": "warning"}
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -345,6 +354,9 @@ _NIGHT_POPULATIONS = {
 
 
 def _mart_populations(conn, schema: str) -> dict[str, str]:
+    """What the marts checks evaluate: ``mart:<table>``, every row of a mart table, and for the
+    tables of MART_TABLES_CHECKED_SINCE_PUBLISH ``mart_written:<table>``, the rows written since the
+    last publish (what their checks read)."""
     from psycopg2 import sql
 
     out = {}
@@ -355,11 +367,18 @@ def _mart_populations(conn, schema: str) -> dict[str, str]:
                 " where attrelid = to_regclass(%s) and attname = 'hospital_code')",
                 (f"{schema}.{table}",),
             )
-            if cur.fetchone()[0]:
-                out[f"mart:{table}"] = (
-                    sql.SQL("select hospital_code, count(*) from {}.{} group by 1")
-                    .format(sql.Identifier(schema), sql.Identifier(table))
+            if not cur.fetchone()[0]:
+                continue
+            relation = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+            if table in MART_TABLES_CHECKED_SINCE_PUBLISH:
+                out[f"mart_written:{table}"] = (
+                    sql.SQL("select hospital_code, count(*) from {} where " + WRITTEN_SINCE_PUBLISH + " group by 1")
+                    .format(relation)
                     .as_string(conn)
+                )
+            else:
+                out[f"mart:{table}"] = (
+                    sql.SQL("select hospital_code, count(*) from {} group by 1").format(relation).as_string(conn)
                 )
     return out
 

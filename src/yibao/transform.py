@@ -308,7 +308,9 @@ def build(
     if not unit_tests:
         args += ["--exclude", "test_type:unit"]
     if full_refresh:
-        return run_dbt(args + ["--full-refresh"], as_of=as_of, marts_schema=marts_schema, url=url)
+        run = run_dbt(args + ["--full-refresh"], as_of=as_of, marts_schema=marts_schema, url=url)
+        run.full_refreshed = ["*"]
+        return run
     refreshed: list[str] = []
     for _ in range(UPGRADE_ROUNDS):
         try:
