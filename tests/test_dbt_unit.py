@@ -1097,7 +1097,6 @@ def test_r9_late_lines_rederive_the_touched_surgeries_and_months_only(built):
     are rewritten (the others keep their _batch_at, SR1, SR2 and SR10 of March's group too), only
     March, April and May of the brand shares; the R9 tables and every mart equal a full rebuild."""
     conn, _, url = built
-    transform.build(C, marts_schema="marts_build", url=url)  # catch up (earlier tests rebuilt through B)
     march, april, may = dt.date(2025, 3, 1), dt.date(2025, 4, 1), dt.date(2025, 5, 1)
     doctor = "D410702000001"
     march_surgeries = [1, 2, 3, 4, 5, 6, 10]
