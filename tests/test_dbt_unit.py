@@ -1100,6 +1100,142 @@ def test_unchanged_settlement_is_not_rewritten(built):
     _assert_marts_equal(conn, "marts_build", "marts_check")
 
 
+R9_MODELS = {
+    "int_surgery_consumable_costs": (
+        "hospital_code, surgery_id, visit_id, principal_diagnosis_code, period_month, line_count,"
+        " net_charge_amount"
+    ),
+    "int_surgery_cost_groups": (
+        "principal_diagnosis_code, period_month, group_size, median_charge_amount, threshold_amount"
+    ),
+    "int_doctor_brand_shares": (
+        "hospital_code, doctor_code, period_month, category_prefix, top_brand_code, brand_count,"
+        " net_quantity, top_brand_quantity, top_brand_share"
+    ),
+}
+
+
+def _deliver_usage(conn, day, source, rows):
+    with conn.cursor() as cur:
+        lid = _ledger(cur, "usage", H1, day, source, len(rows))
+        _insert(
+            cur,
+            "raw.usage",
+            ["hospital_code", *USAGE_COLS],
+            [(H1, *r) for r in rows],
+            {"load_id": lid, "business_date": day, "source_file": source, "source_row": None},
+        )
+
+
+def _r9_rows(conn, model):
+    return sorted(_rows(conn, f"select {R9_MODELS[model]} from intermediate.{model}"), key=repr)
+
+
+def test_r9_late_lines_rederive_the_touched_surgeries_and_months_only(built):
+    """R9 is incremental: the surgery costs by surgery, the brand shares by month. Night 1
+    delivers (late, in December) seven March surgeries of one diagnosis and their settlements, one
+    in May and one in June: SR6 (400.00) is above 3 x the median (100.00) and the doctor's March is
+    100% one brand. Night 2 delivers a refund of half of SR6, a line of another brand, a correction
+    moving SR5's line to April, one moving SR8's line from May to April (May is touched only by
+    where that line was before) and one moving UR4 from SR4 to SR3 (SR4 is touched only by that
+    line's earlier version: it has no line left and leaves the table); SR9's settlement is re-sent
+    on another visit (SR9 has no effective settlement any more and leaves the table too). March
+    has five surgeries (median 100.00), SR6 at 200.00 no longer alerts. Only the touched surgeries
+    are rewritten (the others keep their _batch_at, SR1, SR2 and SR10 of March's group too), only
+    March, April and May of the brand shares; the R9 tables and every mart equal a full rebuild."""
+    conn, _, url = built
+    march, april, may = dt.date(2025, 3, 1), dt.date(2025, 4, 1), dt.date(2025, 5, 1)
+    doctor = "D410702000001"
+    march_surgeries = [1, 2, 3, 4, 5, 6, 10]
+
+    def alerts():
+        return _rows(
+            conn,
+            "select alert_type, subject_id, period_month from marts_build.fct_abnormal_use_alerts"
+            " where hospital_code = %s and period_month in (%s, %s) order by 1, 2",
+            H1, march, april,
+        )
+
+    def month_batches():
+        return dict(_rows(
+            conn,
+            "select period_month, max(_batch_at) from intermediate.int_doctor_brand_shares group by 1",
+        ))
+
+    def surgery_batches():
+        return {
+            (h, s): b
+            for h, s, b in _rows(
+                conn, "select hospital_code, surgery_id, _batch_at from intermediate.int_surgery_consumable_costs"
+            )
+        }
+
+    def costs():
+        return {r[1]: r for r in _r9_rows(conn, "int_surgery_consumable_costs") if r[0] == H1 and r[1].startswith("SR")}
+
+    def group(diagnosis, month):
+        return _rows(
+            conn,
+            "select group_size, median_charge_amount from intermediate.int_surgery_cost_groups"
+            " where principal_diagnosis_code = %s and period_month = %s",
+            diagnosis, month,
+        )
+
+    # night 1: March surgeries used in 2025, delivered late (business date in December)
+    _deliver_claims(conn, dt.date(2025, 12, 15), "late/r9_claims.csv", [
+        claim(f"SR{k}", f"VR{k}", ts(2025, 3, 12), "100.00", patient=f"PR{k}") for k in march_surgeries
+    ] + [claim("SR8", "VR8", ts(2025, 5, 12), "100.00", patient="PR8"),
+         claim("SR9", "VR9", ts(2025, 6, 12), "100.00", patient="PR9")])
+    _deliver_usage(conn, dt.date(2025, 12, 15), "late/r9_usage.csv", [
+        usage(f"UR{k}", f"VR{k}", ts(2025, 3, 11), "2", "200.00" if k == 6 else "50.00",
+              patient=f"PR{k}", surgery=f"SR{k}")
+        for k in march_surgeries
+    ] + [usage("UR8", "VR8", ts(2025, 5, 11), "2", "50.00", patient="PR8", surgery="SR8"),
+         usage("UR9", "VR9", ts(2025, 6, 11), "2", "50.00", patient="PR9", surgery="SR9")])
+    transform.build(C, marts_schema="marts_build", url=url)
+    before = costs()
+    assert before["SR8"][2:5] == ("VR8", "I21.000", may) and "SR9" in before and "SR4" in before
+    assert before["SR6"][6] == D("400.00")
+    assert group("I21.000", march) == [(7, D("100.0000"))]
+    assert alerts() == [("single_brand", doctor, march), ("surgery_cost", "SR6", march)]
+    months_before, surgeries_before = month_batches(), surgery_batches()
+    assert len(months_before) > 2, "the dataset has brand shares in months other than March and April"
+    untouched = {k: b for k, b in surgeries_before.items() if k[1] in ("SR1", "SR2", "SR10")}
+    assert len(untouched) == 3
+
+    # night 2: a refund of half of SR6, a line of another brand, SR5's and SR8's lines moved to
+    # April, UR4 moved from SR4 to SR3; SR9's settlement re-sent on another visit
+    _deliver_usage(conn, dt.date(2025, 12, 16), "late/r9_usage_2.csv", [
+        usage("UR6R", "VR6", ts(2025, 3, 13), "-1", "200.00", patient="PR6", surgery="SR6"),
+        usage("UR7", "VR7", ts(2025, 3, 13), "4", "1.00", code=STENT_OTHER, patient="PR7"),
+        usage("UR5", "VR5", ts(2025, 4, 2), "2", "50.00", patient="PR5", surgery="SR5"),
+        usage("UR8", "VR8", ts(2025, 4, 3), "2", "50.00", patient="PR8", surgery="SR8"),
+        usage("UR4", "VR4", ts(2025, 3, 11), "2", "50.00", patient="PR4", surgery="SR3"),
+    ])
+    _deliver_claims(conn, dt.date(2025, 12, 16), "late/r9_claims_2.csv",
+                    [claim("SR9", "VR9B", ts(2025, 6, 12), "100.00", patient="PR9")])
+    transform.build(C, marts_schema="marts_build", url=url)
+    assert alerts() == []
+    months_after, surgeries_after = month_batches(), surgery_batches()
+    changed = {m for m in set(months_after) | set(months_before) if months_after.get(m) != months_before.get(m)}
+    assert changed == {march, april, may}
+    rewritten = {k[1] for k in surgeries_after if k in surgeries_before and surgeries_after[k] != surgeries_before[k]}
+    assert rewritten == {"SR3", "SR5", "SR6", "SR8"}, "only the touched surgeries are written"
+    assert {k[1] for k in set(surgeries_before) - set(surgeries_after)} == {"SR4", "SR9"}
+    assert all(surgeries_after[k] == b for k, b in untouched.items())
+    assert set(surgeries_after) - set(surgeries_before) == set()
+    after = costs()
+    assert after["SR5"][4] == april and after["SR8"][4] == april
+    assert after["SR3"][5:7] == (2, D("200.00")) and after["SR6"][5:7] == (2, D("200.00"))
+    assert group("I21.000", march) == [(5, D("100.0000"))]
+
+    incremental = {m: _r9_rows(conn, m) for m in R9_MODELS}
+    transform.build(C, marts_schema="marts_check", url=url, full_refresh=True)
+    for model, rows in incremental.items():
+        assert rows == _r9_rows(conn, model), f"{model}: incremental build differs from a full rebuild"
+    _assert_marts_equal(conn, "marts_build", "marts_check")
+
+
 def test_claims_without_budget_fail_the_build(built):
     """R7: a month with claims but no budget row is an error surfaced by the checks (runs last:
     it leaves an unbudgeted settlement in the intermediate tables)."""

@@ -1,94 +1,58 @@
--- R9 surgery cost (异常使用预警): per surgery, the net charge of high-value consumables
--- (catalog is_high_value; refunds net out), its month (first use) and the principal diagnosis of
--- the visit's effective settlement; compared with the median of all surgeries with the same
--- principal diagnosis in the same month (exact numeric median: the mean of the middle value(s)).
-with high_value_lines as (
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['hospital_code', 'surgery_id'],
+    on_schema_change='fail',
+    indexes=[
+        {'columns': ['hospital_code', 'surgery_id'], 'unique': true},
+        {'columns': ['principal_diagnosis_code', 'period_month', 'net_charge_amount']},
+        {'columns': ['_batch_at']},
+    ],
+    pre_hook="{{ r9_surgery_costs_touched() }}",
+    post_hook="{{ r9_surgery_costs_drop_vanished() }}"
+) }}
 
-    select
-        usage_lines.hospital_code,
-        usage_lines.surgery_id,
-        usage_lines.visit_id,
-        usage_lines.used_at,
-        usage_lines.charge_amount
-    from {{ ref('int_usage_priced_against_payment_standard') }} as usage_lines
-    inner join {{ ref('stg_consumable_catalog') }} as catalog
-        on usage_lines.consumable_code = catalog.consumable_code
-    where catalog.is_high_value
-      and usage_lines.surgery_id is not null
+-- R9 surgery cost (异常使用预警), per surgery: the net charge of high-value consumables (catalog
+-- is_high_value; refunds net out), the number of those lines, the month (of the first use), the
+-- visit (the smallest of its lines) and the principal diagnosis of that visit's effective
+-- settlement. Per-surgery facts only: the group statistics (size and median per principal
+-- diagnosis and month) are int_surgery_cost_groups, the alerts fct_abnormal_use_alerts.
+--
+-- Incremental by surgery (macros/r9.sql): the pre-hook writes the surgeries touched since this
+-- table was written (the surgeries of every version of each re-priced usage line, and those
+-- with lines on a visit whose settlements were re-derived or that a re-sent settlement was on
+-- before); this query re-derives them from all their lines (delete+insert), and the post-hook
+-- deletes the touched surgeries it did not write (no longer qualifying). Everything on the
+-- first build and when the consumable catalog was loaded again.
 
-),
+-- depends_on: {{ ref('stg_usage_line_versions') }}
+-- depends_on: {{ ref('stg_claim_versions') }}
+-- depends_on: {{ ref('stg_load_ledger') }}
+{%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
+{%- set everything = r9_everything(wm, [ref('stg_consumable_catalog')]) %}
 
-surgeries as (
+with surgeries as (
 
-    select
-        hospital_code,
-        surgery_id,
-        min(visit_id) as visit_id,
-        date_trunc('month', min(used_at))::date as period_month,
-        sum(charge_amount) as net_charge_amount,
-        count(*) as line_count
-    from high_value_lines
-    group by 1, 2
-
-),
-
-diagnosed as (
-
-    select
-        surgeries.*,
-        settlements.principal_diagnosis_code
-    from surgeries
-    inner join {{ ref('int_claims_with_deductions') }} as settlements
-        on surgeries.hospital_code = settlements.hospital_code
-       and surgeries.visit_id = settlements.visit_id
-       and settlements.is_effective_settlement
-    where settlements.principal_diagnosis_code is not null
-      and surgeries.period_month is not null
-
-),
-
-ranked as (
-
-    select
-        *,
-        row_number() over (
-            partition by principal_diagnosis_code, period_month order by net_charge_amount
-        ) as cost_rank,
-        count(*) over (partition by principal_diagnosis_code, period_month) as group_size
-    from diagnosed
-
-),
-
-medians as (
-
-    select
-        principal_diagnosis_code,
-        period_month,
-        avg(net_charge_amount) as median_charge_amount
-    from ranked
-    where cost_rank in ((group_size + 1) / 2, (group_size + 2) / 2)
-    group by 1, 2
+    {% if everything %}
+    {{ r9_diagnosed_surgeries() }}
+    {% else %}
+    {{ r9_diagnosed_surgeries(r9_touched_table()) }}
+    {% endif %}
 
 )
 
 select
     -- ids
-    ranked.hospital_code,
-    ranked.surgery_id,
-    ranked.visit_id,
+    hospital_code,
+    surgery_id,
+    visit_id,
     -- codes
-    ranked.principal_diagnosis_code,
+    principal_diagnosis_code,
     -- dates
-    ranked.period_month,
+    period_month,
     -- measures
-    ranked.line_count::integer as line_count,
-    ranked.net_charge_amount::numeric(18, 2) as net_charge_amount,
-    ranked.group_size::integer as group_size,
-    medians.median_charge_amount::numeric(18, 4) as median_charge_amount,
-    (3 * medians.median_charge_amount)::numeric(18, 4) as threshold_amount,
-    ranked.group_size >= 5 and ranked.net_charge_amount > 3 * medians.median_charge_amount
-        as is_alert
-from ranked
-inner join medians
-    on ranked.principal_diagnosis_code = medians.principal_diagnosis_code
-   and ranked.period_month = medians.period_month
+    line_count::integer as line_count,
+    net_charge_amount::numeric(18, 2) as net_charge_amount,
+    -- lineage
+    {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
+from surgeries

@@ -7,6 +7,10 @@
         {'columns': ['hospital_code', 'usage_id'], 'unique': true},
         {'columns': ['hospital_code', 'visit_id']},
         {'columns': ['_batch_at']},
+    ],
+    post_hook=[
+        "{{ ensure_index(['hospital_code', 'surgery_id']) }}",
+        "{{ ensure_index(['usage_date']) }}",
     ]
 ) }}
 
@@ -20,7 +24,8 @@
 -- of larger magnitude (so a refund cancels its original).
 --
 -- Incremental: lines R1 re-priced since this table was written; everything when the VBP
--- reference files changed.
+-- reference files changed. The (hospital_code, surgery_id) and usage_date indexes serve R9's
+-- incremental models (macros/r9.sql: a touched surgery's lines, a touched month's lines).
 
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
 {%- set everything = (not is_incremental())

@@ -3,7 +3,8 @@
 --   net quantity and the net quantity is >= 10 (metric = share, threshold = 0.80).
 -- surgery_cost: a surgery whose net high-value consumable charge is above 3 x the median of the
 --   surgeries with the same principal diagnosis in the same month, in groups of >= 5 surgeries
---   (metric = net charge, threshold = 3 x median).
+--   (metric = net charge, threshold = 3 x median): int_surgery_consumable_costs (per surgery)
+--   joined to its group in int_surgery_cost_groups (size, median).
 with single_brand as (
 
     select
@@ -26,20 +27,26 @@ with single_brand as (
 
 surgery_cost as (
 
+    -- per group of >= 5, only its surgeries above the threshold: a range of the
+    -- (principal_diagnosis_code, period_month, net_charge_amount) index per group
     select
         'surgery_cost' as alert_type,
-        hospital_code,
-        surgery_id as subject_id,
-        period_month,
-        net_charge_amount as metric_value,
-        round(threshold_amount, 4) as threshold_value,
+        surgeries.hospital_code,
+        surgeries.surgery_id as subject_id,
+        surgeries.period_month,
+        surgeries.net_charge_amount as metric_value,
+        round(groups.threshold_amount, 4) as threshold_value,
         cast(null as text) as category_prefix,
         cast(null as text) as top_brand_code,
         cast(null as numeric) as net_quantity,
-        principal_diagnosis_code,
-        group_size
-    from {{ ref('int_surgery_consumable_costs') }}
-    where is_alert
+        surgeries.principal_diagnosis_code,
+        groups.group_size
+    from {{ ref('int_surgery_cost_groups') }} as groups
+    inner join {{ ref('int_surgery_consumable_costs') }} as surgeries
+        on surgeries.principal_diagnosis_code = groups.principal_diagnosis_code
+       and surgeries.period_month = groups.period_month
+       and surgeries.net_charge_amount > groups.threshold_amount
+    where groups.group_size >= 5
 
 ),
 
