@@ -868,16 +868,22 @@ def _quarter_totals_kept(conn):
     )
 
 
-def _deliver_claims(conn, day, source, rows):
+def _deliver(conn, kind, day, source, rows):
+    """H1's rows of a ``kind`` extract (claim, usage) delivered on ``day`` as one ledger file."""
+    columns = {"claim": CLAIM_COLS, "usage": USAGE_COLS}[kind]
     with conn.cursor() as cur:
-        lid = _ledger(cur, "claim", H1, day, source, len(rows))
+        lid = _ledger(cur, kind, H1, day, source, len(rows))
         _insert(
             cur,
-            "raw.claim",
-            ["hospital_code", *CLAIM_COLS],
+            f"raw.{kind}",
+            ["hospital_code", *columns],
             [(H1, *r) for r in rows],
             {"load_id": lid, "business_date": day, "source_file": source, "source_row": None},
         )
+
+
+def _deliver_claims(conn, day, source, rows):
+    _deliver(conn, "claim", day, source, rows)
 
 
 def test_quarter_patient_count_kept_by_difference(built):
@@ -1116,15 +1122,7 @@ R9_MODELS = {
 
 
 def _deliver_usage(conn, day, source, rows):
-    with conn.cursor() as cur:
-        lid = _ledger(cur, "usage", H1, day, source, len(rows))
-        _insert(
-            cur,
-            "raw.usage",
-            ["hospital_code", *USAGE_COLS],
-            [(H1, *r) for r in rows],
-            {"load_id": lid, "business_date": day, "source_file": source, "source_row": None},
-        )
+    _deliver(conn, "usage", day, source, rows)
 
 
 def _r9_rows(conn, model):
