@@ -524,7 +524,7 @@ def test_incremental_nights_equal_full_rebuild(built, night, table):
 
 def test_window_rule_indexes_are_partial(built):
     """The (patient_key, rule_id) indexes that only the window rules (R15, R16, R20) read are
-    partial to their rule types (macros/partial_index.sql), which the index's comment records:
+    partial to their rule types (macros/indexes.sql), which the index's comment records:
     in marts_build after incremental nights, in marts_check and intermediate after the full
     refresh that ended the fixture."""
     conn = built[0]

@@ -984,7 +984,7 @@ def _indexes_on(conn, table, model):
 
 def _assert_partial_index(conn, table, model) -> int:
     """The table has one index on the model's columns, partial to the current predicate, which
-    its comment records (macros/partial_index.sql); returns its OID."""
+    its comment records (macros/indexes.sql); returns its OID."""
     _, predicate, stored = PARTIAL_INDEXES[model]
     found = _indexes_on(conn, table, model)
     assert [p for _, p, _ in found] == [stored], (table, found)
@@ -1002,7 +1002,7 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
     earlier table-materialised version, has no lineage columns. build() rebuilds that model alone
     with --full-refresh and runs the night again; the other incremental targets keep their rows
     (not rebuilt from scratch), and every mart equals a full rebuild. The same night replaces
-    what earlier versions left of the post-hooks' partial indexes (macros/partial_index.sql): the
+    what earlier versions left of the post-hooks' partial indexes (macros/indexes.sql): the
     full (hospital_code, patient_key) index of int_claims_with_deductions, and a (patient_key,
     rule_id) index of int_audit_rule_matches partial to fewer window rule types, without a
     recorded predicate, each by one index partial to the current predicate, recorded in its

@@ -172,23 +172,3 @@ Touched since the watermark:
       and stored.surgery_id = touched.surgery_id
       and stored._batch_at <> now()
 {%- endmacro %}
-
-{#- Post-hook: an index on `columns` of this model's table, created when the table has none on
-    exactly these columns (dbt's `indexes` config creates its indexes only with the table, so an
-    existing table, built before the index was added, gets it here once). -#}
-{% macro ensure_index(columns) -%}
-{%- set cols = columns | join(', ') -%}
-do $ensure_index$
-begin
-    if not exists (
-        select 1
-        from pg_index
-        where indrelid = '{{ this }}'::regclass
-          and indpred is null
-          and pg_get_indexdef(indexrelid) like '%USING btree ({{ cols }})'
-    ) then
-        create index on {{ this }} ({{ cols }});
-    end if;
-end
-$ensure_index$
-{%- endmacro %}

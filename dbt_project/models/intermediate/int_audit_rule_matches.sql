@@ -35,7 +35,7 @@
 -- downstream also re-derive the groups a corrected line left; a line that no longer matches any
 -- rule leaves one row with rule_id null (a tombstone carrying its _prior_keys).
 -- The (patient_key, rule_id) index serves the window rules (R15, R16, R20: patient x rule across
--- hospitals) and is partial to their rule types (macros/partial_index.sql): keyed by patient, a
+-- hospitals) and is partial to their rule types (macros/indexes.sql): keyed by patient, a
 -- full index took every night's match at a random leaf page, for 3.6 % of the matches (10 M-line
 -- city) that are ever read through it.
 -- Analyzed after every build: the models downstream select the night's matches by _batch_at,

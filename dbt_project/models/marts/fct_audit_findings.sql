@@ -24,7 +24,7 @@
 -- patient x rule (lines without a visit); R22 by hospital x patient and by settlement. Each read
 -- goes through an index of the finding model. The pre-hook's
 -- delete by patient x rule reads the window rules' findings only, so that index is partial to
--- their rule types (macros/partial_index.sql). Everything when the rule library or the hospital
+-- their rule types (macros/indexes.sql). Everything when the rule library or the hospital
 -- registry changed.
 
 -- depends_on: {{ ref('int_audit_rule_matches') }}

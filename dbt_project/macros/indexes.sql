@@ -1,3 +1,6 @@
+{#- Indexes that dbt's `indexes` config cannot declare or add to an existing table: post-hooks,
+    run every night, that cost one catalog query when there is nothing to do. -#}
+
 {#- A partial index on `columns` of this model's table, `where predicate` (dbt's `indexes` config
     has no WHERE), for a post-hook, run every night. The index's comment records the predicate it
     was created with ('yibao partial_index: <predicate>', set right after `create index`). Of the
@@ -32,8 +35,7 @@ begin
         select indexrelid::regclass as name, indpred is not null as is_partial,
                obj_description(indexrelid, 'pg_class') as comment
         from pg_index
-        where indrelid = '{{ this }}'::regclass
-          and pg_get_indexdef(indexrelid) like '%USING btree ({{ cols }})%'
+        where {{ _btree_index_on(cols) }}
         order by indexrelid
     loop
         if existing.is_partial and existing.comment is not distinct from recorded and not kept then
@@ -46,11 +48,31 @@ begin
         create index on {{ this }} ({{ cols }}) where {{ predicate }};
         select indexrelid::regclass into strict created
         from pg_index
-        where indrelid = '{{ this }}'::regclass
-          and indpred is not null
-          and pg_get_indexdef(indexrelid) like '%USING btree ({{ cols }})%';
+        where {{ _btree_index_on(cols) }}
+          and indpred is not null;
         execute format('comment on index %s is %L', created, recorded);
     end if;
 end
 $partial_index$
+{%- endmacro %}
+
+{#- Post-hook: a (full) index on `columns` of this model's table, created when the table has none
+    on exactly these columns (dbt's `indexes` config creates its indexes only with the table, so an
+    existing table, built before the index was added, gets it here once; an unchanged night costs
+    one catalog query). -#}
+{% macro ensure_index(columns) -%}
+{%- set cols = columns | join(', ') -%}
+do $ensure_index$
+begin
+    if not exists (select 1 from pg_index where {{ _btree_index_on(cols) }} and indpred is null) then
+        create index on {{ this }} ({{ cols }});
+    end if;
+end
+$ensure_index$
+{%- endmacro %}
+
+{#- pg_index rows of this model's table whose B-tree is on exactly `cols` (in this order), partial
+    or not: pg_get_indexdef ends the column list with ')' and a partial index adds ' WHERE …'. -#}
+{% macro _btree_index_on(cols) -%}
+indrelid = '{{ this }}'::regclass and pg_get_indexdef(indexrelid) like '%USING btree ({{ cols }})%'
 {%- endmacro %}
