@@ -14,9 +14,13 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import db
 from .config import MissingLandingRoot, business_date_before, landing_root, newest_business_date
+
+if TYPE_CHECKING:
+    from .transform import DbtRun
 
 log = logging.getLogger("yibao.pipeline")
 
@@ -183,7 +187,8 @@ def validate_raw(through: dt.date, load_ids: list[int], run_id: str) -> dict:
     return {"errors": len(report.errors), "warnings": len(report.warnings)}
 
 
-def transform(through: dt.date, run_id: str) -> None:
+def transform(through: dt.date, run_id: str) -> DbtRun:
+    """dbt build of the night into the build schema; returns what it ran (an upgrade's refreshes included)."""
     from .transform import build
 
     started = time.perf_counter()
@@ -196,6 +201,7 @@ def transform(through: dt.date, run_id: str) -> None:
     kinds = [n.resource_type for n in run.nodes]
     _log_step(run_id, "transform", through, "ok", time.perf_counter() - started,
               {"models": kinds.count("model"), "tests": kinds.count("test"), "warnings": len(run.warnings)})
+    return run
 
 
 def validate_marts(through: dt.date, run_id: str) -> dict:

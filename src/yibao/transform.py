@@ -81,6 +81,18 @@ class DbtRun:
     nodes: list[NodeResult] = field(default_factory=list)
     # build(): the models rebuilt with --full-refresh before this run succeeded (["*"]: all of them)
     full_refreshed: list[str] = field(default_factory=list)
+    # build(): the `dbt run --full-refresh` invocations of those models, in order (their time is the night's too)
+    refresh_runs: list[DbtRun] = field(default_factory=list)
+
+    def model_seconds(self) -> dict[str, float]:
+        """Seconds per model over this run and the refresh runs before it (a model rebuilt alone
+        and then built again by the night's build counts both)."""
+        seconds: dict[str, float] = {}
+        for run in (*self.refresh_runs, self):
+            for n in run.nodes:
+                if n.resource_type == "model":
+                    seconds[n.name] = seconds.get(n.name, 0.0) + n.seconds
+        return seconds
 
     @property
     def warnings(self) -> list[NodeResult]:
@@ -312,10 +324,11 @@ def build(
         run.full_refreshed = ["*"]
         return run
     refreshed: list[str] = []
+    refresh_runs: list[DbtRun] = []
     for _ in range(UPGRADE_ROUNDS):
         try:
             run = run_dbt(args, as_of=as_of, marts_schema=marts_schema, url=url)
-            run.full_refreshed = refreshed
+            run.full_refreshed, run.refresh_runs = refreshed, refresh_runs
             return run
         except TransformError as exc:
             if FULL_REFRESH_NEEDED not in str(exc):
@@ -328,11 +341,13 @@ def build(
                 " with --full-refresh through %s, then the night's build again",
                 ", ".join(stale), "it" if len(stale) == 1 else "them", as_of,
             )
-            run_dbt(["run", "--full-refresh", "--select", *stale], as_of=as_of, marts_schema=marts_schema, url=url)
+            refresh_runs.append(
+                run_dbt(["run", "--full-refresh", "--select", *stale], as_of=as_of, marts_schema=marts_schema, url=url)
+            )
             refreshed += [m for m in stale if m not in refreshed]
     log.warning("rebuilding everything through %s with --full-refresh", as_of)
     run = run_dbt(args + ["--full-refresh"], as_of=as_of, marts_schema=marts_schema, url=url)
-    run.full_refreshed = ["*"]
+    run.full_refreshed, run.refresh_runs = ["*"], refresh_runs
     return run
 
 
