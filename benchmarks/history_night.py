@@ -28,9 +28,9 @@
 Printed: one table with the seconds of each step (load, GX raw, dbt, GX marts, publish, total) for
 the year's catch-up, the night on the year and the night on nothing, the ratio year/empty of each
 step, and dbt's three slowest models of each run (over every dbt invocation of the step: an
-upgrade's refreshes of stale models included), plus the row counts and the load average. ``--repeat N`` times the two nights N times in turn (a fresh
-copy of the year and a fresh empty database each time) and prints each pair's table, every
-ratio and their median: on an idle machine two runs of the same code still differ by about 0.1 in
+upgrade's refreshes of stale models included), plus the row counts and the load average.
+``--repeat N`` times the two nights N times in turn (a fresh copy of the year and a fresh empty
+database each time) and prints each pair's table, every ratio and their median: on an idle machine two runs of the same code still differ by about 0.1 in
 the ratio. It takes long at full size (30M claims: hours); it is a benchmark,
 not a test. A small run: ``--hospitals 5 --days 20 --claims-total 20000``.
 
