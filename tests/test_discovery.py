@@ -270,24 +270,3 @@ def test_a_corrected_manifest_applies_once_the_rejected_row_is_deleted(clean_war
     night = _load(city)
     assert s.fingerprinted == [rel]
     assert _statuses(night)[rel] == "loaded"
-
-
-def test_threaded_listing_finds_what_one_thread_finds(city, monkeypatch):
-    """The business-date folders are listed by several threads: same files, same order, same warnings
-    (a stray file and a stray folder included) as with one."""
-    from yibao import landing
-
-    (city / "20250102" / "H00000000000" / "notes.txt").parent.mkdir(parents=True, exist_ok=True)
-    (city / "20250102" / "H00000000000" / "notes.txt").write_text("not an extract", encoding="utf-8")
-    (city / "misc").mkdir()
-    found = {}
-    for threads in (1, 8):
-        monkeypatch.setattr(landing, "DISCOVERY_THREADS", threads)
-        files, warnings = landing.discover(city, THROUGH)
-        found[threads] = ([(f.relpath, f.kind, f.hospital_code, f.business_date, f.size, f.mtime_ns) for f in files],
-                          warnings)
-    assert found[1] == found[8]
-    files, warnings = found[8]
-    assert {day for _, _, _, day, _, _ in files if day} == {dt.date(2025, 1, 1), dt.date(2025, 1, 2)}
-    assert "ignored 20250102/H00000000000/notes.txt: not purchase/usage/claim/fee_detail .csv/.csv.gz/.xlsx" in warnings
-    assert "ignored misc/: not a YYYYMMDD business-date folder" in warnings

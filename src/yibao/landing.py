@@ -127,38 +127,6 @@ def _entries(path) -> list[os.DirEntry]:
         return list(it)  # in no particular order: discover() sorts the files once
 
 
-DISCOVERY_THREADS = 8
-"""Business-date folders listed at once by :func:`discover`: ``scandir`` and ``stat`` wait on the file
-system without holding the GIL, so on a cold cache (a night's first look at a year of folders, or a
-network share) the waits overlap."""
-
-
-def _day_files(day_path: str, name: str, day: dt.date) -> tuple[list[LandingFile], list[str]]:
-    """The extract files of one business-date folder (every hospital sub-folder), with a stat each."""
-    files: list[LandingFile] = []
-    warnings: list[str] = []
-    for hosp_entry in _entries(day_path):
-        if not hosp_entry.is_dir():
-            continue
-        hosp = hosp_entry.name
-        for entry in _entries(hosp_entry.path):
-            fname = entry.name
-            if fname == "_manifest.json":
-                continue
-            stem = EXTRACT_NAMES.get(fname)
-            rel = f"{name}/{hosp}/{fname}"
-            if stem is None:
-                warnings.append(f"ignored {rel}: not purchase/usage/claim/fee_detail .csv/.csv.gz/.xlsx")
-                continue
-            try:
-                st = entry.stat()
-            except FileNotFoundError:  # gone since the folder was listed, or a broken link
-                warnings.append(f"ignored {rel}: gone while the folder was read, or a link to nothing")
-                continue
-            files.append(LandingFile(entry.path, rel, stem, hosp, day, st.st_size, st.st_mtime_ns))
-    return files, warnings
-
-
 def discover(
     landing: Path, through: dt.date, since: dt.date | None = None
 ) -> tuple[list[LandingFile], list[str]]:
@@ -168,30 +136,32 @@ def discover(
     reference first, then by business date, hospital, extract: load ids then grow with the date.
 
     Cheap on a year of history: one ``scandir`` per folder (file type from the directory entry),
-    one ``stat`` per file for its size and mtime, no file opened; the business-date folders are
-    listed by ``DISCOVERY_THREADS`` threads. Folders of business dates outside [since, through] are
-    not listed.
+    one ``stat`` per file for its size and mtime, no file opened. Folders of business dates outside
+    [since, through] are not listed.
     """
     landing = Path(landing)
     if not landing.is_dir():
         raise FileNotFoundError(f"landing directory {landing} does not exist")
     files: list[LandingFile] = []
     warnings: list[str] = []
+    append = files.append
+
+    def found(entry: os.DirEntry, rel: str, kind: str, hosp: str | None, day: dt.date | None) -> None:
+        try:
+            st = entry.stat()
+        except FileNotFoundError:  # gone since the folder was listed, or a broken link
+            warnings.append(f"ignored {rel}: gone while the folder was read, or a link to nothing")
+            return
+        append(LandingFile(entry.path, rel, kind, hosp, day, st.st_size, st.st_mtime_ns))
 
     ref_dir = landing / "reference"
     if ref_dir.is_dir():
         for entry in _entries(ref_dir):
             stem = _stem(entry.name)
-            rel = f"reference/{entry.name}"
-            if stem not in REFERENCE or stem in PACKAGED_REFERENCE:
-                warnings.append(f"ignored {rel}: not a known reference file")
-                continue
-            try:
-                st = entry.stat()
-            except FileNotFoundError:
-                warnings.append(f"ignored {rel}: gone while the folder was read, or a link to nothing")
-                continue
-            files.append(LandingFile(entry.path, rel, f"reference:{stem}", None, None, st.st_size, st.st_mtime_ns))
+            if stem in REFERENCE and stem not in PACKAGED_REFERENCE:
+                found(entry, f"reference/{entry.name}", f"reference:{stem}", None, None)
+            else:
+                warnings.append(f"ignored reference/{entry.name}: not a known reference file")
     # the packaged reference data (the national rule library): every run, like a landing reference
     # file; its ledger row (content hash, then stat) makes it a no-op once loaded
     for name, filename in PACKAGED_REFERENCE.items():
@@ -201,9 +171,8 @@ def discover(
         except FileNotFoundError:
             warnings.append(f"packaged reference {filename} is missing from the installation")
             continue
-        files.append(LandingFile(str(path), f"{PACKAGED_PREFIX}{filename}", f"reference:{name}", None, None,
-                                 st.st_size, st.st_mtime_ns))
-    days: list[tuple[str, str, dt.date]] = []
+        append(LandingFile(str(path), f"{PACKAGED_PREFIX}{filename}", f"reference:{name}", None, None,
+                           st.st_size, st.st_mtime_ns))
     for day_entry in _entries(landing):
         name = day_entry.name
         if not day_entry.is_dir() or name == "reference" or name.startswith(("_", ".")):
@@ -218,17 +187,20 @@ def discover(
             continue
         if day > through or (since and day < since):
             continue
-        days.append((day_entry.path, name, day))
-    if len(days) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=DISCOVERY_THREADS, thread_name_prefix="discover") as pool:
-            listed = list(pool.map(lambda d: _day_files(*d), days))
-    else:
-        listed = [_day_files(*d) for d in days]
-    for day_files, day_warnings in listed:
-        files += day_files
-        warnings += day_warnings
+        for hosp_entry in _entries(day_entry.path):
+            if not hosp_entry.is_dir():
+                continue
+            hosp = hosp_entry.name
+            for entry in _entries(hosp_entry.path):
+                fname = entry.name
+                if fname == "_manifest.json":
+                    continue
+                stem = EXTRACT_NAMES.get(fname)
+                if stem is not None:
+                    found(entry, f"{name}/{hosp}/{fname}", stem, hosp, day)
+                else:
+                    warnings.append(
+                        f"ignored {name}/{hosp}/{fname}: not purchase/usage/claim/fee_detail .csv/.csv.gz/.xlsx")
     order = {"purchase": 0, "usage": 1, "claim": 2, "fee_detail": 3}
     files.sort(
         key=lambda f: (
