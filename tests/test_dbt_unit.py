@@ -1276,3 +1276,22 @@ def test_claims_without_budget_fail_the_build(built):
         )
     assert [f.name for f in err.value.failures] == ["assert_claims_have_fund_budget"]
     assert err.value.failures[0].status == "fail"
+
+
+def test_night_rows_are_analysed_by_batch_at_only_once_the_table_has_statistics(built):
+    """int_claims_with_deductions' post-hook (macro analyze_night_rows): the table built from scratch
+    was analysed whole (every column has statistics), and after the incremental builds that followed,
+    `_batch_at` (statistics target 10) knows the last build's batch: the planner's estimate of the
+    night's rows is kept right without a whole-table ANALYZE every night."""
+    conn = built[0]
+    (target,) = _rows(conn, "select attstattarget from pg_attribute"
+                      " where attrelid = 'intermediate.int_claims_with_deductions'::regclass and attname = '_batch_at'")
+    assert target == (10,)
+    analysed = {c for (c,) in _rows(conn, "select attname from pg_stats where schemaname = 'intermediate'"
+                                    " and tablename = 'int_claims_with_deductions'")}
+    assert {"settlement_id", "visit_id", "patient_key", "deduction_amount", "_batch_at"} <= analysed
+    (latest,) = _rows(conn, "select max(_batch_at) = (select max(v) from pg_stats,"
+                      " unnest(coalesce(most_common_vals, histogram_bounds)::text::timestamptz[]) as v"
+                      " where schemaname = 'intermediate' and tablename = 'int_claims_with_deductions'"
+                      " and attname = '_batch_at') from intermediate.int_claims_with_deductions")
+    assert latest == (True,)
