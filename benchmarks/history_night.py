@@ -20,8 +20,8 @@
    working session) resumes after the last catch-up it published.
 3. **The night on top of the year**: a copy of that database (``create database … template``)
    loads, validates, builds, validates and publishes the night; every step timed. A copy doubles
-   the disk (the 30M-claim year measured 34 GB, so 34 GB more); ``--in-place`` runs the night in the year's
-   database itself instead, which a later run then builds again.
+   the disk (the 30M-claim year measured 34 GB, so 34 GB more); ``--in-place`` runs the night in
+   the year's database itself instead, which a later run then builds again.
 4. **The same night on top of nothing**: a fresh database holding only the reference data runs the
    same night (same landing files, same steps).
 
@@ -30,9 +30,9 @@ the year's catch-up, the night on the year and the night on nothing, the ratio y
 step, and dbt's three slowest models of each run (over every dbt invocation of the step: an
 upgrade's refreshes of stale models included), plus the row counts and the load average.
 ``--repeat N`` times the two nights N times in turn (a fresh copy of the year and a fresh empty
-database each time) and prints each pair's table, every ratio and their median: on an idle machine two runs of the same code still differ by about 0.1 in
-the ratio. It takes long at full size (30M claims: hours); it is a benchmark,
-not a test. A small run: ``--hospitals 5 --days 20 --claims-total 20000``.
+database each time) and prints each pair's table, every ratio and their median: on an idle
+machine two runs of the same code still differ by about 0.1 in the ratio. It takes long at full
+size (30M claims: hours); it is a benchmark, not a test. A small run: ``--hospitals 5 --days 20 --claims-total 20000``.
 
 Nothing is stubbed: the real loader, GX, dbt and PostgreSQL (the embedded server unless
 ``YIBAO_DATABASE_URL`` is set; the databases are created beside the warehouse database).

@@ -11,7 +11,7 @@
     ],
     post_hook=[
         "{{ partial_index(['patient_key', 'rule_id'], 'rule_type in (' ~ audit_window_rule_types() ~ ')') }}",
-        "{{ analyze_night_rows('fee_line_id') }}",
+        "{{ analyze_night_rows() }}",
     ],
 ) }}
 

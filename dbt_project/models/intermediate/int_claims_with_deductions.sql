@@ -13,7 +13,7 @@
     pre_hook="{{ materialize_night_rows(ref('stg_claims'), ref('stg_load_ledger'), 'int_claims_with_deductions__night') }}",
     post_hook=[
         "{{ partial_index(['hospital_code', 'patient_key'], \"medical_category_code = '21'\") }}",
-        "{{ analyze_night_rows('settlement_id') }}",
+        "{{ analyze_night_rows() }}",
     ]
 ) }}
 
