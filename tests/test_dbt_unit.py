@@ -1237,6 +1237,44 @@ def test_r9_late_lines_rederive_the_touched_surgeries_and_months_only(built):
     _assert_marts_equal(conn, "marts_build", "marts_check")
 
 
+def test_night_rows_are_analysed_by_batch_at_only_once_the_table_has_statistics(built):
+    """int_claims_with_deductions' post-hook (macro analyze_night_rows): a table built from scratch
+    is analysed whole (every column has statistics); an incremental build analyses `_batch_at`
+    alone (statistics target 10), so the planner learns of the night's batch without a whole-table
+    ANALYZE every night. The table is small enough for ANALYZE to read every row, so a column it
+    analyses sees the night's settlement: `_batch_at` gains a distinct value, `settlement_id`'s
+    statistics stay as they were. (Placed before the budget test, which must run last.)"""
+    conn, _, url = built
+    table = "schemaname = 'intermediate' and tablename = 'int_claims_with_deductions'"
+
+    def column_stats(column):
+        return _rows(conn, "select null_frac, n_distinct, most_common_vals::text, histogram_bounds::text"
+                     f" from pg_stats where {table} and attname = %s", column)
+
+    (target,) = _rows(conn, "select attstattarget from pg_attribute"
+                      " where attrelid = 'intermediate.int_claims_with_deductions'::regclass and attname = '_batch_at'")
+    assert target == (10,)
+    analysed = {c for (c,) in _rows(conn, f"select attname from pg_stats where {table}")}
+    assert {"settlement_id", "visit_id", "patient_key", "deduction_amount", "_batch_at"} <= analysed
+    ((_, batches_before, _, _),) = column_stats("_batch_at")
+    settlements_before = column_stats("settlement_id")
+
+    with conn.cursor() as cur:  # a night of one settlement (insurance type 310: budgeted)
+        day = dt.date(2025, 12, 21)
+        lid = _ledger(cur, "claim", H1, day, "late/analyse_claim.csv", 1)
+        _insert(cur, "raw.claim", ["hospital_code", *CLAIM_COLS],
+                [(H1, *claim("S391", "V391", ts(2025, 12, 21), "300.00"))],
+                {"load_id": lid, "business_date": day, "source_file": "late/analyse_claim.csv",
+                 "source_row": None})
+    transform.run_dbt(["run", "--select", "stg_claims", "int_claims_with_deductions"],
+                      as_of=C, marts_schema="marts_check", url=url)
+    assert _rows(conn, "select count(*) from intermediate.int_claims_with_deductions"
+                 " where settlement_id = 'S391'") == [(1,)]
+    ((_, batches_after, _, _),) = column_stats("_batch_at")
+    assert (batches_before, batches_after) == (1, 2), "the full rebuild wrote one batch, the night a second"
+    assert column_stats("settlement_id") == settlements_before, "only _batch_at was analysed"
+
+
 def test_claims_without_budget_fail_the_build(built):
     """R7: a month with claims but no budget row is an error surfaced by the checks (runs last:
     it leaves an unbudgeted settlement in the intermediate tables)."""
@@ -1276,22 +1314,3 @@ def test_claims_without_budget_fail_the_build(built):
         )
     assert [f.name for f in err.value.failures] == ["assert_claims_have_fund_budget"]
     assert err.value.failures[0].status == "fail"
-
-
-def test_night_rows_are_analysed_by_batch_at_only_once_the_table_has_statistics(built):
-    """int_claims_with_deductions' post-hook (macro analyze_night_rows): the table built from scratch
-    was analysed whole (every column has statistics), and after the incremental builds that followed,
-    `_batch_at` (statistics target 10) knows the last build's batch: the planner's estimate of the
-    night's rows is kept right without a whole-table ANALYZE every night."""
-    conn = built[0]
-    (target,) = _rows(conn, "select attstattarget from pg_attribute"
-                      " where attrelid = 'intermediate.int_claims_with_deductions'::regclass and attname = '_batch_at'")
-    assert target == (10,)
-    analysed = {c for (c,) in _rows(conn, "select attname from pg_stats where schemaname = 'intermediate'"
-                                    " and tablename = 'int_claims_with_deductions'")}
-    assert {"settlement_id", "visit_id", "patient_key", "deduction_amount", "_batch_at"} <= analysed
-    (latest,) = _rows(conn, "select max(_batch_at) = (select max(v) from pg_stats,"
-                      " unnest(coalesce(most_common_vals, histogram_bounds)::text::timestamptz[]) as v"
-                      " where schemaname = 'intermediate' and tablename = 'int_claims_with_deductions'"
-                      " and attname = '_batch_at') from intermediate.int_claims_with_deductions")
-    assert latest == (True,)
