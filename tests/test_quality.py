@@ -1019,6 +1019,33 @@ def test_audit_findings_are_checked_since_the_last_publish(city):
             cur.execute("delete from audit.publish_log where publish_id = any(%s)", (published,))
 
 
+def test_checks_since_the_last_publish_filter_with_the_gate_s_predicate():
+    """The marts_audit checks that read fct_audit_findings since the last publish filter with
+    quality.WRITTEN_SINCE_PUBLISH, the predicate the gate counts their evaluated rows with (one
+    text: edited in one place and not the other, the counts would describe other rows than the
+    checks read); the other checks of the suite do not filter by _batch_at."""
+    import json
+    import re
+
+    from yibao.quality import MART_TABLES_CHECKED_SINCE_PUBLISH, WRITTEN_SINCE_PUBLISH
+
+    def words(text):
+        return re.sub(r"\s+", " ", text).strip()
+
+    suite = json.loads((PROJECT_ROOT / "expectations" / "expectations" / "marts_audit.json").read_text(encoding="utf-8"))
+    since, whole = [], []
+    for e in suite["expectations"]:
+        query = words(e["kwargs"]["unexpected_rows_query"])
+        (since if "since the last publish" in e["description"] else whole).append((e["meta"]["check"], query))
+    assert MART_TABLES_CHECKED_SINCE_PUBLISH == ("fct_audit_findings",)
+    assert len(since) == 4, [c for c, _ in since]
+    for check, query in since:
+        assert query.count(words(WRITTEN_SINCE_PUBLISH)) == 1, check
+        assert "from fct_audit_findings where" in query, check
+    for check, query in whole:
+        assert "_batch_at" not in query and "publish_log" not in query, check
+
+
 def test_claims_without_budget_are_read_since_the_last_publish(city):
     """month_with_claims_has_budget reads the raw claims loaded since the last publish (what was
     published passed it), and every claim again when the budget file arrived after that publish."""
