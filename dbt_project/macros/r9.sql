@@ -164,7 +164,10 @@ Touched since the watermark:
 {%- endmacro %}
 
 {#- Post-hook of int_surgery_consumable_costs: a touched surgery that this build did not write
-    (no high-value line left, no month, or no diagnosed effective settlement) leaves the table. -#}
+    (no high-value line left, no month, or no diagnosed effective settlement) leaves the table.
+    "Written by this build" is `_batch_at = now()`: the hook runs in the model's transaction (dbt's
+    default for a config post_hook; never declare it with `transaction: false`), where now() is the
+    `_batch_at` the insert wrote. -#}
 {% macro r9_surgery_costs_drop_vanished() -%}
     delete from {{ this }} as stored
     using {{ r9_touched_table() }} as touched
