@@ -280,6 +280,13 @@
     pg_temp.{{ this.identifier }}__visits
 {%- endmacro %}
 
+{#- The matches int_audit_deductible_lines lists as candidates, decided on the visit's effective
+    settlement by int_claims_with_deductions (R14, R19), and the predicate of the partial index of
+    int_audit_rule_matches that serves it (the same text, so that the planner sees the implication). -#}
+{% macro audit_decided_by_settlement() -%}
+rule_type in ('inpatient_only', 'indication') and severity = 'violation'
+{%- endmacro %}
+
 {#- The rule types decided over a patient's window (R15 per day, R16, R20 across hospitals). -#}
 {% macro audit_window_rule_types(as_list=false) -%}
     {%- set types = ['daily_quantity', 'min_interval_days', 'repeat_exam'] -%}

@@ -74,8 +74,7 @@ lines as (
         diagnosis_prefixes,
         amount::numeric(18, 2) as flagged_amount
     from {{ ref('int_audit_rule_matches') }}
-    where rule_type in ('inpatient_only', 'indication')
-      and severity = 'violation'
+    where {{ audit_decided_by_settlement() }}
       and visit_id is not null
       {% if not everything %}
       and (hospital_code, visit_id) in (select hospital_code, visit_id from touched_visits)

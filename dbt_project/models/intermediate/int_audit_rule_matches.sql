@@ -11,6 +11,7 @@
     ],
     post_hook=[
         "{{ partial_index(['patient_key', 'rule_id'], 'rule_type in (' ~ audit_window_rule_types() ~ ')') }}",
+        "{{ partial_index(['hospital_code', 'visit_id', 'fee_line_id'], audit_decided_by_settlement()) }}",
         "{{ analyze_night_rows() }}",
     ],
 ) }}
@@ -38,6 +39,11 @@
 -- hospitals) and is partial to their rule types (macros/indexes.sql): keyed by patient, a
 -- full index took every night's match at a random leaf page, for 3.6 % of the matches (10 M-line
 -- city) that are ever read through it.
+-- The (hospital_code, visit_id, fee_line_id) index is partial to the violation matches of the
+-- rules decided on the settlement (R14 inpatient_only, R19 indication: ~1 % of the matches), which
+-- int_audit_deductible_lines reads for every touched visit: through the full (hospital_code,
+-- visit_id) index that probe read each visit's ~19 matches to keep none (16.8 s, 3.1 M pages for
+-- 220k visits on a 30 M-line city, docs/scale-out.md §7.4).
 -- Analyzed after every build: the models downstream select the night's matches by _batch_at,
 -- which stale statistics estimate at one row (then a nested loop rescans a subquery per line).
 

@@ -331,12 +331,15 @@ effective_settlements as (
 visit_audit_violations as (
 
     -- each fee line of an effective settlement's visit denied once: its violation finding of
-    -- largest magnitude (R14/R19 only when the effective settlement meets their condition)
-    select hospital_code, visit_id, sum(violation_amount) as audit_violation_amount
+    -- largest magnitude (R14/R19 only when the effective settlement meets their condition).
+    -- Keyed by the effective settlement (one per visit), the only row that uses it: joined by
+    -- visit, a misestimate of this aggregate (69 rows for 190k) let the planner merge on
+    -- hospital_code alone and filter visit_id, 685 M row pairs (100 s) on a 30 M-line city.
+    select hospital_code, settlement_id, sum(violation_amount) as audit_violation_amount
     from (
         select distinct on (lines.hospital_code, lines.fee_line_id)
             lines.hospital_code,
-            lines.visit_id,
+            effective_settlements.settlement_id,
             lines.flagged_amount as violation_amount
         from {{ ref('int_audit_deductible_lines') }} as lines
         inner join classified
@@ -379,7 +382,7 @@ deducted as (
        and classified.visit_id = visit_excess.visit_id
     left join visit_audit_violations
         on classified.hospital_code = visit_audit_violations.hospital_code
-       and classified.visit_id = visit_audit_violations.visit_id
+       and classified.settlement_id = visit_audit_violations.settlement_id
     left join audit_visit_digests
         on classified.hospital_code = audit_visit_digests.hospital_code
        and classified.visit_id = audit_visit_digests.visit_id
