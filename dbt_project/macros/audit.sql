@@ -149,6 +149,11 @@
     every CTE of the model. Every match of the rule types when everything. -#}
 {% macro audit_visit_group_matches(everything, rule_types) -%}
     {%- set types = "'" ~ (rule_types | join("', '")) ~ "'" -%}
+    {%- set unindexed = [] -%}
+    {%- for t in rule_types if t not in audit_visit_partial_rule_types(as_list=true) -%}
+        {%- do unindexed.append(t) -%}
+    {%- endfor -%}
+    {%- set use_partial = unindexed | length == 0 -%}
     {%- if everything -%}
     select *
     from {{ ref('int_audit_rule_matches') }}
@@ -163,6 +168,10 @@
         from {{ ref('int_audit_rule_matches') }} as visit_matches
         where visit_matches.hospital_code = touched_visits.hospital_code
           and visit_matches.visit_id = touched_visits.visit_id
+          {%- if use_partial %}
+          -- the predicate of the partial (hospital_code, visit_id, rule_id) index, verbatim
+          and {{ audit_visit_partial_predicate() }}
+          {%- endif %}
           and visit_matches.rule_type in ({{ types }})
         offset 0
     ) as matches
@@ -170,6 +179,24 @@
         select hospital_code, visit_id, rule_id from pg_temp.{{ this.identifier }}__touched
     )
     {%- endif -%}
+{%- endmacro %}
+
+{#- The rule types decided per visit that audit_visit_group_matches reads through a partial
+    (hospital_code, visit_id, rule_id) index of int_audit_rule_matches (predicate below): R17
+    course_days, ~7 % of the matches on the 30 M-line city. Through the full (hospital_code,
+    visit_id) index each touched visit's probe fetched all its matches (~19, every rule type) to
+    keep one or two (docs/scale-out.md §7.5). Not R18 included_in: it is ~65 % of the matches
+    (main and included items), a partial index would not be selective. -#}
+{% macro audit_visit_partial_rule_types(as_list=false) -%}
+    {%- set types = ['course_days'] -%}
+    {%- if as_list -%}
+        {{- return(types) -}}
+    {%- endif -%}
+    '{{ types | join("', '") }}'
+{%- endmacro %}
+
+{% macro audit_visit_partial_predicate() -%}
+rule_type in ({{ audit_visit_partial_rule_types() }})
 {%- endmacro %}
 
 {#- Pre-hook: the groups re-derived tonight into an analysed temporary table, and the deletion of
@@ -200,9 +227,16 @@
     - the visit of every match written since wm (a new, late, refunded or corrected line, and the
       tombstone of a line that no longer matches), and the visits its _prior_keys name (where a
       corrected line was before);
-    - with windows: every visit holding a match of a window group (R15, R16, R20: patient x rule,
-      across hospitals) that a match written since wm touches, since re-walking the group can move
-      a finding to another visit (I01 moved away makes I16 of another visit non-payable).
+    - with windows (the models of the deductible base: int_audit_deductible_lines,
+      int_claims_with_deductions): every visit holding a violation match of a window group (R15,
+      R16, R20: patient x rule, across hospitals) that a match written since wm touches, since
+      re-walking the group can move a finding to another visit (I01 moved away makes I16 of
+      another visit non-payable). Only violation matches, of rules with a violation row: a
+      suspicious finding never deducts, and a visit whose deductible findings change holds a
+      violation match of the group. On the 30 M-line city the groups of every severity added
+      161,745 visits to the night's 59,000, those of violation rules 41,152 (docs/scale-out.md
+      §7.5). fct_audit_findings needs no window visits: it re-copies the window findings by
+      group (patient x rule), wherever their visit.
     R17/R18 groups are visits, R11-R14/R19 lines: both covered by the first part. Read through the
     (_batch_at) and (patient_key, rule_id) indexes of int_audit_rule_matches: only the night's
     matches and the history of the groups they touch. -#}
@@ -244,11 +278,15 @@
         where matches.patient_key = window_groups.patient_key
           and matches.rule_id = window_groups.rule_id
           and matches.rule_type in ({{ audit_window_rule_types() }})
+          and matches.severity = 'violation'
           and matches.visit_id is not null
         {%- if window_groups is none %}
         offset 0
         {%- endif %}
     ) as window_matches
+    where window_groups.rule_id in (
+        select rule_id from {{ ref('stg_audit_rules') }} where severity = 'violation'
+    )
     {%- endif %}
 {%- endmacro %}
 
@@ -416,7 +454,7 @@ rule_type in ('inpatient_only', 'indication') and severity = 'violation'
     findings to re-copy. The pre-hook deletes the stored rows the same predicates select, so that
     the deleted and the re-copied findings are the same ones. -#}
 {% macro audit_mart_touched_visits(wm) -%}
-    {{ audit_touched_visits(wm, window_groups='pg_temp.fct_audit_findings__touched_windows') }}
+    {{ audit_touched_visits(wm, windows=false) }}
     union
     {{ audit_claims_touched(wm, ['hospital_code', 'visit_id']) }}
 {%- endmacro %}

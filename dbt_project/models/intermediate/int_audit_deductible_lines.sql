@@ -18,8 +18,8 @@
 -- settlement, not a fee line, so it never enters the base.
 --
 -- Incremental: re-derives the visits whose findings may have changed since this table was written
--- (macro audit_touched_visits: the visits of the night's matches, of their prior keys, and of the
--- window groups R15/R16/R20 they touch), reading each finding model through its
+-- (macro audit_touched_visits: the visits of the night's matches, of their prior keys, and the
+-- visits with a violation match in the window groups R15/R16/R20 they touch), reading each finding model through its
 -- (hospital_code, visit_id) index; a pre-hook writes those visits to an analysed temporary table
 -- and deletes their stored rows. Every visit when the rule library or the hospital registry
 -- changed.

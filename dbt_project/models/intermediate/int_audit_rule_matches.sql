@@ -12,6 +12,7 @@
     post_hook=[
         "{{ partial_index(['patient_key', 'rule_id'], 'rule_type in (' ~ audit_window_rule_types() ~ ')') }}",
         "{{ partial_index(['hospital_code', 'visit_id', 'fee_line_id'], audit_decided_by_settlement()) }}",
+        "{{ partial_index(['hospital_code', 'visit_id', 'rule_id'], audit_visit_partial_predicate()) }}",
         "{{ analyze_night_rows() }}",
     ],
 ) }}
@@ -44,6 +45,9 @@
 -- int_audit_deductible_lines reads for every touched visit: through the full (hospital_code,
 -- visit_id) index that probe read each visit's ~19 matches to keep none (16.8 s, 3.1 M pages for
 -- 220k visits on a 30 M-line city, docs/scale-out.md §7.4).
+-- The (hospital_code, visit_id, rule_id) index is partial to R17's course_days matches (~7 %;
+-- macro audit_visit_partial_predicate), which int_audit_course_days probes for every touched
+-- visit: through the full index each probe fetched all the visit's matches.
 -- Analyzed after every build: the models downstream select the night's matches by _batch_at,
 -- which stale statistics estimate at one row (then a nested loop rescans a subquery per line).
 

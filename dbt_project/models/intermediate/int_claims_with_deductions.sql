@@ -268,37 +268,6 @@ reversed_settlements as materialized (
 
 {% endif %}
 
-visit_excess as (
-
-    select
-        hospital_code,
-        visit_id,
-        sum(unreasonable_excess_amount) as visit_excess_amount
-    from {{ ref('int_usage_priced_against_payment_standard') }}
-    {%- if is_incremental() %}
-    where (hospital_code, visit_id) in (select hospital_code, visit_id from claims)
-    {%- endif %}
-    group by 1, 2
-
-),
-
-audit_visit_digests as (
-
-    select
-        hospital_code,
-        visit_id,
-        md5(string_agg(
-            concat_ws('/', fee_line_id, rule_id, rule_type, flagged_amount, diagnosis_prefixes), ','
-            order by fee_line_id, rule_id
-        )) as audit_digest
-    from {{ ref('int_audit_deductible_lines') }}
-    {%- if is_incremental() %}
-    where (hospital_code, visit_id) in (select hospital_code, visit_id from claims)
-    {%- endif %}
-    group by 1, 2
-
-),
-
 classified as (
 
     select
@@ -325,6 +294,41 @@ effective_settlements as (
       and visit_id is not null
       and settled_at is not null
     order by hospital_code, visit_id, settled_at desc, settlement_id desc
+
+),
+
+visit_excess as (
+
+    -- the visit's R3 excess over its usage lines, keyed by its effective settlement (the only row
+    -- that uses it), like the two below: joined by visit, a misestimate of the aggregate could
+    -- let the planner merge on hospital_code alone (visit_audit_violations, 30 M-line city)
+    select
+        effective_settlements.hospital_code,
+        effective_settlements.settlement_id,
+        sum(usage.unreasonable_excess_amount) as visit_excess_amount
+    from {{ ref('int_usage_priced_against_payment_standard') }} as usage
+    inner join effective_settlements
+        on usage.hospital_code = effective_settlements.hospital_code
+       and usage.visit_id = effective_settlements.visit_id
+    group by 1, 2
+
+),
+
+audit_visit_digests as (
+
+    select
+        effective_settlements.hospital_code,
+        effective_settlements.settlement_id,
+        md5(string_agg(
+            concat_ws('/', lines.fee_line_id, lines.rule_id, lines.rule_type, lines.flagged_amount,
+                      lines.diagnosis_prefixes), ','
+            order by lines.fee_line_id, lines.rule_id
+        )) as audit_digest
+    from {{ ref('int_audit_deductible_lines') }} as lines
+    inner join effective_settlements
+        on lines.hospital_code = effective_settlements.hospital_code
+       and lines.visit_id = effective_settlements.visit_id
+    group by 1, 2
 
 ),
 
@@ -379,13 +383,13 @@ deducted as (
        and classified.settlement_id = effective_settlements.settlement_id
     left join visit_excess
         on classified.hospital_code = visit_excess.hospital_code
-       and classified.visit_id = visit_excess.visit_id
+       and classified.settlement_id = visit_excess.settlement_id
     left join visit_audit_violations
         on classified.hospital_code = visit_audit_violations.hospital_code
        and classified.settlement_id = visit_audit_violations.settlement_id
     left join audit_visit_digests
         on classified.hospital_code = audit_visit_digests.hospital_code
-       and classified.visit_id = audit_visit_digests.visit_id
+       and classified.settlement_id = audit_visit_digests.settlement_id
 
 ),
 
