@@ -318,11 +318,15 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
     pg_temp.{{ this.identifier }}__visits
 {%- endmacro %}
 
-{#- The matches int_audit_deductible_lines lists as candidates, decided on the visit's effective
-    settlement by int_claims_with_deductions (R14, R19), and the predicate of the partial index of
-    int_audit_rule_matches that serves it (the same text, so that the planner sees the implication). -#}
+{#- The matches decided on the visit's effective settlement (R14, R19: int_audit_claim_rules,
+    and, their violations, the candidates int_audit_deductible_lines lists for
+    int_claims_with_deductions), and the predicate of the partial index of int_audit_rule_matches
+    that serves both (the same text, so that the planner sees the implication). All severities:
+    int_audit_claim_rules reports suspicious findings too, and through the full (hospital_code,
+    visit_id) index its probe read each touched visit's ~19 matches to keep none (96 s cold for 59k
+    visits on a 30 M-line city, 1.2 s through this index; docs/scale-out.md §7.5). -#}
 {% macro audit_decided_by_settlement() -%}
-rule_type in ('inpatient_only', 'indication') and severity = 'violation'
+rule_type in ('inpatient_only', 'indication')
 {%- endmacro %}
 
 {#- The rule types decided over a patient's window (R15 per day, R16, R20 across hospitals). -#}

@@ -43,7 +43,8 @@ matches as (
 
     select *
     from {{ ref('int_audit_rule_matches') }}
-    where rule_type in ('inpatient_only', 'indication')
+    -- the predicate of the partial (hospital_code, visit_id, fee_line_id) index, verbatim
+    where {{ audit_decided_by_settlement() }}
       and visit_id is not null
       {% if not everything %}
       and (hospital_code, visit_id) in (select hospital_code, visit_id from touched_visits)

@@ -75,6 +75,7 @@ lines as (
         amount::numeric(18, 2) as flagged_amount
     from {{ ref('int_audit_rule_matches') }}
     where {{ audit_decided_by_settlement() }}
+      and severity = 'violation'
       and visit_id is not null
       {% if not everything %}
       and (hospital_code, visit_id) in (select hospital_code, visit_id from touched_visits)

@@ -40,11 +40,12 @@
 -- hospitals) and is partial to their rule types (macros/indexes.sql): keyed by patient, a
 -- full index took every night's match at a random leaf page, for 3.6 % of the matches (10 M-line
 -- city) that are ever read through it.
--- The (hospital_code, visit_id, fee_line_id) index is partial to the violation matches of the
--- rules decided on the settlement (R14 inpatient_only, R19 indication: ~1 % of the matches), which
--- int_audit_deductible_lines reads for every touched visit: through the full (hospital_code,
--- visit_id) index that probe read each visit's ~19 matches to keep none (16.8 s, 3.1 M pages for
--- 220k visits on a 30 M-line city, docs/scale-out.md §7.4).
+-- The (hospital_code, visit_id, fee_line_id) index is partial to the matches of the rules decided
+-- on the settlement (R14 inpatient_only, R19 indication: ~1.4 % of the matches), which
+-- int_audit_claim_rules and (their violations) int_audit_deductible_lines read for every touched
+-- visit: through the full (hospital_code, visit_id) index each probe read the visit's ~19 matches
+-- to keep none (16.8 s, 3.1 M pages for 220k visits on a 30 M-line city, docs/scale-out.md §7.4;
+-- R14/R19 96 s cold, §7.5).
 -- The (hospital_code, visit_id, rule_id) index is partial to R17's course_days matches (~7 %;
 -- macro audit_visit_partial_predicate), which int_audit_course_days probes for every touched
 -- visit: through the full index each probe fetched all the visit's matches.
