@@ -209,11 +209,12 @@ def night_a(cur):
         fee("F11", "V9", ts(3, 3, 9), SEX_ITEM, "1", "300.00", item_type="31"),
     ])
     load_extract(cur, "claim", H1, day, [claim("S9", "V9", ts(3, 3, 17), "2000.00", "1200.00")])
-    # EXTRA (not in the worked example; visits without a claim, so nothing is deducted): an R11
-    # line (F12) and a visit VR with two R18 groups (INC-1 per day, INC-2 per visit), so that
+    # EXTRA (not in the worked example; visits without a claim, so nothing is deducted): two R11
+    # lines (F12, F13) and a visit VR with two R18 groups (INC-1 per day, INC-2 per visit), so that
     # night C's corrections touch one group of a visit and leave the other alone
     load_extract(cur, "fee_detail", H3, day, [
         fee("F12", "VS", ts(3, 3, 8), SEX_ITEM, "1", "10.00"),
+        fee("F13", "VS", ts(3, 3, 9), SEX_ITEM, "1", "10.00"),
         fee("RA1", "VR", ts(3, 3, 10), INC_A, "1", "100.00"),
         fee("RB1", "VR", ts(3, 3, 11), INC_B, "1", "10.00"),
         fee("RA2", "VR", ts(3, 3, 12), INC_A2, "1", "80.00"),
@@ -222,7 +223,7 @@ def night_a(cur):
 
 
 # the subjects of the extra lines, left out of the worked example's figures
-EXTRA = {"F12", "RA1", "RB1", "RA2", "RB2", "RA1R"}
+EXTRA = {"F12", "F13", "RA1", "RB1", "RA2", "RB2", "RA1R"}
 
 
 def night_b(cur):
@@ -268,8 +269,10 @@ def night_c(cur):
     ])
     # EXTRA: F12 re-sent with an item no rule matches (its R11 finding goes); RA1 refunded the
     # same day (INC-1's main item nets 0 on VR: RB1's finding goes, INC-2's on RB2 stays, once)
+    # F13 re-sent on another visit (VT): its R11 finding moves there, none stays on VS
     load_extract(cur, "fee_detail", H3, dt.date(2025, 6, 1), [
         fee("F12", "VS", ts(3, 3, 8), "001199000010000", "1", "10.00"),
+        fee("F13", "VT", ts(3, 3, 9), SEX_ITEM, "1", "10.00"),
         fee("RA1R", "VR", ts(3, 3, 14), INC_A, "-1", "100.00"),
     ])
 
@@ -452,9 +455,15 @@ def test_night_c_corrections_rederive_their_groups(built):
     # EXTRA: the corrected R11 line and the netted R18 group lose their findings; the visit's
     # other R18 group keeps its one finding
     before = built[1]["B"][0]
-    assert {k for k in before if k[1] in EXTRA} == {("SEX-1", "F12"), ("INC-1", "RB1"), ("INC-2", "RB2")}
-    assert {k for k in findings if k[1] in EXTRA} == {("INC-2", "RB2")}
+    assert {k for k in before if k[1] in EXTRA} == {
+        ("SEX-1", "F12"), ("SEX-1", "F13"), ("INC-1", "RB1"), ("INC-2", "RB2")}
+    assert {k for k in findings if k[1] in EXTRA} == {("SEX-1", "F13"), ("INC-2", "RB2")}
     assert findings[("INC-2", "RB2")] == before[("INC-2", "RB2")]
+    # the line moved to VT: its finding was re-copied with the new visit and left none on VS
+    # (the mart re-copies R11-R13 findings by visit, the old visit from the line's prior keys)
+    assert _rows(
+        built[0], "select visit_id from audit_incremental_c.fct_audit_findings where subject_id = 'F13'"
+    ) == [("VT",)]
     # S9's base: 300.00 - 300.00 + 91.00 + 40.00 = 131.00 → round(131.00 x 0.6, 2) = 78.60
     assert deductions["S9"] == (D("0.00"), D("131.00"), D("131.00"), D("78.60"))
     assert deductions["S10"] == (D("0.00"), D("45.50"), D("45.50"), D("22.75"))
@@ -489,6 +498,7 @@ def test_audit_summary_monthly(built):
         (H17, dt.date(2025, 3, 1), "min_interval_days", "violation", 1, D("50.00")),
         (H17, dt.date(2025, 4, 1), "repeat_exam", "suspicious", 1, D("180.00")),
         (H3, dt.date(2025, 3, 1), "included_in", "violation", 1, D("8.00")),  # EXTRA: INC-2 on RB2
+        (H3, dt.date(2025, 3, 1), "sex", "violation", 1, D("10.00")),  # EXTRA: F13 (on VT)
     ]
 
 

@@ -467,10 +467,17 @@ rule_type in ('inpatient_only', 'indication')
     {{ audit_touched_groups(wm, audit_window_rule_types(as_list=true), ['patient_key', 'rule_id']) }}
 {%- endmacro %}
 
+{#- The lines whose R11-R13 findings by_visit cannot reach: a finding of a line with a visit is
+    re-copied with that visit (the visits of the night's matches, current and prior keys), so only
+    lines without a visit, now or in an earlier version, are re-copied by line. The loader never
+    writes one (visit_id is a required fee_detail column), so this set is empty and the night does
+    not probe the mart and int_audit_line_rules once per line: on a 30 M-line city every one of the
+    night's ~880k matched lines was probed twice (docs/scale-out.md §7.5). -#}
 {% macro audit_mart_touched_lines(wm) -%}
     select hospital_code, fee_line_id
     from {{ ref('int_audit_rule_matches') }}
     where _batch_at > '{{ wm.batch_at }}'::timestamptz
+      and (visit_id is null or jsonb_path_exists(_prior_keys, '$[*] ? (@.visit_id == null)'))
 {%- endmacro %}
 
 {% macro audit_mart_touched_stays(wm) -%}

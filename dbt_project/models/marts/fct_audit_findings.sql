@@ -20,15 +20,15 @@
 -- findings whose subject may have changed since this table was written, and a pre-hook deletes
 -- the stored ones (macro audit_findings_mart_keys; the key sets are temporary tables the pre-hook
 -- fills): the fee-line findings of every visit of the night's matches and of their prior keys
--- (audit_touched_visits without its window groups) and of the visits re-settled since; R11-R13
--- also by line; R15/R16/R20 by patient x rule, the window groups the night touches, wherever the
--- visit of their findings (a re-walk can move a finding to another visit: re-copying every
--- finding of every visit holding a match of those groups re-copied 4x the night's findings on a
--- 30 M-line city, docs/scale-out.md §7.5); R22 by hospital x patient and by settlement. Each read
--- goes through an index of the finding model. The pre-hook's
--- delete by patient x rule reads the window rules' findings only, so that index is partial to
--- their rule types (macros/indexes.sql). Everything when the rule library or the hospital
--- registry changed.
+-- (audit_touched_visits without its window groups) and of the visits re-settled since (R11-R13
+-- with them; by line only a line without a visit, which the loader never writes); R15/R16/R20
+-- by patient x rule, the window groups the night touches, wherever the visit of their findings
+-- (a re-walk can move a finding to another visit: re-copying every finding of every visit
+-- holding a match of those groups re-copied 4x the night's findings on a 30 M-line city,
+-- docs/scale-out.md §7.5); R22 by hospital x patient and by settlement. Each read goes through an
+-- index of the finding model. The pre-hook's delete by patient x rule reads the window rules'
+-- findings only, so that index is partial to their rule types (macros/indexes.sql). Everything
+-- when the rule library or the hospital registry changed.
 
 -- depends_on: {{ ref('int_audit_rule_matches') }}
 -- depends_on: {{ ref('int_claims_with_deductions') }}
