@@ -214,7 +214,7 @@ def night_a(cur):
     # night C's corrections touch one group of a visit and leave the other alone
     load_extract(cur, "fee_detail", H3, day, [
         fee("F12", "VS", ts(3, 3, 8), SEX_ITEM, "1", "10.00"),
-        fee("F13", "VS", ts(3, 3, 9), SEX_ITEM, "1", "10.00"),
+        fee("F13", "VU", ts(3, 3, 9), SEX_ITEM, "1", "10.00"),
         fee("RA1", "VR", ts(3, 3, 10), INC_A, "1", "100.00"),
         fee("RB1", "VR", ts(3, 3, 11), INC_B, "1", "10.00"),
         fee("RA2", "VR", ts(3, 3, 12), INC_A2, "1", "80.00"),
@@ -269,7 +269,7 @@ def night_c(cur):
     ])
     # EXTRA: F12 re-sent with an item no rule matches (its R11 finding goes); RA1 refunded the
     # same day (INC-1's main item nets 0 on VR: RB1's finding goes, INC-2's on RB2 stays, once)
-    # F13 re-sent on another visit (VT): its R11 finding moves there, none stays on VS
+    # F13 re-sent on another visit (VU -> VT): its R11 finding moves there, none stays on VU
     load_extract(cur, "fee_detail", H3, dt.date(2025, 6, 1), [
         fee("F12", "VS", ts(3, 3, 8), "001199000010000", "1", "10.00"),
         fee("F13", "VT", ts(3, 3, 9), SEX_ITEM, "1", "10.00"),
@@ -459,7 +459,7 @@ def test_night_c_corrections_rederive_their_groups(built):
         ("SEX-1", "F12"), ("SEX-1", "F13"), ("INC-1", "RB1"), ("INC-2", "RB2")}
     assert {k for k in findings if k[1] in EXTRA} == {("SEX-1", "F13"), ("INC-2", "RB2")}
     assert findings[("INC-2", "RB2")] == before[("INC-2", "RB2")]
-    # the line moved to VT: its finding was re-copied with the new visit and left none on VS
+    # the line moved to VT: its finding was re-copied with the new visit and left none on VU
     # (the mart re-copies R11-R13 findings by visit, the old visit from the line's prior keys)
     assert _rows(
         built[0], "select visit_id from audit_incremental_c.fct_audit_findings where subject_id = 'F13'"
