@@ -94,8 +94,13 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- A list of rule types (constants of this project) as SQL text literals: 'a', 'b'. -#}
+{% macro audit_sql_list(values) -%}
+    '{{ values | join("', '") }}'
+{%- endmacro %}
+
 {% macro audit_touched_groups(wm, rule_types, group_columns) -%}
-    {%- set types = "'" ~ (rule_types | join("', '")) ~ "'" -%}
+    {%- set types = audit_sql_list(rule_types) -%}
     select distinct {{ group_columns | join(', ') }}
     from (
         select {{ group_columns | join(', ') }}
@@ -148,12 +153,9 @@
     rule (a visit touches ~9 R18 rules, each probe read all the visit's matches), read once for
     every CTE of the model. Every match of the rule types when everything. -#}
 {% macro audit_visit_group_matches(everything, rule_types) -%}
-    {%- set types = "'" ~ (rule_types | join("', '")) ~ "'" -%}
-    {%- set unindexed = [] -%}
-    {%- for t in rule_types if t not in audit_visit_partial_rule_types(as_list=true) -%}
-        {%- do unindexed.append(t) -%}
-    {%- endfor -%}
-    {%- set use_partial = unindexed | length == 0 -%}
+    {%- set types = audit_sql_list(rule_types) -%}
+    {#- every rule type read has its matches in the partial index: probe through it -#}
+    {%- set use_partial = rule_types | reject('in', audit_visit_partial_rule_types(as_list=true)) | list | length == 0 -%}
     {%- if everything -%}
     select *
     from {{ ref('int_audit_rule_matches') }}
@@ -192,7 +194,7 @@
     {%- if as_list -%}
         {{- return(types) -}}
     {%- endif -%}
-    '{{ types | join("', '") }}'
+    {{ audit_sql_list(types) }}
 {%- endmacro %}
 
 {% macro audit_visit_partial_predicate() -%}
@@ -214,7 +216,7 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
                 stored.{{ 'subject_id' if c == 'fee_line_id' else c }} = groups.{{ c }}
                 {%- if not loop.last %} and {% endif %}
             {%- endfor %}
-              and stored.rule_type in ('{{ rule_types | join("', '") }}')
+              and stored.rule_type in ({{ audit_sql_list(rule_types) }})
         {%- endif -%}
     {%- else -%}
         select 1
@@ -335,7 +337,7 @@ rule_type in ('inpatient_only', 'indication')
     {%- if as_list -%}
         {{- return(types) -}}
     {%- endif -%}
-    '{{ types | join("', '") }}'
+    {{ audit_sql_list(types) }}
 {%- endmacro %}
 
 {#- The settlements re-derived by int_claims_with_deductions since wm (its rows written since):

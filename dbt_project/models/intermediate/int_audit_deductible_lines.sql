@@ -19,10 +19,10 @@
 --
 -- Incremental: re-derives the visits whose findings may have changed since this table was written
 -- (macro audit_touched_visits: the visits of the night's matches, of their prior keys, and the
--- visits with a violation match in the window groups R15/R16/R20 they touch), reading each finding model through its
--- (hospital_code, visit_id) index; a pre-hook writes those visits to an analysed temporary table
--- and deletes their stored rows. Every visit when the rule library or the hospital registry
--- changed.
+-- visits with a violation match in the window groups R15/R16/R20 they touch), reading each
+-- finding model through its (hospital_code, visit_id) index; a pre-hook writes those visits to an
+-- analysed temporary table and deletes their stored rows. Every visit when the rule library or
+-- the hospital registry changed.
 
 -- depends_on: {{ ref('stg_audit_rules') }}
 -- depends_on: {{ ref('stg_hospitals') }}
