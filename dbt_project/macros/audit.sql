@@ -99,16 +99,25 @@
     '{{ values | join("', '") }}'
 {%- endmacro %}
 
-{% macro audit_touched_groups(wm, rule_types, group_columns) -%}
+{#- current_keys=false: only the groups the night's matches name by their _prior_keys. For groups
+    that are lines (R11-R13) the current keys add nothing to delete: a line's findings come from
+    its own matches only, so a line with stored findings had stored matches, and those are in the
+    _prior_keys of its re-matched rows (the first build, or a new rule library, re-derives
+    everything). On a 30 M-line city the current keys were a temporary table of ~880k lines and as
+    many probes of the stored findings, every one of the night's new lines, to delete nothing
+    (docs/scale-out.md §7.6). -#}
+{% macro audit_touched_groups(wm, rule_types, group_columns, current_keys=true) -%}
     {%- set types = audit_sql_list(rule_types) -%}
     select distinct {{ group_columns | join(', ') }}
     from (
+        {%- if current_keys %}
         select {{ group_columns | join(', ') }}
         from {{ ref('int_audit_rule_matches') }}
         where _batch_at > '{{ wm.batch_at }}'::timestamptz
           and rule_type in ({{ types }})
 
         union all
+        {%- endif %}
 
         select
             {% for c in group_columns %}{{ audit_prior_key_column(c) }} as {{ c }}{% if not loop.last %}, {% endif %}{% endfor %}
@@ -209,7 +218,9 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
         {%- if audit_findings_everything(wm, references) -%}
             delete from {{ this }}
         {%- else -%}
-            {{ analysed_temp_table(this.identifier ~ '__touched', audit_touched_groups(wm, rule_types, group_columns)) }};
+            {#- groups that are lines: only their prior keys (macro audit_touched_groups) -#}
+            {%- set current_keys = group_columns != ['hospital_code', 'fee_line_id'] %}
+            {{ analysed_temp_table(this.identifier ~ '__touched', audit_touched_groups(wm, rule_types, group_columns, current_keys)) }};
             delete from {{ this }} as stored
             using pg_temp.{{ this.identifier }}__touched as groups
             where {% for c in group_columns -%}
