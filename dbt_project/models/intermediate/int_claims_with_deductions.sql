@@ -150,7 +150,8 @@ claims as (
     select
         {% for c in claim_columns %}changed_claims.{{ c }},
         {% endfor -%}
-        (
+        -- (a new settlement, most of a night, has no previous version: no sub-query run for it)
+        case when previous_versions.settlement_id is null then '[]'::jsonb else (
             select coalesce(jsonb_agg(distinct prior.code order by prior.code), '[]'::jsonb)
             from (
                 select jsonb_array_elements_text(previous_versions._prior_insurance_type_codes) as code
@@ -158,8 +159,8 @@ claims as (
                 select previous_versions.insurance_type_code
             ) as prior
             where prior.code is not null
-        ) as _prior_insurance_type_codes,
-        (
+        ) end as _prior_insurance_type_codes,
+        case when previous_versions.settlement_id is null then '[]'::jsonb else (
             select coalesce(jsonb_agg(distinct prior.day order by prior.day), '[]'::jsonb)
             from (
                 select jsonb_array_elements_text(previous_versions._prior_settlement_dates) as day
@@ -167,7 +168,7 @@ claims as (
                 select previous_versions.settlement_date::text
             ) as prior
             where prior.day is not null
-        ) as _prior_settlement_dates,
+        ) end as _prior_settlement_dates,
         -- a changed settlement is always written
         false as _is_stored,
         {% for c, t in stored_derived %}null::{{ t }} as _stored_{{ c }}{% if not loop.last %},
