@@ -257,7 +257,9 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
     pre-hook's temporary table (analysed: the planner picks probes or a hash join by its size);
     none: computed inline, where its size is misestimated, so the groups' visits are forced to one
     (patient_key, rule_id) probe per group (offset 0). -#}
-{% macro audit_touched_visits(wm, windows=true, window_groups=none) -%}
+{#- direct=false: the window groups' visits only (with windows). -#}
+{% macro audit_touched_visits(wm, windows=true, window_groups=none, direct=true) -%}
+    {%- if direct %}
     select changed.hospital_code, changed.visit_id
     from {{ ref('int_audit_rule_matches') }} as changed
     where changed._batch_at > '{{ wm.batch_at }}'::timestamptz
@@ -270,9 +272,12 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
     cross join lateral jsonb_array_elements(changed._prior_keys) as prior (key)
     where changed._batch_at > '{{ wm.batch_at }}'::timestamptz
       and prior.key ->> 'visit_id' is not null
+    {%- endif %}
     {%- if windows %}
+    {%- if direct %}
 
     union
+    {%- endif %}
 
     -- one (patient_key, rule_id) probe per touched window group when the groups are computed
     -- inline (their size is misestimated: offset 0 keeps the lateral subquery as such, never a scan
@@ -304,20 +309,24 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
 {%- endmacro %}
 
 {#- The touched visits of a model as analysed temporary tables of its pre-hook (the model reads
-    them in the same session): pg_temp.<model>__windows, the window groups (patient x rule) the
-    night touches, and pg_temp.<model>__visits, the visits of audit_touched_visits (plus, with
-    claims, the visits re-settled since wm). Inlined as a subquery, the prior keys'
-    jsonb_array_elements were estimated at 100 rows per match (18 M touched visits for a night of
-    27k), so the planner hashed whole tables (every window match of the history, every finding)
-    instead of probing the few visits. -#}
+    them in the same session): pg_temp.<model>__visits, the visits the night's matches touch
+    directly (audit_touched_visits without windows; plus, with claims, the visits re-settled since
+    wm), and, with windows, pg_temp.<model>__windows, the window groups (patient x rule) the night
+    touches, and pg_temp.<model>__window_visits, their visits (the visits with a violation match in
+    them): only the window rules' rows of those can change, unless the visit is touched directly.
+    Inlined as a subquery, the prior keys' jsonb_array_elements were estimated at 100 rows per
+    match (18 M touched visits for a night of 27k), so the planner hashed whole tables (every
+    window match of the history, every finding) instead of probing the few visits. -#}
 {% macro audit_touched_visits_tables(wm, windows=true, claims=false) -%}
     {%- set prefix = this.identifier ~ '__' -%}
     {%- if windows %}
     {{ analysed_temp_table(prefix ~ 'windows',
         audit_touched_groups(wm, audit_window_rule_types(as_list=true), ['patient_key', 'rule_id'])) }};
+    {{ analysed_temp_table(prefix ~ 'window_visits',
+        audit_touched_visits(wm, window_groups='pg_temp.' ~ prefix ~ 'windows', direct=false)) }};
     {%- endif %}
     {%- set visits -%}
-    {{ audit_touched_visits(wm, windows, window_groups=('pg_temp.' ~ prefix ~ 'windows') if windows else none) }}
+    {{ audit_touched_visits(wm, windows=false) }}
     {%- if claims %}
     union
     {{ audit_claims_touched(wm, ['hospital_code', 'visit_id']) }}
@@ -327,8 +336,8 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
 {%- endmacro %}
 
 {#- The relation of the touched visits written by audit_touched_visits_tables. -#}
-{% macro audit_touched_visits_relation() -%}
-    pg_temp.{{ this.identifier }}__visits
+{% macro audit_touched_visits_relation(windows=false) -%}
+    pg_temp.{{ this.identifier }}__{{ 'window_visits' if windows else 'visits' }}
 {%- endmacro %}
 
 {#- The matches decided on the visit's effective settlement (R14, R19: int_audit_claim_rules,
@@ -450,7 +459,8 @@ rule_type in ('inpatient_only', 'indication')
 {%- endmacro %}
 
 {#- Pre-hook of the models keyed by visit (int_audit_deductible_lines): delete the stored rows of
-    the visits re-derived tonight (macro audit_touched_visits). -#}
+    the visits re-derived tonight (macro audit_touched_visits), and the window rules' rows of the
+    visits of the touched window groups. -#}
 {% macro audit_visits_delete_touched() -%}
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
@@ -459,7 +469,12 @@ rule_type in ('inpatient_only', 'indication')
         {%- else -%}
             {{ audit_touched_visits_tables(wm) }};
             {{ audit_delete_touched(false, [('select hospital_code, visit_id from ' ~ audit_touched_visits_relation(),
-                [('hospital_code', 'hospital_code'), ('visit_id', 'visit_id')])]) }}
+                [('hospital_code', 'hospital_code'), ('visit_id', 'visit_id')])]) }};
+            delete from {{ this }} as stored
+            using {{ audit_touched_visits_relation(windows=true) }} as touched
+            where stored.hospital_code = touched.hospital_code
+              and stored.visit_id = touched.visit_id
+              and stored.rule_type in ({{ audit_window_rule_types() }})
         {%- endif -%}
     {%- else -%}
         select 1

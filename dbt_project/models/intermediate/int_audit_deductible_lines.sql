@@ -18,10 +18,12 @@
 -- settlement, not a fee line, so it never enters the base.
 --
 -- Incremental: re-derives the visits whose findings may have changed since this table was written
--- (macro audit_touched_visits: the visits of the night's matches, of their prior keys, and the
--- visits with a violation match in the window groups R15/R16/R20 they touch), reading each
--- finding model through its (hospital_code, visit_id) index; a pre-hook writes those visits to an
--- analysed temporary table and deletes their stored rows. Every visit when the rule library or
+-- (macro audit_touched_visits: the visits of the night's matches and of their prior keys), and the
+-- window rules' rows (R15/R16/R20) of the visits with a violation match in the window groups the
+-- night touches (re-walking a group can move a finding to another visit; the other rules decide on
+-- the visit's own matches, unchanged there unless the visit is touched directly), reading each
+-- finding model through its (hospital_code, visit_id) index; a pre-hook writes those visits to
+-- analysed temporary tables and deletes their stored rows. Every visit when the rule library or
 -- the hospital registry changed.
 
 -- depends_on: {{ ref('stg_audit_rules') }}
@@ -32,14 +34,23 @@
     'int_audit_line_rules', 'int_audit_daily_quantity', 'int_audit_min_interval',
     'int_audit_course_days', 'int_audit_included_in', 'int_audit_repeat_exam',
 ] %}
+{%- set window_models = ['int_audit_daily_quantity', 'int_audit_min_interval', 'int_audit_repeat_exam'] %}
 
 with
 
 {% if not everything %}
+-- written and analysed by the pre-hook (macro audit_touched_visits_tables)
 touched_visits as (
 
-    -- written and analysed by the pre-hook (macro audit_touched_visits_tables)
     select hospital_code, visit_id from {{ audit_touched_visits_relation() }}
+
+),
+
+window_rule_visits as (
+
+    select hospital_code, visit_id from {{ audit_touched_visits_relation() }}
+    union
+    select hospital_code, visit_id from {{ audit_touched_visits_relation(windows=true) }}
 
 ),
 {% endif %}
@@ -59,7 +70,10 @@ lines as (
     where severity = 'violation'
       and visit_id is not null
       {% if not everything %}
-      and (hospital_code, visit_id) in (select hospital_code, visit_id from touched_visits)
+      and (hospital_code, visit_id) in (
+          select hospital_code, visit_id
+          from {{ 'window_rule_visits' if model in window_models else 'touched_visits' }}
+      )
       {% endif %}
 
     union all
