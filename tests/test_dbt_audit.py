@@ -569,3 +569,20 @@ def test_exam_month_index_is_partial(built):
         "USING btree (rule_type, hospital_code, charge_date) WHERE (rule_type = 'positive_rate'::text)"
     ), defs
     assert defs[0][1] == "yibao partial_index: rule_type = 'positive_rate'", defs
+
+
+def test_readmission_index_is_partial(built):
+    """The findings mart's R22 deletes (by hospital x patient, by settlement) read the readmission
+    findings through a (hospital_code, patient_key) index partial to them, in every marts schema
+    (macros/indexes.sql), instead of scanning every finding."""
+    conn = built[0]
+    for table in ("marts_build.fct_audit_findings", "marts_check.fct_audit_findings"):
+        defs = _rows(
+            conn,
+            "select pg_get_indexdef(indexrelid), obj_description(indexrelid, 'pg_class') from pg_index"
+            " where indrelid = %s::regclass and pg_get_indexdef(indexrelid) like %s",
+            table, "%(hospital_code, patient_key)%",
+        )
+        assert len(defs) == 1, (table, defs)
+        assert defs[0][0].endswith("WHERE (rule_type = 'readmission'::text)"), (table, defs)
+        assert defs[0][1] == "yibao partial_index: rule_type = 'readmission'", (table, defs)

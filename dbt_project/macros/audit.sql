@@ -543,12 +543,19 @@ rule_type in ('inpatient_only', 'indication')
             'int_audit_readmission': [by_stay, by_settlement],
         },
         'predicates': [by_visit, by_line, by_window, by_stay, by_settlement],
+        'probed': [by_visit],
     }) -}}
 {%- endmacro %}
 
 {#- Pre-hook of fct_audit_findings: the key sets of tonight's build as temporary tables, analysed
     (the model reads them in the same session, like materialize_night_rows), and the deletion of
-    the stored findings the build re-copies: one statement per predicate, each an index probe. -#}
+    the stored findings the build re-copies: one statement per predicate, each an index probe.
+    The delete by visit (keys.probed) is planned without hash or merge joins, for this statement
+    only (set local, then back to the defaults): for the ~59k visits of a night of 1 M lines the
+    planner chose a hash semi join over a sequential scan of the whole mart (4.7 M findings on a
+    30 M-line city: 2.2 s, and growing with the history), where one (hospital_code, visit_id)
+    probe per visit took 0.8 s (docs/scale-out.md §7.6). The R22 deletes read the readmission
+    findings through the partial index of the model's post-hook. -#}
 {% macro audit_findings_mart_delete_touched() -%}
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
@@ -560,7 +567,15 @@ rule_type in ('inpatient_only', 'indication')
             {{ analysed_temp_table(keys.temp_prefix ~ name, sql(wm)) }};
             {% endfor -%}
             {% for predicate in keys.predicates -%}
-            delete from {{ this }} where {{ predicate }}{% if not loop.last %};{% endif %}
+            {%- if predicate in keys.probed -%}
+            set local enable_hashjoin = off;
+            set local enable_mergejoin = off;
+            {% endif -%}
+            delete from {{ this }} where {{ predicate }}
+            {%- if predicate in keys.probed %};
+            set local enable_hashjoin to default;
+            set local enable_mergejoin to default
+            {%- endif %}{% if not loop.last %};{% endif %}
             {% endfor %}
         {%- endif -%}
     {%- else -%}

@@ -8,7 +8,10 @@
         {'columns': ['_batch_at']},
     ],
     pre_hook="{{ audit_findings_mart_delete_touched() }}",
-    post_hook="{{ partial_index(['patient_key', 'rule_id'], 'rule_type in (' ~ audit_window_rule_types() ~ ')') }}"
+    post_hook=[
+        "{{ partial_index(['patient_key', 'rule_id'], 'rule_type in (' ~ audit_window_rule_types() ~ ')') }}",
+        "{{ partial_index(['hospital_code', 'patient_key'], \"rule_type = 'readmission'\") }}",
+    ]
 ) }}
 
 -- Smart audit findings (R11-R20, R22): one row per rule x subject (a fee line, or a settlement for
@@ -27,8 +30,10 @@
 -- holding a match of those groups re-copied 4x the night's findings on a 30 M-line city,
 -- docs/scale-out.md §7.5); R22 by hospital x patient and by settlement. Each read goes through an
 -- index of the finding model. The pre-hook's delete by patient x rule reads the window rules'
--- findings only, so that index is partial to their rule types (macros/indexes.sql). Everything
--- when the rule library or the hospital registry changed.
+-- findings only, so that index is partial to their rule types (macros/indexes.sql); its R22
+-- deletes read the readmission findings (~1 %) through a (hospital_code, patient_key) index partial
+-- to them, where they scanned the whole mart. Everything when the rule library or the hospital
+-- registry changed.
 
 -- depends_on: {{ ref('int_audit_rule_matches') }}
 -- depends_on: {{ ref('int_claims_with_deductions') }}
