@@ -551,38 +551,31 @@ def test_window_rule_indexes_are_partial(built):
         assert len(defs) == 1 and defs[0][0].endswith(window_types) and defs[0][1] == recorded, (table, defs)
 
 
-def test_exam_month_index_is_partial(built):
-    """The (rule_type, hospital_code, charge_date) index of int_audit_rule_matches, which only R21
-    (int_exam_results, by hospital x month) reads, is partial to positive_rate matches, recorded in
-    its comment, and is the table's only index on those columns (macros/indexes.sql drops a full
-    one an earlier version created): ~3 % of the matches instead of every one."""
+
+WINDOW_PREDICATE = "(rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interval_days'::text, 'repeat_exam'::text]))"
+
+
+@pytest.mark.parametrize(("table", "columns", "stored", "recorded"), [
+    # R21 (int_exam_results) reads the positive_rate matches by hospital x month: ~3 % of the matches
+    ("intermediate.int_audit_rule_matches", "rule_type, hospital_code, charge_date",
+     "(rule_type = 'positive_rate'::text)", "rule_type = 'positive_rate'"),
+    # the findings mart's R22 deletes (by hospital x patient, by settlement), in every marts schema
+    ("marts_build.fct_audit_findings", "hospital_code, patient_key",
+     "(rule_type = 'readmission'::text)", "rule_type = 'readmission'"),
+    ("marts_check.fct_audit_findings", "hospital_code, patient_key",
+     "(rule_type = 'readmission'::text)", "rule_type = 'readmission'"),
+    # the deductible base's delete of the window rules' rows of the window groups' visits
+    ("intermediate.int_audit_deductible_lines", "hospital_code, visit_id, rule_type",
+     WINDOW_PREDICATE, "rule_type in ('daily_quantity', 'min_interval_days', 'repeat_exam')"),
+])
+def test_partial_indexes(built, table, columns, stored, recorded):
+    """Indexes read for a few rule types only are partial to them (macros/indexes.sql): the
+    table's one index on those columns, its predicate recorded in its comment."""
     conn = built[0]
-    defs = _rows(
+    found = _rows(
         conn,
-        "select pg_get_indexdef(indexrelid), obj_description(indexrelid, 'pg_class') from pg_index"
-        " where indrelid = 'intermediate.int_audit_rule_matches'::regclass"
-        " and pg_get_indexdef(indexrelid) like %s",
-        "%(rule_type, hospital_code, charge_date)%",
+        "select pg_get_expr(indpred, indrelid), obj_description(indexrelid, 'pg_class') from pg_index"
+        " where indrelid = %s::regclass and pg_get_indexdef(indexrelid) like %s",
+        table, f"%USING btree ({columns})%",
     )
-    assert len(defs) == 1, defs
-    assert defs[0][0].endswith(
-        "USING btree (rule_type, hospital_code, charge_date) WHERE (rule_type = 'positive_rate'::text)"
-    ), defs
-    assert defs[0][1] == "yibao partial_index: rule_type = 'positive_rate'", defs
-
-
-def test_readmission_index_is_partial(built):
-    """The findings mart's R22 deletes (by hospital x patient, by settlement) read the readmission
-    findings through a (hospital_code, patient_key) index partial to them, in every marts schema
-    (macros/indexes.sql), instead of scanning every finding."""
-    conn = built[0]
-    for table in ("marts_build.fct_audit_findings", "marts_check.fct_audit_findings"):
-        defs = _rows(
-            conn,
-            "select pg_get_indexdef(indexrelid), obj_description(indexrelid, 'pg_class') from pg_index"
-            " where indrelid = %s::regclass and pg_get_indexdef(indexrelid) like %s",
-            table, "%(hospital_code, patient_key)%",
-        )
-        assert len(defs) == 1, (table, defs)
-        assert defs[0][0].endswith("WHERE (rule_type = 'readmission'::text)"), (table, defs)
-        assert defs[0][1] == "yibao partial_index: rule_type = 'readmission'", (table, defs)
+    assert found == [(stored, f"yibao partial_index: {recorded}")], (table, found)
