@@ -29,7 +29,8 @@ Steps, so that the history is built once and the timed night runs on a fresh cop
     .venv/bin/python benchmarks/audit_night.py raw --history 10000000
     .venv/bin/python benchmarks/audit_night.py history --history 10000000
     # 2. the same night on an empty history, then on a copy of the template (timed; under the
-    #    shared benchmark lock); --keep keeps the night databases for `explain`
+    #    shared benchmark lock); --keep keeps the night databases for `explain`; --warm reads each
+    #    night database into the OS cache first (a nightly warehouse has its history there)
     flock /work/wt/_issues/bench.lock .venv/bin/python benchmarks/audit_night.py night \\
         --history 10000000 --night 1000000 --keep
     # 3. EXPLAIN of every audit model's incremental query on the kept night (seq scans of big
@@ -341,6 +342,23 @@ def _pool(args) -> tuple[int, int]:
     return max(2_000, round(per_year / args.visits_per_patient)), FOLLOWUP
 
 
+def _warm_os_cache(cur) -> None:
+    """--warm: read every file of the current database once, so that the night starts with its
+    history in the OS page cache, as a warehouse that runs every night has it (not in PostgreSQL's
+    shared buffers). A copy from the template is new files: without this the history night reads
+    the pages it probes from disk or from whatever of the copy the OS kept, while the empty night
+    reads the rows it has just written; the difference between two runs was larger than any change
+    measured (docs/scale-out.md §7.6). Not timed; its seconds and size are printed."""
+    cur.execute("select oid from pg_database where datname = current_database()")
+    base = pg.settings().pgdata / "base" / str(cur.fetchone()[0])
+    started, size = time.perf_counter(), 0
+    for path in sorted(base.iterdir()):
+        with open(path, "rb", buffering=0) as f:
+            while chunk := f.read(8 << 20):
+                size += len(chunk)
+    print(f"  OS cache warmed: {size / 2**30:.1f} GiB read in {time.perf_counter() - started:.0f} s", flush=True)
+
+
 def _create_empty(database: str) -> tuple[str, object]:
     from yibao import db
 
@@ -440,6 +458,8 @@ def run_night(args) -> dict:
         from yibao.transform import run_dbt
 
         run_dbt(["parse"], as_of=NIGHT_DAY, url=url)  # not timed: the manifest, as every night has it
+        if args.warm:
+            _warm_os_cache(cur)
         start_load = os.getloadavg()
         seconds = _run(NIGHT_DAY, url, full=False)
         results[name] = (seconds, night_rows, start_load)
@@ -567,6 +587,8 @@ def main() -> None:
     ap.add_argument("--night", type=int, default=50_000)
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--keep", action="store_true", help="keep the night databases (and the raw template)")
+    ap.add_argument("--warm", action="store_true",
+                    help="night: read each night database's files into the OS cache before the timed night")
     ap.add_argument("--verbose", action="store_true", help="explain: print the plans")
     ap.add_argument("--models", help="explain: only these models (comma-separated)")
     ap.add_argument("--analyze", action="store_true",
