@@ -555,6 +555,14 @@ def explain(args) -> None:
         analyze pg_temp.int_audit_claim_rules__visits""")
     cur.execute("create temporary table int_claims_with_deductions__night as select * from staging.stg_claims"
                 " where business_date = %s; analyze pg_temp.int_claims_with_deductions__night", (NIGHT_DAY,))
+    # int_audit_rule_matches' pre-hook (macro audit_matches_take_prior): the night's lines, and the
+    # prior keys of their deleted matches (none are deleted here: the kept table holds tonight's matches)
+    cur.execute("create temporary table int_audit_rule_matches__lines as"
+                " select *, false as _has_other_versions from staging.stg_fee_lines where business_date = %s;"
+                " analyze pg_temp.int_audit_rule_matches__lines;"
+                " create temporary table int_audit_rule_matches__prior as"
+                " select hospital_code, fee_line_id, _prior_keys as prior_keys"
+                " from intermediate.int_audit_rule_matches where false", (NIGHT_DAY,))
     for model in EXPLAINED:
         if args.models and model not in args.models.split(","):
             continue

@@ -76,6 +76,64 @@
     {{- return(loaded_since(wm)) -}}
 {%- endmacro %}
 
+{#- Pre-hook of int_audit_rule_matches (incremental builds): takes the stored matches of the lines
+    re-matched tonight out of the table, and hands the model what it needs in two analysed
+    temporary tables (same session):
+    - pg_temp.int_audit_rule_matches__lines: the lines to re-match (the night's rows of
+      stg_fee_lines with _has_other_versions, macro stg_fee_lines_since); not written when every
+      line is re-matched (the rule library changed: the model reads stg_fee_lines);
+    - pg_temp.int_audit_rule_matches__prior: per line whose matches were deleted, the keys of those
+      matches and the keys they carried (_prior_keys).
+    One statement deletes and returns the stored matches: one probe of the unique index per line
+    with another version, where the delete+insert strategy probed every line of the night twice
+    (the prior keys, then the delete), 98 % of them new lines with nothing stored. The model
+    appends (incremental_strategy append); the pre-hook runs in the model's transaction. -#}
+{% macro audit_matches_take_prior() -%}
+    {%- if execute and is_incremental() -%}
+        {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
+        {%- set changed = audit_matches_changed_lines(wm) -%}
+        {%- set t = 'pg_temp.' ~ this.identifier ~ '__' -%}
+        {%- if changed is not none -%}
+            {{ analysed_temp_table(this.identifier ~ '__lines', stg_fee_lines_since(wm)) }};
+        {%- endif %}
+        drop table if exists {{ t }}prior;
+        create temporary table {{ this.identifier }}__prior as
+        select hospital_code, fee_line_id, null::jsonb as prior_keys
+        from {{ this }}
+        where false;
+        with deleted as (
+            delete from {{ this }} as stored
+            {%- if changed is not none %}
+            using (
+                select distinct hospital_code, fee_line_id
+                from {{ t }}lines
+                where _has_other_versions
+            ) as changed
+            where stored.hospital_code = changed.hospital_code
+              and stored.fee_line_id = changed.fee_line_id
+            {%- endif %}
+            returning
+                stored.hospital_code, stored.fee_line_id, stored.rule_id, stored.rule_type,
+                stored.visit_id, stored.patient_key, stored.charge_date, stored._prior_keys
+        )
+        insert into {{ t }}prior
+        select deleted.hospital_code, deleted.fee_line_id, jsonb_agg(distinct prior_key.key)
+        from deleted
+        cross join lateral (
+            select jsonb_build_object(
+                'rule_id', deleted.rule_id, 'rule_type', deleted.rule_type,
+                'visit_id', deleted.visit_id, 'patient_key', deleted.patient_key,
+                'charge_date', deleted.charge_date
+            ) as key
+            where deleted.rule_id is not null
+            union
+            select value from jsonb_array_elements(deleted._prior_keys)
+        ) as prior_key
+        group by 1, 2;
+        analyze {{ t }}prior
+    {%- endif -%}
+{%- endmacro %}
+
 {#- Incremental fee-line finding models (R11-R13, R15-R18, R20). Each re-derives, from
     int_audit_rule_matches, every group of its rule (the window the rule decides over, e.g.
     patient x rule for R16) that a match written since the model's watermark touches, whether by

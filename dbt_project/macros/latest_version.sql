@@ -23,3 +23,31 @@
                 > (source.business_date, source.load_id, source.source_row)
       )
 {% endmacro %}
+
+{#- The latest versions among the rows that satisfy `since` (a condition on `source`, e.g. the rows
+    loaded since a watermark), with _has_other_versions: whether the key has any other version
+    through the as-of date. A lateral count over the key's versions reads both facts in the one
+    descent of the natural-key index that latest_version's "no newer version" probe costs (every
+    version of a key sits in the same index range). For the night's rows only: on a full build it
+    would be one probe per raw row where latest_version hashes. -#}
+{% macro latest_version_since(relation, key, since) %}
+    select source.*, versions.n > 1 as _has_other_versions
+    from {{ relation }} as source
+    cross join lateral (
+        select
+            count(*) as n,
+            count(*) filter (
+                where (other.business_date, other.load_id, other.source_row)
+                    > (source.business_date, source.load_id, source.source_row)
+            ) as newer
+        from {{ relation }} as other
+        where other.hospital_code = source.hospital_code
+          and other.{{ key }} = source.{{ key }}
+          and other.business_date <= {{ as_of_date() }}
+    ) as versions
+    where source.business_date <= {{ as_of_date() }}
+      and source.hospital_code is not null
+      and source.{{ key }} is not null
+      and {{ since }}
+      and versions.newer = 0
+{% endmacro %}

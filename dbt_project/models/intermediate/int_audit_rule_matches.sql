@@ -1,13 +1,13 @@
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
-    unique_key=['hospital_code', 'fee_line_id'],
+    incremental_strategy='append',
     on_schema_change='fail',
     indexes=[
         {'columns': ['hospital_code', 'fee_line_id', 'rule_id', 'is_main_item'], 'unique': true},
         {'columns': ['hospital_code', 'visit_id']},
         {'columns': ['_batch_at']},
     ],
+    pre_hook="{{ audit_matches_take_prior() }}",
     post_hook=[
         "{{ partial_index(['patient_key', 'rule_id'], 'rule_type in (' ~ audit_window_rule_types() ~ ')') }}",
         "{{ partial_index(['hospital_code', 'visit_id', 'fee_line_id'], audit_decided_by_settlement()) }}",
@@ -32,7 +32,9 @@
 --
 -- Incremental: the lines delivered since this table was written (new, late, re-sent or refund
 -- lines) are re-matched; every line when the rule library changed (a new load of either rule
--- file). delete+insert replaces all rows of a re-matched line. Each row carries _prior_keys, the
+-- file). The pre-hook (macro audit_matches_take_prior) deletes the stored rows of the re-matched
+-- lines that have another version in raw (a line whose only version is tonight's has none) and
+-- returns their keys; the model appends the lines' new rows. Each row carries _prior_keys, the
 -- (rule, visit, patient, charge date) of the line's earlier matches, so that the window rules
 -- downstream also re-derive the groups a corrected line left; a line that no longer matches any
 -- rule leaves one row with rule_id null (a tombstone carrying its _prior_keys).
@@ -55,6 +57,7 @@
 -- which stale statistics estimate at one row (then a nested loop rescans a subquery per line).
 
 -- depends_on: {{ ref('stg_audit_rules') }}
+-- depends_on: {{ source('raw', 'fee_detail') }}
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
 {%- set changed = audit_matches_changed_lines(wm) if is_incremental() else none %}
 
@@ -62,9 +65,14 @@ with
 
 changed_lines as (
 
+    {% if changed is not none -%}
+    -- the night's rows of stg_fee_lines, written by the pre-hook
+    select *
+    from pg_temp.{{ this.identifier }}__lines
+    {%- else -%}
     select *
     from {{ ref('stg_fee_lines') }}
-    {% if changed is not none %}where {{ changed }}{% endif %}
+    {%- endif %}
 
 ),
 
@@ -145,24 +153,10 @@ matched as (
 
 prior as (
 
-    -- the keys of the stored matches of the re-matched lines, and the keys those carried
-    select stored.hospital_code, stored.fee_line_id, jsonb_agg(distinct prior_key.key) as prior_keys
-    from {{ this }} as stored
-    {% if changed is not none %}
-    inner join (select distinct hospital_code, fee_line_id from changed_lines) as changed
-        on stored.hospital_code = changed.hospital_code
-       and stored.fee_line_id = changed.fee_line_id
-    {% endif %}
-    cross join lateral (
-        select jsonb_build_object(
-            'rule_id', stored.rule_id, 'rule_type', stored.rule_type, 'visit_id', stored.visit_id,
-            'patient_key', stored.patient_key, 'charge_date', stored.charge_date
-        ) as key
-        where stored.rule_id is not null
-        union
-        select value from jsonb_array_elements(stored._prior_keys)
-    ) as prior_key
-    group by 1, 2
+    -- the keys of the deleted matches of the re-matched lines, and the keys those carried
+    -- (written by the pre-hook)
+    select hospital_code, fee_line_id, prior_keys
+    from pg_temp.{{ this.identifier }}__prior
 
 ),
 
