@@ -142,7 +142,7 @@ _VISIT = f"""
             when b <> v and (v / %(followup)s) %% 2 = 1 then (b + 17) %% {HOSPITALS}
             when b %% 3 = 0 then b %% {HOSPITALS}
             else (b * 7 %% %(patients)s) %% {HOSPITALS} end)::text, 5, '0') as hospital_code,
-        'V' || v as visit_id,
+        %(visit_prefix)s || v as visit_id,
         %(first_day)s::date + ((b * 37) %% %(span)s)::int
             + (case when b <> v then (case when b %% 5 = 0 then 1 + b %% 10 else 1 end) + v %% 5 else 0 end)::int
             as first_day,
@@ -152,6 +152,14 @@ _VISIT = f"""
                'C34.900', 'M54.500'])[1 + (b / 5) %% 10] as principal_diagnosis,
         b
 """
+# Id prefixes (visit, fee line, settlement). The history numbers its visits 0..n without padding,
+# so the night's visits (numbered from n + 10 M) would sort among the history's ids ('V11500000'
+# lies between 'V1150000' and 'V1150001') and every index keyed by them would take the night's rows
+# at thousands of places. A HIS numbers visits, fee lines (费用明细流水号) and settlements with serial
+# numbers, so a night's new ids sort after the earlier ones of the hospital: the night's new visits
+# get prefixes that sort after the history's ("after", default; all their numbers have the same
+# width). --night-ids interleaved keeps the history's prefixes (the runs before, §7.7).
+ID_PREFIXES = {"history": ("V", "FL", "S"), "after": ("W", "FM", "T")}
 _BASE = """(select v, case when %(followup)s > 0 and v %% %(followup)s = 1 then v - 1 else v end as b
            from ({visits_sql}) as vs (v)) as based"""
 
@@ -179,15 +187,17 @@ def _bench_codes(cur, params: dict) -> None:
 
 def insert_visits(cur, kind_day: dt.date, visits_sql: str, first_day: dt.date, span_days: int,
                   pool: tuple[int, int], name: str, lines: tuple[int, int] = (1, LINES_PER_VISIT),
-                  claims: bool = True, **params) -> None:
+                  claims: bool = True, ids: str = "history", **params) -> None:
     """Fee lines lines[0]..lines[1] of the visits (visits_sql: a set of v) and, if claims, their
     claims, in one fee_detail and one claim load of business date kind_day. Line 21 is a late line
-    (an item code of the library), line 22 the refund (quantity -1) of line 3."""
+    (an item code of the library), line 22 the refund (quantity -1) of line 3. ids: the id prefixes
+    (ID_PREFIXES) of the visits, lines and settlements."""
     patients, followup = pool
     params = {**params, "first_day": first_day, "span": max(span_days, 1), "patients": patients,
               "followup": followup,
               "day": kind_day, "lpv": LINES_PER_VISIT, "ct": CT_ITEM, "us": US_ITEM,
-              "lo": lines[0], "hi": lines[1]}
+              "lo": lines[0], "hi": lines[1], **dict(zip(("visit_prefix", "line_prefix", "settlement_prefix"),
+                                                          ID_PREFIXES[ids]))}
     _bench_codes(cur, params)
     cur.execute(f"select count(*) from ({visits_sql}) as v", params)
     n_visits = cur.fetchone()[0]
@@ -200,7 +210,7 @@ def insert_visits(cur, kind_day: dt.date, visits_sql: str, first_day: dt.date, s
             hospital_code, visit_id, patient_key, patient_sex, patient_age_days, item_type, item_code,
             item_name, dept_code, doctor_code, charged_at, quantity, unit_price, amount, exam_result)
         select %(lid)s, %(day)s, 'bench', row_number() over (),
-            'FL' || visits.v || '-' || i, visits.hospital_code, visits.visit_id, visits.patient_key,
+            %(line_prefix)s || visits.v || '-' || i, visits.hospital_code, visits.visit_id, visits.patient_key,
             case when visits.p %% 2 = 0 then 'M' else 'F' end,
             (visits.p * 7919) %% 30000 + (visits.first_day - date '2026-01-01'),
             case when i %% 3 = 0 then '11' else '21' end,
@@ -244,7 +254,7 @@ def insert_visits(cur, kind_day: dt.date, visits_sql: str, first_day: dt.date, s
             hospital_code, visit_id, patient_key, patient_sex, patient_birth_year, insurance_type,
             medical_category, admission_date, discharge_date, settled_at, principal_diagnosis,
             total_amount, fund_paid, other_fund_paid, account_paid, cash_paid, negotiated_drug_amount)
-        select %(lid)s, %(day)s, 'bench', row_number() over (), 'S' || visits.v, visits.hospital_code,
+        select %(lid)s, %(day)s, 'bench', row_number() over (), %(settlement_prefix)s || visits.v, visits.hospital_code,
             visits.visit_id, visits.patient_key, case when visits.p %% 2 = 0 then 'M' else 'F' end,
             (2026 - ((visits.p * 7919) %% 30000) / 365)::smallint, '310', visits.medical_category,
             case when visits.medical_category = '21' then visits.first_day end,
@@ -427,7 +437,8 @@ def _night(cur, args) -> None:
     new_visits = (night - 2 * late) // LINES_PER_VISIT
     first = _history_visits(history) + 10_000_000
     insert_visits(cur, NIGHT_DAY, "select generate_series(%(v0)s::bigint, %(v1)s::bigint)", NIGHT_DAY - dt.timedelta(days=30),
-                  30, _pool(args), "night", v0=first, v1=first + new_visits - 1)
+                  30, _pool(args), "night", ids="after" if args.night_ids == "after" else "history",
+                  v0=first, v1=first + new_visits - 1)
     if late and _history_visits(history):
         insert_visits(cur, NIGHT_DAY,
                       "select distinct (g::bigint * 104729) %% %(hv)s from generate_series(1, %(late)s) as g",
@@ -597,6 +608,10 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the night databases (and the raw template)")
     ap.add_argument("--warm", action="store_true",
                     help="night: read each night database's files into the OS cache before the timed night")
+    ap.add_argument("--night-ids", choices=["after", "interleaved"], default="after",
+                    help="night: the ids of the night's new visits, lines and settlements sort after every "
+                         "id of the history, as a HIS's serial numbers do (after, default), or among them "
+                         "(interleaved: the runs before 2026-12-03 afternoon, docs/scale-out.md §7.7)")
     ap.add_argument("--verbose", action="store_true", help="explain: print the plans")
     ap.add_argument("--models", help="explain: only these models (comma-separated)")
     ap.add_argument("--analyze", action="store_true",
