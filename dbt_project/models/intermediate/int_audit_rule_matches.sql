@@ -7,7 +7,10 @@
         {'columns': ['hospital_code', 'visit_id']},
         {'columns': ['_batch_at']},
     ],
-    pre_hook="{{ audit_matches_take_prior() }}",
+    pre_hook=[
+        "{{ audit_matches_take_prior() }}",
+        "set local enable_mergejoin = off",
+    ],
     post_hook=[
         "{{ partial_index(['patient_key', 'rule_id'], 'rule_type in (' ~ audit_window_rule_types() ~ ')') }}",
         "{{ partial_index(['hospital_code', 'visit_id', 'fee_line_id'], audit_decided_by_settlement()) }}",
@@ -29,6 +32,11 @@
 -- (left(item_code, L), L) is hashed against (prefix, length(prefix)) of int_audit_rules (a small
 -- analyzed table, so that the planner hashes it rather than looping over a mis-estimated view).
 -- Readmission (R22) rules have no item_prefix and are read by int_audit_readmission.
+-- Merge joins are off for this model's transaction (a pre-hook, `set local`): the planner priced
+-- the hash join of the library (16k rows) against lines x prefix lengths above a merge join that
+-- sorts lines x lengths, i.e. 4 M wide rows for a night of 1 M lines, on disk (791 MB): 15.3 s
+-- against 1.8 s for the hash join (EXPLAIN ANALYZE, docs/scale-out.md §7.7), and the sort's disk
+-- I/O made the night's time swing by 10 s from run to run.
 --
 -- Incremental: the lines delivered since this table was written (new, late, re-sent or refund
 -- lines) are re-matched; every line when the rule library changed (a new load of either rule
@@ -94,8 +102,9 @@ rules as (
 
 prefix_lengths as (
 
+    -- from the table, not the CTE, so that the planner reads its statistics on length(match_prefix)
     select distinct length(match_prefix) as prefix_length
-    from rules
+    from {{ ref('int_audit_rules') }}
 
 ),
 
