@@ -67,15 +67,6 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- int_audit_rule_matches, incremental: the fee lines to (re)match tonight, as a predicate on
-    stg_fee_lines; none when every line is (first build, or the rule library changed). -#}
-{% macro audit_matches_changed_lines(wm) -%}
-    {%- if wm is none or reference_changed_since(wm, [ref('stg_audit_rules')]) -%}
-        {{- return(none) -}}
-    {%- endif -%}
-    {{- return(loaded_since(wm)) -}}
-{%- endmacro %}
-
 {#- Pre-hook of int_audit_rule_matches (incremental builds): takes the stored matches of the lines
     re-matched tonight out of the table, and hands the model what it needs in two analysed
     temporary tables (same session):
@@ -91,9 +82,10 @@
 {% macro audit_matches_take_prior() -%}
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
-        {%- set changed = audit_matches_changed_lines(wm) -%}
+        {#- every line is re-matched when the rule library changed -#}
+        {%- set every_line = reference_changed_since(wm, [ref('stg_audit_rules')]) -%}
         {%- set t = 'pg_temp.' ~ this.identifier ~ '__' -%}
-        {%- if changed is not none -%}
+        {%- if not every_line -%}
             {{ analysed_temp_table(this.identifier ~ '__lines', stg_fee_lines_since(wm)) }};
         {%- endif %}
         drop table if exists {{ t }}prior;
@@ -103,7 +95,7 @@
         where false;
         with deleted as (
             delete from {{ this }} as stored
-            {%- if changed is not none %}
+            {%- if not every_line %}
             using (
                 select distinct hospital_code, fee_line_id
                 from {{ t }}lines

@@ -67,13 +67,14 @@
 -- depends_on: {{ ref('stg_audit_rules') }}
 -- depends_on: {{ source('raw', 'fee_detail') }}
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
-{%- set changed = audit_matches_changed_lines(wm) if is_incremental() else none %}
+{#- every line on a full build and when the rule library changed; else the night's (pre-hook) -#}
+{%- set every_line = not is_incremental() or reference_changed_since(wm, [ref('stg_audit_rules')]) %}
 
 with
 
 changed_lines as (
 
-    {% if changed is not none -%}
+    {% if not every_line -%}
     -- the night's rows of stg_fee_lines, written by the pre-hook
     select *
     from pg_temp.{{ this.identifier }}__lines
