@@ -7,7 +7,9 @@ three nightly builds and a full rebuild:
                                                  the INT-1 days, the CT exams, the readmission)
   night C  through 2025-06-30 into marts_build  (F1 refunded; F6 corrected to an item no rule
                                                  matches; I01 corrected to another patient, so the
-                                                 man's INT-1 days are re-walked without it)
+                                                 man's INT-1 days are re-walked without it; built
+                                                 up to the findings mart only, then a late file
+                                                 re-sends F1R and the night is built)
   night D  through 2025-06-30 into marts_build  (the bureau re-delivers its rules without RDM-1:
                                                  R22's finding disappears; everything re-matched)
   check    through 2025-06-30 into marts_check with --full-refresh, after night C and after night D
@@ -267,6 +269,15 @@ def night_c(cur):
         fee("F6", "V9", ts(3, 3, 11), "001199000010000", "1", "12.00"),
         fee("I01", "VI01", ts(3, 1), INT_ITEM, "1", "50.00", patient="PK_OTHER"),
     ])
+
+
+def night_c_late(cur):
+    # a late file of the same night, loaded after a build that stopped before the summary mart
+    # (the fixture below): F1R re-sent unchanged, so V9's findings, written by that build, are
+    # deleted and copied again by the next; the summary had not counted them
+    load_extract(cur, "fee_detail", H1, dt.date(2025, 6, 2), [
+        fee("F1R", "V9", ts(3, 4, 9), SEX_ITEM, "-1", "300.00"),
+    ])
     # EXTRA: F12 re-sent with an item no rule matches (its R11 finding goes); RA1 refunded the
     # same day (INC-1's main item nets 0 on VR: RB1's finding goes, INC-2's on RB2 stays, once)
     # F13 re-sent on another visit (VU -> VT): its R11 finding moves there, none stays on VU
@@ -307,6 +318,11 @@ def built(warehouse, tmp_path_factory):
     transform.build(B, marts_schema="marts_build", url=url)
     snapshots["B"] = _findings(conn), _deductions(conn)
     night_c(cur)
+    # a build stopped after the findings mart, before fct_audit_summary_monthly (which follows the
+    # findings mart by difference): the next build must not subtract the findings written by this
+    # one and deleted by the next, which the summary never counted
+    transform.run_dbt(["run", "--select", "+fct_audit_findings"], as_of=B, marts_schema="marts_build", url=url)
+    night_c_late(cur)
     transform.build(B, marts_schema="marts_build", url=url)
     snapshots["C"] = _findings(conn), _deductions(conn)
     # after night C: the incrementally built tables against a full rebuild

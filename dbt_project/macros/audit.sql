@@ -606,6 +606,41 @@ rule_type in ('inpatient_only', 'indication')
     30 M-line city: 2.2 s, and growing with the history), where one (hospital_code, visit_id)
     probe per visit took 0.8 s (docs/scale-out.md §7.6). The R22 deletes read the readmission
     findings through the partial index of the model's post-hook. -#}
+{#- The deletions log of the findings mart (relation: the mart), beside it in its schema (it is
+    swapped with it on publish): per deleting build (_deleted_at, the build's now()), the deleted
+    findings counted and summed by fct_audit_summary_monthly's grain and by the build that had
+    written them (_row_batch_at, their _batch_at). fct_audit_summary_monthly follows the mart by
+    difference with it and empties it (macro audit_summary_merge_night). -#}
+{% macro audit_findings_deletions(findings) -%}
+    {{- return(findings.incorporate(path={'identifier': findings.identifier ~ '__deletions'})) -}}
+{%- endmacro %}
+
+{% macro audit_findings_deletions_table(findings) -%}
+    create table if not exists {{ audit_findings_deletions(findings) }} (
+        hospital_code text not null,
+        month_start date not null,
+        rule_type text not null,
+        severity text not null,
+        finding_count bigint not null,
+        flagged_amount numeric not null,
+        _row_batch_at timestamptz not null,
+        _deleted_at timestamptz not null
+    )
+{%- endmacro %}
+
+{#- One delete of the findings mart's pre-hook, logged in audit_findings_deletions. -#}
+{% macro audit_findings_delete_logged(findings, predicate) -%}
+    with deleted as (
+        delete from {{ findings }} where {{ predicate }}
+        returning hospital_code, month_start, rule_type, severity, flagged_amount, _batch_at
+    )
+    insert into {{ audit_findings_deletions(findings) }}
+    select hospital_code, month_start, rule_type, severity, count(*), coalesce(sum(flagged_amount), 0),
+           _batch_at, now()
+    from deleted
+    group by hospital_code, month_start, rule_type, severity, _batch_at
+{%- endmacro %}
+
 {% macro audit_findings_mart_delete_touched() -%}
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
@@ -616,18 +651,96 @@ rule_type in ('inpatient_only', 'indication')
             {% for name, sql in keys.sets.items() -%}
             {{ analysed_temp_table(keys.temp_prefix ~ name, sql(wm)) }};
             {% endfor -%}
+            {{ audit_findings_deletions_table(this) }};
             {% for predicate in keys.predicates -%}
             {%- if predicate in keys.probed -%}
             set local enable_hashjoin = off;
             set local enable_mergejoin = off;
             {% endif -%}
-            delete from {{ this }} where {{ predicate }}
+            {{ audit_findings_delete_logged(this, predicate) }}
             {%- if predicate in keys.probed %};
             set local enable_hashjoin to default;
             set local enable_mergejoin to default
             {%- endif %}{% if not loop.last %};{% endif %}
             {% endfor %}
         {%- endif -%}
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{%- endmacro %}
+
+{#- fct_audit_summary_monthly: true when it can follow fct_audit_findings by difference tonight
+    (an incremental build, and the mart still holds findings written before this table was: it
+    was not rebuilt since). -#}
+{% macro audit_summary_by_difference(wm) -%}
+    {%- if wm is none -%}
+        {{- return(false) -}}
+    {%- endif -%}
+    {%- set query -%}
+        select coalesce(min(_batch_at) <= '{{ wm.batch_at }}'::timestamptz, false)
+        from {{ ref('fct_audit_findings') }}
+    {%- endset -%}
+    {{- return(run_query(query).rows[0][0]) -}}
+{%- endmacro %}
+
+{#- Pre-hook of fct_audit_summary_monthly (incremental builds): by difference, the groups the
+    findings mart changed since this table was written, with what they hold then (written to
+    pg_temp.fct_audit_summary_monthly__merged, read by the model), their stored rows deleted;
+    otherwise every stored row deleted (the model counts everything again). -#}
+{% macro audit_summary_merge_night() -%}
+    {%- if execute and is_incremental() -%}
+        {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
+        {%- set findings = ref('fct_audit_findings') -%}
+        {%- set grain = ['hospital_code', 'month_start', 'rule_type', 'severity'] -%}
+        {%- if audit_summary_by_difference(wm) -%}
+        {{ audit_findings_deletions_table(findings) }};
+        drop table if exists pg_temp.{{ this.identifier }}__merged;
+        create temporary table {{ this.identifier }}__merged as
+        with changes as (
+            select {{ grain | join(', ') }}, count(*) as finding_count, sum(flagged_amount) as flagged_amount
+            from {{ findings }}
+            where _batch_at > '{{ wm.batch_at }}'::timestamptz
+            group by {{ grain | join(', ') }}
+
+            union all
+
+            select {{ grain | join(', ') }}, -sum(finding_count), -sum(flagged_amount)
+            from {{ audit_findings_deletions(findings) }}
+            where _deleted_at > '{{ wm.batch_at }}'::timestamptz
+              and _row_batch_at <= '{{ wm.batch_at }}'::timestamptz
+            group by {{ grain | join(', ') }}
+        ),
+        changed as (
+            select {{ grain | join(', ') }}, sum(finding_count) as finding_count, sum(flagged_amount) as flagged_amount
+            from changes
+            group by {{ grain | join(', ') }}
+        )
+        select
+            {% for c in grain %}changed.{{ c }},
+            {% endfor -%}
+            coalesce(stored.finding_count, 0) + changed.finding_count as finding_count,
+            coalesce(stored.flagged_amount, 0) + changed.flagged_amount as flagged_amount
+        from changed
+        left join {{ this }} as stored
+            on {% for c in grain %}stored.{{ c }} = changed.{{ c }}{% if not loop.last %} and {% endif %}{% endfor %};
+        delete from {{ this }} as stored
+        using pg_temp.{{ this.identifier }}__merged as merged
+        where {% for c in grain %}stored.{{ c }} = merged.{{ c }}{% if not loop.last %} and {% endif %}{% endfor %}
+        {%- else -%}
+        delete from {{ this }}
+        {%- endif -%}
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Post-hook of fct_audit_summary_monthly: the findings mart's deletions are counted now (every
+    one logged by a build before this one: the builds of a schema run one after the other). -#}
+{% macro audit_summary_empty_deletions() -%}
+    {%- if execute -%}
+        {%- set findings = ref('fct_audit_findings') -%}
+        {{ audit_findings_deletions_table(findings) }};
+        delete from {{ audit_findings_deletions(findings) }} where _deleted_at <= now()
     {%- else -%}
         select 1
     {%- endif -%}

@@ -9,6 +9,7 @@
     ],
     pre_hook="{{ audit_findings_mart_delete_touched() }}",
     post_hook=[
+        "{{ audit_findings_deletions_table(this) }}",
         "{{ partial_index(['patient_key', 'rule_id'], 'rule_type in (' ~ audit_window_rule_types() ~ ')') }}",
         "{{ partial_index(['hospital_code', 'patient_key'], \"rule_type = 'readmission'\") }}",
     ]
@@ -33,7 +34,9 @@
 -- findings only, so that index is partial to their rule types (macros/indexes.sql); its R22
 -- deletes read the readmission findings (~1 %) through a (hospital_code, patient_key) index partial
 -- to them, where they scanned the whole mart. Everything when the rule library or the hospital
--- registry changed.
+-- registry changed. Each delete logs what it deleted, counted by fct_audit_summary_monthly's grain, in
+-- the table fct_audit_findings__deletions beside this one (macro audit_findings_delete_logged): the
+-- summary follows this table by difference (the night's findings, less the deleted ones).
 
 -- depends_on: {{ ref('int_audit_rule_matches') }}
 -- depends_on: {{ ref('int_claims_with_deductions') }}
