@@ -564,6 +564,19 @@ def explain(args) -> None:
         where _batch_at > (select min(_batch_at) from intermediate.int_claims_with_deductions)
           and hospital_code is not null and visit_id is not null;
         analyze pg_temp.int_audit_claim_rules__visits""")
+    # R21's months (macro audit_exam_results_delete_touched)
+    cur.execute(f"""
+        create temporary table int_exam_results__months as
+        select hospital_code, date_trunc('month', charge_date)::date as month_start
+        from intermediate.int_audit_rule_matches
+        where _batch_at > '{since}'::timestamptz and rule_type = 'positive_rate' and charge_date is not null
+        union
+        select matches.hospital_code, date_trunc('month', (prior.key ->> 'charge_date')::date)::date
+        from intermediate.int_audit_rule_matches as matches
+        cross join lateral jsonb_array_elements(matches._prior_keys) as prior (key)
+        where matches._batch_at > '{since}'::timestamptz and prior.key ->> 'rule_type' = 'positive_rate'
+          and prior.key ->> 'charge_date' is not null;
+        analyze pg_temp.int_exam_results__months""")
     cur.execute("create temporary table int_claims_with_deductions__night as select * from staging.stg_claims"
                 " where business_date = %s; analyze pg_temp.int_claims_with_deductions__night", (NIGHT_DAY,))
     # int_audit_rule_matches' pre-hook (macro audit_matches_take_prior): the night's lines, and the

@@ -497,12 +497,20 @@ rule_type in ('inpatient_only', 'indication')
       and prior.key ->> 'charge_date' is not null
 {%- endmacro %}
 
-{#- Pre-hook of int_exam_results (R21): delete the stored rows of the months re-counted tonight. -#}
+{#- Pre-hook of int_exam_results (R21): the months re-counted tonight, written once to an analysed
+    temporary table that the model reads (pg_temp.int_exam_results__months: finding them reads the
+    night's ~1 M matches, 0.7-0.8 s on a 30 M-line city, where the model and this hook each read
+    them), and their stored rows deleted. -#}
 {% macro audit_exam_results_delete_touched() -%}
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
-        {{ audit_delete_touched(audit_everything_since(wm), [(audit_exam_touched_months(wm),
-            [('hospital_code', 'hospital_code'), ('month_start', 'month_start')])]) }}
+        {%- if audit_everything_since(wm) -%}
+            delete from {{ this }}
+        {%- else -%}
+            {{ analysed_temp_table(this.identifier ~ '__months', audit_exam_touched_months(wm)) }};
+            {{ audit_delete_touched(false, [('select hospital_code, month_start from pg_temp.' ~ this.identifier ~ '__months',
+                [('hospital_code', 'hospital_code'), ('month_start', 'month_start')])]) }}
+        {%- endif -%}
     {%- else -%}
         select 1
     {%- endif -%}

@@ -19,8 +19,9 @@
 -- Incremental: re-counts the (hospital, month) pairs that a positive_rate match written since this
 -- table was touches (its charge date, or the charge date its line had before: _prior_keys),
 -- reading only those months' exam matches through the (rule_type, hospital_code, charge_date)
--- index of int_audit_rule_matches (partial to positive_rate matches); a pre-hook deletes their
--- stored rows. Every pair when the rule library or the hospital registry changed.
+-- index of int_audit_rule_matches (partial to positive_rate matches); a pre-hook writes the pairs
+-- to a temporary table and deletes their stored rows. Every pair when the rule library or the
+-- hospital registry changed.
 
 -- depends_on: {{ ref('stg_audit_rules') }}
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
@@ -29,9 +30,10 @@
 with
 
 {% if not everything %}
-touched_months as materialized (
+-- written and analysed by the pre-hook
+touched_months as (
 
-    {{ audit_exam_touched_months(wm) }}
+    select hospital_code, month_start from pg_temp.{{ this.identifier }}__months
 
 ),
 {% endif %}
