@@ -25,7 +25,23 @@
 
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
 
-{% if audit_summary_by_difference(wm) %}
+with
+
+summary as (
+
+    {% if audit_summary_by_difference(wm) %}
+    -- the groups the night changed, with what they hold now (macro audit_summary_merge_night)
+    select hospital_code, month_start, rule_type, severity, finding_count, flagged_amount
+    from pg_temp.{{ this.identifier }}__merged
+    where finding_count <> 0
+    {% else %}
+    select hospital_code, month_start, rule_type, severity,
+           count(*) as finding_count, sum(flagged_amount) as flagged_amount
+    from {{ ref('fct_audit_findings') }}
+    group by hospital_code, month_start, rule_type, severity
+    {% endif %}
+
+)
 
 select
     -- ids
@@ -40,25 +56,4 @@ select
     flagged_amount::numeric(18, 2) as flagged_amount,
     -- lineage
     {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
-from pg_temp.{{ this.identifier }}__merged
-where finding_count <> 0
-
-{% else %}
-
-select
-    -- ids
-    hospital_code,
-    -- dates
-    month_start,
-    -- codes
-    rule_type,
-    severity,
-    -- counts and amounts
-    count(*) as finding_count,
-    sum(flagged_amount)::numeric(18, 2) as flagged_amount,
-    -- lineage
-    {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
-from {{ ref('fct_audit_findings') }}
-group by hospital_code, month_start, rule_type, severity
-
-{% endif %}
+from summary
