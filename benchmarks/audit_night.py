@@ -30,9 +30,10 @@ Steps, so that the history is built once and the timed night runs on a fresh cop
     .venv/bin/python benchmarks/audit_night.py history --history 10000000
     # 2. the same night on an empty history, then on a copy of the template (timed; under the
     #    shared benchmark lock); --keep keeps the night databases for `explain`; --warm reads each
-    #    night database into the OS cache first (a nightly warehouse has its history there)
+    #    night database into the OS cache first (a nightly warehouse has its history there);
+    #    --repeat N runs N pairs and prints the median ratio (one pair moves by ±0.2 run to run)
     flock /work/wt/_issues/bench.lock .venv/bin/python benchmarks/audit_night.py night \\
-        --history 10000000 --night 1000000 --keep
+        --history 10000000 --night 1000000 --keep --warm --repeat 5
     # 3. EXPLAIN of every audit model's incremental query on the kept night (seq scans of big
     #    tables); --analyze --verbose: EXPLAIN (ANALYZE, BUFFERS), the plans; --models a,b: only those
     .venv/bin/python benchmarks/audit_night.py explain --history 10000000
@@ -50,6 +51,7 @@ import datetime as dt
 import io
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -488,6 +490,17 @@ def run_night(args) -> dict:
     return results
 
 
+def _print_pairs(history: int, pairs: list[tuple[float, float]]) -> None:
+    """--repeat: every pair, then the medians. One pair's ratio moves by ±0.2 from run to run on
+    this machine (docs/scale-out.md §7.8), so a change of a second or two shows only in medians."""
+    ratios = [h / e for h, e in pairs]
+    for i, ((h, e), r) in enumerate(zip(pairs, ratios), start=1):
+        print(f"  pair {i}: {h:.1f} s on {history:,} lines of history, {e:.1f} s on nothing, ratio {r:.2f}")
+    print(f"{len(pairs)} pairs: night on the history median {statistics.median(h for h, _ in pairs):.1f} s, "
+          f"on nothing median {statistics.median(e for _, e in pairs):.1f} s; "
+          f"ratio median {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})", flush=True)
+
+
 # The groups each window model re-derives (macros/audit.sql audit_touched_groups), for `explain`.
 FINDING_GROUPS = {
     "int_audit_line_rules": (["sex", "age", "hospital_level"], ["hospital_code", "fee_line_id"]),
@@ -619,6 +632,9 @@ def main() -> None:
     ap.add_argument("--night", type=int, default=50_000)
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--keep", action="store_true", help="keep the night databases (and the raw template)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="night: run the pair this many times (each on a fresh copy of the template), then "
+                         "print every pair and the median ratio")
     ap.add_argument("--warm", action="store_true",
                     help="night: read each night database's files into the OS cache before the timed night")
     ap.add_argument("--night-ids", choices=["after", "interleaved"], default="after",
@@ -640,7 +656,14 @@ def main() -> None:
     if args.step in ("history", "all"):
         build_history(args)
     if args.step in ("night", "all"):
-        run_night(args)
+        pairs = []
+        for i in range(args.repeat):
+            if args.repeat > 1:
+                print(f"pair {i + 1} of {args.repeat}", flush=True)
+            results = run_night(args)
+            pairs.append((results["history"][0], results["empty"][0]))
+        if args.repeat > 1:
+            _print_pairs(args.history, pairs)
     if args.step == "explain":
         explain(args)
     if args.step in ("drop", "all"):
