@@ -241,6 +241,10 @@ def night_b(cur):
     for hospital, day in [(H1, 1), (H17, 10), (H1, 16), (H17, 20)]:
         load_extract(cur, "fee_detail", hospital, dt.date(2025, 3, day), [
             fee(f"I{day:02d}", f"VI{day:02d}", ts(3, day), INT_ITEM, "1", "50.00")])
+    # I10's visit is settled: its R16 finding is deducted until night C makes I10 payable (the
+    # visit then loses its only deductible row, and nothing of it is written again)
+    load_extract(cur, "claim", H17, dt.date(2025, 3, 11),
+                 [claim("SI10", "VI10", ts(3, 10, 18), "100.00", "60.00")])
     # CT: the girl at H1 on 04-01 and at H17 on 04-05 and 04-20 (all N); 9 other patients at H1
     load_extract(cur, "fee_detail", H1, dt.date(2025, 4, 1), [
         fee("CT01", "VG1", ts(4, 1), CT_ITEM, "1", "200.00", patient=GIRL, sex="F", result="N")])
@@ -435,10 +439,12 @@ def test_night_b_worked_example_to_the_cent(built):
         ("RDM-1", "S21"): ("readmission", "suspicious", H3, "settlement", Dt(2025, 5, 20), D("1.0000"), D("6300.00"), False),
     }
     # base 443.00 → deduction on S9 = round(443.00 x 1,200 / 2,000, 2) = 265.80; S10: 45.50 x 0.5;
-    # the INT-1 lines' visits have no settlement; R20 and R22 are suspicious: nothing deducted
+    # SI10: I10's 50.00 x 60 / 100; the other INT-1 lines' visits have no settlement; R20 and R22
+    # are suspicious: nothing deducted
     assert deductions == {
         "S9": (D("0.00"), D("443.00"), D("443.00"), D("265.80")),
         "S10": (D("0.00"), D("45.50"), D("45.50"), D("22.75")),
+        "SI10": (D("0.00"), D("50.00"), D("50.00"), D("30.00")),
     }
 
 
@@ -483,6 +489,10 @@ def test_night_c_corrections_rederive_their_groups(built):
     # S9's base: 300.00 - 300.00 + 91.00 + 40.00 = 131.00 → round(131.00 x 0.6, 2) = 78.60
     assert deductions["S9"] == (D("0.00"), D("131.00"), D("131.00"), D("78.60"))
     assert deductions["S10"] == (D("0.00"), D("45.50"), D("45.50"), D("22.75"))
+    # I10 payable now: its visit's only deductible row is gone, and the deduction with it (the
+    # deduction list holds deducted settlements only; int_audit_deductible_lines logs the visits
+    # of the rows it deletes for int_claims_with_deductions)
+    assert "SI10" not in deductions
 
 
 def test_night_d_rule_removed(built):

@@ -285,13 +285,13 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
 {%- endmacro %}
 
 {#- The models that follow the findings (int_audit_claim_rules, int_audit_deductible_lines,
-    int_claims_with_deductions, fct_audit_findings) re-derive, each night, every visit whose
-    findings may have changed since their watermark wm, read from int_audit_rule_matches:
+    fct_audit_findings) re-derive, each night, every visit whose findings may have changed since
+    their watermark wm, read from int_audit_rule_matches (int_claims_with_deductions follows
+    int_audit_deductible_lines' changes instead: audit_deductible_changed_visits):
     - the visit of every match written since wm (a new, late, refunded or corrected line, and the
       tombstone of a line that no longer matches), and the visits its _prior_keys name (where a
       corrected line was before);
-    - with windows (the models of the deductible base: int_audit_deductible_lines,
-      int_claims_with_deductions): every visit holding a violation match of a window group (R15,
+    - with windows (the deductible base, int_audit_deductible_lines): every visit holding a violation match of a window group (R15,
       R16, R20: patient x rule, across hospitals) that a match written since wm touches, since
       re-walking the group can move a finding to another visit (I01 moved away makes I16 of
       another visit non-payable). Only violation matches, of rules with a violation row: a
@@ -303,10 +303,9 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
     R17/R18 groups are visits, R11-R14/R19 lines: both covered by the first part. Read through the
     (_batch_at) and (patient_key, rule_id) indexes of int_audit_rule_matches: only the night's
     matches and the history of the groups they touch. -#}
-{#- window_groups: a relation of the touched window groups (patient_key, rule_id), e.g. a
-    pre-hook's temporary table (analysed: the planner picks probes or a hash join by its size);
-    none: computed inline, where its size is misestimated, so the groups' visits are forced to one
-    (patient_key, rule_id) probe per group (offset 0). -#}
+{#- window_groups (with windows): a relation of the touched window groups (patient_key, rule_id),
+    a pre-hook's analysed temporary table. Inlined, its size was misestimated (the prior keys'
+    jsonb_array_elements at 100 rows a match). -#}
 {#- direct=false: the window groups' visits only (with windows). -#}
 {% macro audit_touched_visits(wm, windows=true, window_groups=none, direct=true) -%}
     {%- if direct %}
@@ -329,17 +328,11 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
     union
     {%- endif %}
 
-    -- one (patient_key, rule_id) probe per touched window group when the groups are computed
-    -- inline (their size is misestimated: offset 0 keeps the lateral subquery as such, never a scan
-    -- of every window match of the history); an analysed table of groups is left to the planner,
-    -- which chooses the probes on a big history and a hash join on a small one (forced probes
+    -- the analysed table of groups is left to the planner, which chooses one (patient_key,
+    -- rule_id) probe per group on a big history and a hash join on a small one (forced probes
     -- cost 2.4 s instead of 0.5 s on an empty history)
     select window_matches.hospital_code, window_matches.visit_id
-    from
-    {%- if window_groups is not none %} {{ window_groups }}
-    {%- else %} ({{ audit_touched_groups(wm, audit_window_rule_types(as_list=true), ['patient_key', 'rule_id']) }}
-    )
-    {%- endif %} as window_groups
+    from {{ window_groups }} as window_groups
     cross join lateral (
         select matches.hospital_code, matches.visit_id
         from {{ ref('int_audit_rule_matches') }} as matches
@@ -348,9 +341,6 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
           and matches.rule_type in ({{ audit_window_rule_types() }})
           and matches.severity = 'violation'
           and matches.visit_id is not null
-        {%- if window_groups is none %}
-        offset 0
-        {%- endif %}
     ) as window_matches
     where window_groups.rule_id in (
         select rule_id from {{ ref('stg_audit_rules') }} where severity = 'violation'
@@ -516,24 +506,181 @@ rule_type in ('inpatient_only', 'indication')
     {%- endif -%}
 {%- endmacro %}
 
-{#- Pre-hook of the models keyed by visit (int_audit_deductible_lines): delete the stored rows of
-    the visits re-derived tonight (macro audit_touched_visits), and the window rules' rows of the
-    visits of the touched window groups. -#}
-{% macro audit_visits_delete_touched() -%}
+{#- int_audit_deductible_lines: the fee-line findings that can be deducted, as the model selects
+    them: from every finding model, or, when not everything, only the rows of the visits its
+    pre-hook found touched (audit_touched_visits_tables: every row of pg_temp.<model>__visits, the
+    window rules' rows of pg_temp.<model>__window_visits too). -#}
+{% macro audit_deductible_lines_select(everything) -%}
+    {%- set decided = [
+        'int_audit_line_rules', 'int_audit_daily_quantity', 'int_audit_min_interval',
+        'int_audit_course_days', 'int_audit_included_in', 'int_audit_repeat_exam',
+    ] -%}
+    {%- set window_models = ['int_audit_daily_quantity', 'int_audit_min_interval', 'int_audit_repeat_exam'] -%}
+    {%- set visits = 'select hospital_code, visit_id from ' ~ audit_touched_visits_relation() -%}
+    {%- set window_visits = visits ~ ' union select hospital_code, visit_id from ' ~ audit_touched_visits_relation(windows=true) -%}
+    {% for model in decided %}
+    select
+        hospital_code,
+        visit_id,
+        subject_id as fee_line_id,
+        rule_id,
+        rule_type,
+        null::text as diagnosis_prefixes,
+        flagged_amount
+    from {{ ref(model) }}
+    where severity = 'violation'
+      and visit_id is not null
+      {%- if not everything %}
+      and (hospital_code, visit_id) in ({{ window_visits if model in window_models else visits }})
+      {%- endif %}
+
+    union all
+    {% endfor %}
+    select
+        hospital_code,
+        visit_id,
+        fee_line_id,
+        rule_id,
+        rule_type,
+        diagnosis_prefixes,
+        amount::numeric(18, 2) as flagged_amount
+    from {{ ref('int_audit_rule_matches') }}
+    where {{ audit_decided_by_settlement() }}
+      and severity = 'violation'
+      and visit_id is not null
+      {%- if not everything %}
+      and (hospital_code, visit_id) in ({{ visits }})
+      {%- endif %}
+{%- endmacro %}
+
+{#- The log beside int_audit_deductible_lines (lines: its relation) of the visits whose stored rows
+    its builds deleted (_changed_at: the deleting build's now()); a row without a visit records a
+    build that re-derived every visit (a first build, a full refresh, a new rule library or
+    hospital registry). int_claims_with_deductions re-derives the visits of the rows written since
+    its watermark and of this log, and empties it (audit_deductible_changes_consumed). -#}
+{% macro audit_deductible_changes(lines) -%}
+    {{- return(lines.incorporate(path={'identifier': lines.identifier ~ '__changes'})) -}}
+{%- endmacro %}
+
+{% macro audit_deductible_changes_table(lines) -%}
+    create table if not exists {{ audit_deductible_changes(lines) }} (
+        hospital_code text,
+        visit_id text,
+        _changed_at timestamptz not null
+    )
+{%- endmacro %}
+
+{#- One delete of int_audit_deductible_lines' pre-hook: the stored rows of the touched visits
+    (touched: a relation of (hospital_code, visit_id); rule_types: only those rows, or all) that
+    the night's re-derivation (pg_temp.<model>__lines) does not hold as they are, their visits
+    logged. -#}
+{% macro audit_deductible_delete_changed(touched, rule_types=none) -%}
+    with deleted as (
+        delete from {{ this }} as stored
+        using {{ touched }} as touched
+        where stored.hospital_code = touched.hospital_code
+          and stored.visit_id = touched.visit_id
+          {%- if rule_types %}
+          and stored.rule_type in ({{ audit_sql_list(rule_types) }})
+          {%- endif %}
+          and not exists (
+              select 1
+              from pg_temp.{{ this.identifier }}__lines as lines
+              where lines.hospital_code = stored.hospital_code
+                and lines.fee_line_id = stored.fee_line_id
+                and lines.rule_id = stored.rule_id
+                and (lines.visit_id, lines.rule_type, lines.diagnosis_prefixes, lines.flagged_amount)
+                    is not distinct from
+                    (stored.visit_id, stored.rule_type, stored.diagnosis_prefixes, stored.flagged_amount)
+          )
+        returning stored.hospital_code, stored.visit_id
+    )
+    insert into {{ audit_deductible_changes(this) }}
+    select distinct hospital_code, visit_id, now()
+    from deleted
+{%- endmacro %}
+
+{#- Pre-hook of int_audit_deductible_lines. Incremental: the touched visits (analysed temporary
+    tables), their rows re-derived into pg_temp.int_audit_deductible_lines__lines (analysed), then
+    only the difference: the stored rows it does not hold are deleted (their visits logged), and
+    the model inserts the rows not stored yet. A row unchanged tonight is neither deleted nor
+    written again, so the rows written since a reader's watermark, with the log, are exactly the
+    visits whose deductible base changed: on a 30 M-line city about one in ten of the ~100k visits
+    re-derived (most are the visits of the window groups the night touches, re-walked to the same
+    findings; docs/scale-out.md §7.9). Everything (the rule library or the hospital registry
+    changed): every row deleted, the re-derivation logged as a row without a visit. -#}
+{% macro audit_deductible_lines_diff() -%}
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
-        {%- if audit_everything_since(wm) -%}
-            delete from {{ this }}
-        {%- else -%}
-            {{ audit_touched_visits_tables(wm) }};
-            {{ audit_delete_touched(false, [('select hospital_code, visit_id from ' ~ audit_touched_visits_relation(),
-                [('hospital_code', 'hospital_code'), ('visit_id', 'visit_id')])]) }};
-            delete from {{ this }} as stored
-            using {{ audit_touched_visits_relation(windows=true) }} as touched
-            where stored.hospital_code = touched.hospital_code
-              and stored.visit_id = touched.visit_id
-              and stored.rule_type in ({{ audit_window_rule_types() }})
+        {{ audit_deductible_changes_table(this) }};
+        {%- if audit_everything_since(wm) %}
+        delete from {{ this }};
+        insert into {{ audit_deductible_changes(this) }} values (null, null, now())
+        {%- else %}
+        {{ audit_touched_visits_tables(wm) }};
+        {{ analysed_temp_table(this.identifier ~ '__lines', audit_deductible_lines_select(false)) }};
+        {{ audit_deductible_delete_changed(audit_touched_visits_relation()) }};
+        {{ audit_deductible_delete_changed(audit_touched_visits_relation(windows=true), audit_window_rule_types(as_list=true)) }}
         {%- endif -%}
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Post-hook of int_audit_deductible_lines: a build from scratch (first build, full refresh) is
+    logged as a re-derivation of every visit. -#}
+{% macro audit_deductible_lines_rebuilt() -%}
+    {%- if execute and not is_incremental() -%}
+        {{ audit_deductible_changes_table(this) }};
+        insert into {{ audit_deductible_changes(this) }} values (null, null, now())
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{%- endmacro %}
+
+{#- int_claims_with_deductions: the visits whose deductible base int_audit_deductible_lines changed
+    since wm (rows written, or deleted per its log), or none when it re-derived every visit since
+    (the caller then re-derives every effective settlement), or when its log does not exist yet. -#}
+{% macro audit_deductible_changed_visits(wm) -%}
+    {%- set lines = ref('int_audit_deductible_lines') -%}
+    {%- set log = audit_deductible_changes(lines) -%}
+    {%- set query -%}
+        select to_regclass({{ dbt.string_literal(log | string) }}) is not null
+    {%- endset -%}
+    {%- if not run_query(query).rows[0][0] -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {%- set query -%}
+        select exists (
+            select 1 from {{ log }}
+            where hospital_code is null and _changed_at > '{{ wm.batch_at }}'::timestamptz
+        )
+    {%- endset -%}
+    {%- if run_query(query).rows[0][0] -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {%- set sql -%}
+    select hospital_code, visit_id
+    from {{ lines }}
+    where _batch_at > '{{ wm.batch_at }}'::timestamptz
+
+    union
+
+    select hospital_code, visit_id
+    from {{ log }}
+    where _changed_at > '{{ wm.batch_at }}'::timestamptz
+      and hospital_code is not null
+    {%- endset -%}
+    {{- return(sql) -}}
+{%- endmacro %}
+
+{#- Post-hook of int_claims_with_deductions: the deductible base's changes are taken (every one
+    logged by a build before this one: the builds of a schema run one after the other). -#}
+{% macro audit_deductible_changes_consumed() -%}
+    {%- if execute -%}
+        {%- set lines = ref('int_audit_deductible_lines') -%}
+        {{ audit_deductible_changes_table(lines) }};
+        delete from {{ audit_deductible_changes(lines) }} where _changed_at <= now()
     {%- else -%}
         select 1
     {%- endif -%}

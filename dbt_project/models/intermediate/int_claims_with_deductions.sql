@@ -14,6 +14,7 @@
     post_hook=[
         "{{ partial_index(['hospital_code', 'patient_key'], \"medical_category_code = '21'\") }}",
         "{{ analyze_night_rows() }}",
+        "{{ audit_deductible_changes_consumed() }}",
     ]
 ) }}
 
@@ -36,10 +37,14 @@
 -- lines, each line's violation amount = the flagged_amount of its violation finding of largest
 -- magnitude (int_audit_deductible_lines; R14/R19 decided here on the effective settlement by the
 -- macro audit_settlement_condition). An incremental build also re-derives every visit whose
--- findings may have changed since it was written (macro audit_touched_visits: the visits of the
--- night's matches, of their prior keys and of the window groups they touch), and every effective
--- settlement when the rule library or the hospital registry changed. _audit_digest fingerprints
--- the visit's deductible findings when its row was written (for checks; not a trigger).
+-- deductible base changed since it was written (macro audit_deductible_changed_visits: the visits
+-- of the int_audit_deductible_lines rows written since, which are only rows that changed, and of
+-- the rows it deleted, from its log), and every effective settlement when the rule library or
+-- the hospital registry changed or the deductible base was rebuilt. Before 2026-12-04 it
+-- re-derived every visit the night's matches touched (audit_touched_visits), ~100k on a 30 M-line
+-- city, to write ~6k: most were visits of the window groups re-walked to the same findings
+-- (docs/scale-out.md §7.9). _audit_digest fingerprints the visit's deductible findings when its
+-- row was written (for checks; not a trigger).
 
 {%- set claim_columns = [
     'hospital_code', 'settlement_id', 'visit_id', 'patient_key', 'reversal_of',
@@ -61,6 +66,7 @@
 -- depends_on: {{ ref('stg_hospitals') }}
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
 {%- do require_columns_or_full_refresh(['_audit_digest']) %}
+{%- set audit_changed = audit_deductible_changed_visits(wm) if is_incremental() and not audit_everything_since(wm) else none %}
 
 with
 
@@ -78,11 +84,17 @@ changed_claims as not materialized (
 
 previous_versions as (
 
+    -- one unique-index probe per changed settlement (`offset 0`): the join was estimated at ~2 %
+    -- of the night and hashed against a scan of every stored settlement (1.1 s at 1.5 M)
     select stored.*
-    from {{ this }} as stored
-    inner join changed_claims
-        on stored.hospital_code = changed_claims.hospital_code
-       and stored.settlement_id = changed_claims.settlement_id
+    from changed_claims
+    cross join lateral (
+        select *
+        from {{ this }} as stored
+        where stored.hospital_code = changed_claims.hospital_code
+          and stored.settlement_id = changed_claims.settlement_id
+        offset 0
+    ) as stored
 
 ),
 
@@ -132,15 +144,17 @@ touched_visits as (
     from repriced_usage
     cross join lateral jsonb_array_elements_text(repriced_usage._prior_visit_ids) as prior (visit_id)
     union
-    -- the visits whose smart-audit findings may have changed (every one with an effective
-    -- settlement when the rule library or the hospital registry changed)
-    {% if audit_everything_since(wm) %}
+    -- the visits whose deductible base changed (int_audit_deductible_lines writes only its rows
+    -- that changed and logs the visits of those it deleted); every one with an effective
+    -- settlement when it re-derived every visit (a new rule library or hospital registry, a full
+    -- refresh) since this table was written
+    {% if audit_changed is none %}
     select stored.hospital_code, stored.visit_id
     from {{ this }} as stored
     where stored.is_effective_settlement
     {% else %}
     select hospital_code, visit_id
-    from ({{ audit_touched_visits(wm) }}) as audit_touched
+    from ({{ audit_changed }}) as audit_changed
     {% endif %}
 
 ),
@@ -315,20 +329,42 @@ visit_excess as (
 
 ),
 
-audit_visit_digests as (
+effective_visit_lines as materialized (
 
+    -- the deductible lines of each effective settlement's visit, read once (one (hospital_code,
+    -- visit_id) probe per effective settlement) for its digest and its violations below, with
+    -- R14/R19 decided on that settlement
     select
         effective_settlements.hospital_code,
         effective_settlements.settlement_id,
+        lines.fee_line_id,
+        lines.rule_id,
+        lines.rule_type,
+        lines.flagged_amount,
+        lines.diagnosis_prefixes,
+        {{ audit_settlement_condition(
+            'lines.rule_type', 'lines.diagnosis_prefixes',
+            'classified.medical_category_code', 'classified.principal_diagnosis_code') }} as is_denied
+    from effective_settlements
+    inner join classified
+        on effective_settlements.hospital_code = classified.hospital_code
+       and effective_settlements.settlement_id = classified.settlement_id
+    inner join {{ ref('int_audit_deductible_lines') }} as lines
+        on effective_settlements.hospital_code = lines.hospital_code
+       and effective_settlements.visit_id = lines.visit_id
+
+),
+
+audit_visit_digests as (
+
+    select
+        hospital_code,
+        settlement_id,
         md5(string_agg(
-            concat_ws('/', lines.fee_line_id, lines.rule_id, lines.rule_type, lines.flagged_amount,
-                      lines.diagnosis_prefixes), ','
-            order by lines.fee_line_id, lines.rule_id
+            concat_ws('/', fee_line_id, rule_id, rule_type, flagged_amount, diagnosis_prefixes), ','
+            order by fee_line_id, rule_id
         )) as audit_digest
-    from {{ ref('int_audit_deductible_lines') }} as lines
-    inner join effective_settlements
-        on lines.hospital_code = effective_settlements.hospital_code
-       and lines.visit_id = effective_settlements.visit_id
+    from effective_visit_lines
     group by 1, 2
 
 ),
@@ -342,21 +378,13 @@ visit_audit_violations as (
     -- hospital_code alone and filter visit_id, 685 M row pairs (100 s) on a 30 M-line city.
     select hospital_code, settlement_id, sum(violation_amount) as audit_violation_amount
     from (
-        select distinct on (lines.hospital_code, lines.fee_line_id)
-            lines.hospital_code,
-            effective_settlements.settlement_id,
-            lines.flagged_amount as violation_amount
-        from {{ ref('int_audit_deductible_lines') }} as lines
-        inner join classified
-            on lines.hospital_code = classified.hospital_code
-           and lines.visit_id = classified.visit_id
-        inner join effective_settlements
-            on classified.hospital_code = effective_settlements.hospital_code
-           and classified.settlement_id = effective_settlements.settlement_id
-        where {{ audit_settlement_condition(
-            'lines.rule_type', 'lines.diagnosis_prefixes',
-            'classified.medical_category_code', 'classified.principal_diagnosis_code') }}
-        order by lines.hospital_code, lines.fee_line_id, abs(lines.flagged_amount) desc, lines.rule_id
+        select distinct on (hospital_code, fee_line_id)
+            hospital_code,
+            settlement_id,
+            flagged_amount as violation_amount
+        from effective_visit_lines
+        where is_denied
+        order by hospital_code, fee_line_id, abs(flagged_amount) desc, rule_id
     ) as denied
     group by 1, 2
 
