@@ -41,18 +41,16 @@
 {%- set everything = audit_everything_since(wm) %}
 
 {% if not everything %}
--- the touched visits' rows, re-derived by the pre-hook, less the ones it left stored unchanged
+-- the touched visits' rows, re-derived by the pre-hook, less the ones it found stored as they are
+-- (a hash anti-join of two analysed temporary tables of the night's size)
 select
     lines.*,
     {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
 from pg_temp.{{ this.identifier }}__lines as lines
 where not exists (
     select 1
-    from {{ this }} as stored
-    where stored.hospital_code = lines.hospital_code
-      and stored.visit_id = lines.visit_id
-      and stored.fee_line_id = lines.fee_line_id
-      and stored.rule_id = lines.rule_id
+    from pg_temp.{{ this.identifier }}__stored as stored
+    where {{ audit_deductible_same_row('lines', 'stored') }}
 )
 {% else %}
 with
