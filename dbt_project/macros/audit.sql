@@ -807,15 +807,85 @@ rule_type in ('inpatient_only', 'indication')
     }) -}}
 {%- endmacro %}
 
+{#- fct_audit_findings' rows without their lineage columns: every finding of the finding models
+    (everything), or those the key predicates select (from the pre-hook's key sets). -#}
+{% macro audit_findings_mart_select(everything) -%}
+    {%- set keys = audit_findings_mart_keys() -%}
+    with
+
+    findings as (
+        {% for model, predicates in keys.models.items() %}
+        {% set model_loop = loop %}
+        {% for predicate in (['true'] if everything else predicates) %}
+        select
+            rule_id, rule_type, severity, hospital_code, subject_type, subject_id, visit_id,
+            patient_key, charge_date, item_code, item_name, line_quantity, line_amount,
+            flagged_quantity, flagged_amount, is_cross_hospital
+        from {{ ref(model) }}
+        where {{ predicate }}
+        {% if not (model_loop.last and loop.last) %}union{% endif %}
+        {% endfor %}
+        {% endfor %}
+    )
+
+    select
+        -- ids
+        rule_id,
+        hospital_code,
+        subject_type,
+        subject_id,
+        visit_id,
+        patient_key,
+        -- codes
+        rule_type,
+        severity,
+        item_code,
+        -- descriptions
+        item_name,
+        -- dates
+        charge_date,
+        date_trunc('month', charge_date)::date as month_start,
+        -- quantities and amounts
+        line_quantity::numeric(18, 4) as line_quantity,
+        line_amount::numeric(18, 2) as line_amount,
+        flagged_quantity::numeric(18, 4) as flagged_quantity,
+        flagged_amount::numeric(18, 2) as flagged_amount,
+        -- flags
+        is_cross_hospital
+    from findings
+{%- endmacro %}
+
+{#- A finding of fct_audit_findings (alias a) that is finding b as it is (every column but the
+    lineage; one row per rule x subject, so the first three are hashed). -#}
+{% macro audit_findings_same_row(a, b) -%}
+    {%- set rest = ['subject_type', 'visit_id', 'patient_key', 'rule_type', 'severity', 'item_code', 'item_name',
+                    'charge_date', 'month_start', 'line_quantity', 'line_amount', 'flagged_quantity',
+                    'flagged_amount', 'is_cross_hospital'] -%}
+    {{ a }}.rule_id = {{ b }}.rule_id
+    and {{ a }}.subject_id = {{ b }}.subject_id
+    and {{ a }}.hospital_code = {{ b }}.hospital_code
+    and ({% for c in rest %}{{ a }}.{{ c }}{% if not loop.last %}, {% endif %}{% endfor %})
+        is not distinct from ({% for c in rest %}{{ b }}.{{ c }}{% if not loop.last %}, {% endif %}{% endfor %})
+{%- endmacro %}
+
 {#- Pre-hook of fct_audit_findings: the key sets of tonight's build as temporary tables, analysed
-    (the model reads them in the same session, like materialize_night_rows), and the deletion of
-    the stored findings the build re-copies: one statement per predicate, each an index probe.
-    The delete by visit (keys.probed) is planned without hash or merge joins, for this statement
+    (the model reads them in the same session, like materialize_night_rows); the findings they
+    select, copied from the finding models into pg_temp.fct_audit_findings__night, and the stored
+    findings the same predicates select, with their ctid, into pg_temp.fct_audit_findings__stored
+    (both analysed; one statement per predicate, each an index probe); then only the difference:
+    the stored findings the night does not hold as they are are deleted by ctid (and logged), and
+    the model inserts the night's findings not stored as they are. Most of the findings re-copied
+    for the touched keys are the ones stored (the window groups re-walked to the same findings, the
+    other findings of a visit with a late line): on a 30 M-line city 250k findings were deleted and
+    written again each night for 154k new ones (docs/scale-out.md §7.9).
+    The read by visit (keys.probed) is planned without hash or merge joins, for this statement
     only (set local, then back to the defaults): for the ~59k visits of a night of 1 M lines the
     planner chose a hash semi join over a sequential scan of the whole mart (4.7 M findings on a
     30 M-line city: 2.2 s, and growing with the history), where one (hospital_code, visit_id)
-    probe per visit took 0.8 s (docs/scale-out.md §7.6). The R22 deletes read the readmission
-    findings through the partial index of the model's post-hook. -#}
+    probe per visit took 0.8 s (docs/scale-out.md §7.6). The R22 reads go through the partial
+    index of the readmission findings (the model's post-hook). Everything (the rule library or the
+    hospital registry changed): every stored finding deleted, unlogged (no finding is then older
+    than fct_audit_summary_monthly, which counts everything again: audit_summary_by_difference). -#}
 {#- The deletions log of the findings mart (relation: the mart), beside it in its schema (it is
     swapped with it on publish): per deleting build (_deleted_at, the build's now()), the deleted
     findings counted and summed by fct_audit_summary_monthly's grain and by the build that had
@@ -854,25 +924,41 @@ rule_type in ('inpatient_only', 'indication')
 {% macro audit_findings_mart_delete_touched() -%}
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
-        {%- if audit_everything_since(wm) -%}
-            delete from {{ this }}
+        {{ audit_findings_deletions_table(this) }};
+        {%- if audit_everything_since(wm) %}
+        {#- not logged: fct_audit_summary_monthly counts everything again after a rebuild -#}
+        delete from {{ this }}
         {%- else -%}
             {%- set keys = audit_findings_mart_keys() -%}
             {% for name, sql in keys.sets.items() -%}
             {{ analysed_temp_table(keys.temp_prefix ~ name, sql(wm)) }};
             {% endfor -%}
-            {{ audit_findings_deletions_table(this) }};
+            {{ analysed_temp_table(keys.temp_prefix ~ 'night', audit_findings_mart_select(false)) }};
+            drop table if exists pg_temp.{{ keys.temp_prefix }}stored;
+            create temporary table {{ keys.temp_prefix }}stored as
+            select ctid as row_ctid, * from {{ this }} limit 0;
             {% for predicate in keys.predicates -%}
             {%- if predicate in keys.probed -%}
             set local enable_hashjoin = off;
             set local enable_mergejoin = off;
             {% endif -%}
-            {{ audit_findings_delete_logged(this, predicate) }}
-            {%- if predicate in keys.probed %};
+            insert into pg_temp.{{ keys.temp_prefix }}stored
+            select ctid, * from {{ this }} where {{ predicate }};
+            {%- if predicate in keys.probed %}
             set local enable_hashjoin to default;
-            set local enable_mergejoin to default
-            {%- endif %}{% if not loop.last %};{% endif %}
-            {% endfor %}
+            set local enable_mergejoin to default;
+            {%- endif %}
+            {% endfor -%}
+            analyze pg_temp.{{ keys.temp_prefix }}stored;
+            {{ audit_findings_delete_logged(this, 'ctid = any (array(
+                select row_ctid
+                from pg_temp.' ~ keys.temp_prefix ~ 'stored as stored
+                where not exists (
+                    select 1
+                    from pg_temp.' ~ keys.temp_prefix ~ 'night as night
+                    where ' ~ audit_findings_same_row('night', 'stored') ~ '
+                )
+            ))') }}
         {%- endif -%}
     {%- else -%}
         select 1

@@ -44,51 +44,22 @@
 -- depends_on: {{ ref('stg_hospitals') }}
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
 {%- set everything = audit_everything_since(wm) %}
-{%- set keys = audit_findings_mart_keys() %}
 
-with
-
-findings as (
-
-    {% for model, predicates in keys.models.items() %}
-    {% set model_loop = loop %}
-    {% for predicate in (['true'] if everything else predicates) %}
-    select
-        rule_id, rule_type, severity, hospital_code, subject_type, subject_id, visit_id,
-        patient_key, charge_date, item_code, item_name, line_quantity, line_amount,
-        flagged_quantity, flagged_amount, is_cross_hospital
-    from {{ ref(model) }}
-    where {{ predicate }}
-    {% if not (model_loop.last and loop.last) %}union{% endif %}
-    {% endfor %}
-    {% endfor %}
-
-)
-
+{% if not everything %}
+-- the touched keys' findings, copied by the pre-hook, less the ones it found stored as they are
+-- (a hash anti-join of two analysed temporary tables of the night's size)
 select
-    -- ids
-    rule_id,
-    hospital_code,
-    subject_type,
-    subject_id,
-    visit_id,
-    patient_key,
-    -- codes
-    rule_type,
-    severity,
-    item_code,
-    -- descriptions
-    item_name,
-    -- dates
-    charge_date,
-    date_trunc('month', charge_date)::date as month_start,
-    -- quantities and amounts
-    line_quantity::numeric(18, 4) as line_quantity,
-    line_amount::numeric(18, 2) as line_amount,
-    flagged_quantity::numeric(18, 4) as flagged_quantity,
-    flagged_amount::numeric(18, 2) as flagged_amount,
-    -- flags
-    is_cross_hospital,
-    -- lineage
+    night.*,
     {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
-from findings
+from pg_temp.fct_audit_findings__night as night
+where not exists (
+    select 1
+    from pg_temp.fct_audit_findings__stored as stored
+    where {{ audit_findings_same_row('night', 'stored') }}
+)
+{% else %}
+select
+    findings.*,
+    {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
+from ({{ audit_findings_mart_select(true) }}) as findings
+{% endif %}
