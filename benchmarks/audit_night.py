@@ -570,6 +570,16 @@ def explain(args) -> None:
               and matches.rule_type in ({windows}) and matches.visit_id is not null
         ) as window_matches;
         analyze pg_temp.int_audit_deductible_lines__visits;
+        -- the model reads what its pre-hook (macro audit_deductible_lines_diff) re-derived and found
+        -- stored; the rows the night wrote stand in for both (same columns)
+        create temporary table int_audit_deductible_lines__lines as
+        select hospital_code, visit_id, fee_line_id, rule_id, rule_type, diagnosis_prefixes, flagged_amount
+        from intermediate.int_audit_deductible_lines where _batch_at > '{since}'::timestamptz;
+        analyze pg_temp.int_audit_deductible_lines__lines;
+        create temporary table int_audit_deductible_lines__stored as
+        select ctid as row_ctid, * from intermediate.int_audit_deductible_lines
+        where _batch_at > '{since}'::timestamptz;
+        analyze pg_temp.int_audit_deductible_lines__stored;
         create temporary table int_audit_claim_rules__visits as
         {changed}
         union

@@ -20,10 +20,11 @@
 -- violation findings are deducted through R6 (int_claims_with_deductions), suspicious ones are
 -- listed for review and never deducted. R21 is an indicator (fct_exam_positive_rate_monthly).
 --
--- Incremental (this schema may lag a night behind): copies again, from the finding models, the
--- findings whose subject may have changed since this table was written, and a pre-hook deletes
--- the stored ones (macro audit_findings_mart_keys; the key sets are temporary tables the pre-hook
--- fills): the fee-line findings of every visit of the night's matches and of their prior keys
+-- Incremental (this schema may lag a night behind), by difference: the pre-hook copies, from the
+-- finding models, the findings whose subject may have changed since this table was written, and
+-- the stored findings of the same keys, to two analysed temporary tables; it deletes the stored
+-- ones the night does not hold as they are, and this query inserts the night's ones not stored as
+-- they are (macros audit_findings_mart_keys, audit_findings_mart_delete_touched). The keys: the fee-line findings of every visit of the night's matches and of their prior keys
 -- (audit_touched_visits without its window groups) and of the visits re-settled since (R11-R13
 -- with them; by line only a line without a visit, which the loader never writes); R15/R16/R20
 -- by patient x rule, the window groups the night touches, wherever the visit of their findings
