@@ -555,9 +555,16 @@ def explain(args) -> None:
         where changed._batch_at > '{since}'::timestamptz and prior.key ->> 'visit_id' is not null"""
     cur.execute(f"""
         create temporary table int_audit_deductible_lines__windows as
-        select patient_key, rule_id from pg_temp.int_audit_repeat_exam__touched
-        union select patient_key, rule_id from pg_temp.int_audit_min_interval__touched
-        union select patient_key, rule_id from pg_temp.int_audit_daily_quantity__touched;
+        select patient_key, rule_id, coalesce(min(charge_date), '-infinity'::date) as from_date from (
+            select patient_key, rule_id, charge_date from intermediate.int_audit_rule_matches
+            where _batch_at > '{since}'::timestamptz and rule_type in ({windows})
+            union all
+            select prior.key ->> 'patient_key', prior.key ->> 'rule_id', (prior.key ->> 'charge_date')::date
+            from intermediate.int_audit_rule_matches as matches
+            cross join lateral jsonb_array_elements(matches._prior_keys) as prior (key)
+            where matches._batch_at > '{since}'::timestamptz and prior.key ->> 'rule_type' in ({windows})
+        ) as touched
+        group by patient_key, rule_id;
         analyze pg_temp.int_audit_deductible_lines__windows;
         create temporary table int_audit_deductible_lines__visits as
         {changed}
@@ -567,7 +574,8 @@ def explain(args) -> None:
         cross join lateral (
             select matches.hospital_code, matches.visit_id from intermediate.int_audit_rule_matches as matches
             where matches.patient_key = window_groups.patient_key and matches.rule_id = window_groups.rule_id
-              and matches.rule_type in ({windows}) and matches.visit_id is not null
+              and matches.rule_type in ({windows}) and matches.severity = 'violation'
+              and matches.visit_id is not null and matches.charge_date >= window_groups.from_date
         ) as window_matches;
         analyze pg_temp.int_audit_deductible_lines__visits;
         -- the model reads what its pre-hook (macro audit_deductible_lines_diff) re-derived and found

@@ -34,7 +34,7 @@ from yibao import transform
 H1 = "H41070200001"  # 三级
 H17 = "H41070200017"  # 二级
 H3 = "H41070300003"  # 三级
-MAN, GIRL = "PK_MAN", "PK_GIRL"
+MAN, GIRL, WOMAN = "PK_MAN", "PK_GIRL", "PK_WOMAN"
 A, B = dt.date(2025, 3, 31), dt.date(2025, 6, 30)
 
 SEX_ITEM = "002202010060000"
@@ -226,6 +226,8 @@ def night_a(cur):
 
 # the subjects of the extra lines, left out of the worked example's figures
 EXTRA = {"F12", "F13", "RA1", "RB1", "RA2", "RB2", "RA1R"}
+# the woman's INT-1 days at H3 (a window group touched at two dates in one night, night C)
+WINDOW_EXTRA = {"W1", "W2", "W3"}
 
 
 def night_b(cur):
@@ -245,6 +247,10 @@ def night_b(cur):
     # visit then loses its only deductible row, and nothing of it is written again)
     load_extract(cur, "claim", H17, dt.date(2025, 3, 11),
                  [claim("SI10", "VI10", ts(3, 10, 18), "100.00", "60.00")])
+    # EXTRA: the woman's INT-1 days at H3: 03-01, 03-05 (4 days on: not payable), 03-25
+    load_extract(cur, "fee_detail", H3, dt.date(2025, 3, 25), [
+        fee(f"W{i}", f"VW{i}", ts(3, day), INT_ITEM, "1", "50.00", patient=WOMAN, sex="F")
+        for i, day in [(1, 1), (2, 5), (3, 25)]])
     # CT: the girl at H1 on 04-01 and at H17 on 04-05 and 04-20 (all N); 9 other patients at H1
     load_extract(cur, "fee_detail", H1, dt.date(2025, 4, 1), [
         fee("CT01", "VG1", ts(4, 1), CT_ITEM, "1", "200.00", patient=GIRL, sex="F", result="N")])
@@ -273,6 +279,16 @@ def night_c(cur):
         fee("F6", "V9", ts(3, 3, 11), "001199000010000", "1", "12.00"),
         fee("I01", "VI01", ts(3, 1), INT_ITEM, "1", "50.00", patient="PK_OTHER"),
     ])
+    # CT20 re-sent charged on 04-02 (was 04-20): the girl's REP-1 group is touched on 04-02 and
+    # 04-20; CT05 (04-05), between the two, now repeats CT20 at the same hospital, no longer CT01
+    # at another: its finding changes although its visit is not touched
+    load_extract(cur, "fee_detail", H17, dt.date(2025, 6, 1), [
+        fee("CT20", "VG20", ts(4, 2), CT_ITEM, "1", "180.00", patient=GIRL, sex="F", result="N")])
+    # EXTRA: W1 re-sent charged on 03-28 (was 03-01): the woman's INT-1 group is touched on 03-01
+    # and 03-28; W2 (03-05), between the two, becomes her first day, payable: its finding goes
+    # although its visit is not touched (W3 20 days on: payable; W1 3 days after W3: not)
+    load_extract(cur, "fee_detail", H3, dt.date(2025, 6, 1), [
+        fee("W1", "VW1", ts(3, 28), INT_ITEM, "1", "50.00", patient=WOMAN, sex="F")])
 
 
 def night_c_late(cur):
@@ -412,7 +428,7 @@ def _deductions(conn, schema="marts_build"):
 
 
 def _worked(findings):
-    return {k: v for k, v in findings.items() if k[1] not in EXTRA}
+    return {k: v for k, v in findings.items() if k[1] not in EXTRA | WINDOW_EXTRA}
 
 
 def test_night_a_no_claim_yet_no_r14(built):
@@ -468,15 +484,28 @@ def test_night_c_corrections_rederive_their_groups(built):
     assert findings[("SEX-1", "F1R")][5:7] == (D("-1.0000"), D("-300.00"))
     assert ("INC-1", "F6") not in findings  # F6 matches no rule any more
     # the man's INT-1 days without I01: 03-10 payable, 03-16 and 03-20 not
-    int1 = {k[1]: v[2:5] for k, v in findings.items() if k[0] == "INT-1"}
+    int1 = {k[1]: v[2:5] for k, v in findings.items() if k[0] == "INT-1" and k[1].startswith("I")}
     assert int1 == {
         "I16": (H1, "fee_line", Dt(2025, 3, 16)),
         "I20": (H17, "fee_line", Dt(2025, 3, 20)),
     }
     assert ("RDM-1", "S21") in findings
+    # a window group touched at two dates is re-walked from the earlier one: the findings dated
+    # between them change although their visits are not touched (CT05 at the same hospital as the
+    # moved CT20 now; W2 payable)
+    before = built[1]["B"][0]
+    assert before[("REP-1", "CT05")][-1] is True
+    rep1 = {k[1]: (v[4], v[6], v[7]) for k, v in findings.items() if k[0] == "REP-1"}
+    assert rep1 == {"CT20": (Dt(2025, 4, 2), D("180.00"), True), "CT05": (Dt(2025, 4, 5), D("180.00"), False)}
+    assert {k[1] for k in before if k[0] == "INT-1" and k[1] in WINDOW_EXTRA} == {"W2"}
+    assert {k[1] for k in findings if k[0] == "INT-1" and k[1] in WINDOW_EXTRA} == {"W1"}
+    assert _rows(
+        built[0],
+        """select visit_id from audit_incremental_c.int_audit_deductible_lines
+           where fee_line_id in ('W1', 'W2', 'W3')""",
+    ) == [("VW1",)]
     # EXTRA: the corrected R11 line and the netted R18 group lose their findings; the visit's
     # other R18 group keeps its one finding
-    before = built[1]["B"][0]
     assert {k for k in before if k[1] in EXTRA} == {
         ("SEX-1", "F12"), ("SEX-1", "F13"), ("INC-1", "RB1"), ("INC-2", "RB2")}
     assert {k for k in findings if k[1] in EXTRA} == {("SEX-1", "F13"), ("INC-2", "RB2")}
@@ -522,8 +551,9 @@ def test_audit_summary_monthly(built):
         (H1, dt.date(2025, 3, 1), "min_interval_days", "violation", 1, D("50.00")),
         (H1, dt.date(2025, 3, 1), "sex", "violation", 2, D("0.00")),
         (H17, dt.date(2025, 3, 1), "min_interval_days", "violation", 1, D("50.00")),
-        (H17, dt.date(2025, 4, 1), "repeat_exam", "suspicious", 1, D("180.00")),
+        (H17, dt.date(2025, 4, 1), "repeat_exam", "suspicious", 2, D("360.00")),  # CT20, CT05
         (H3, dt.date(2025, 3, 1), "included_in", "violation", 1, D("8.00")),  # EXTRA: INC-2 on RB2
+        (H3, dt.date(2025, 3, 1), "min_interval_days", "violation", 1, D("50.00")),  # EXTRA: W1
         (H3, dt.date(2025, 3, 1), "sex", "violation", 1, D("10.00")),  # EXTRA: F13 (on VT)
     ]
 

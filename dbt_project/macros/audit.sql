@@ -155,13 +155,24 @@
     _prior_keys of its re-matched rows (the first build, or a new rule library, re-derives
     everything). On a 30 M-line city the current keys were a temporary table of ~880k lines and as
     many probes of the stored findings, every one of the night's new lines, to delete nothing
-    (docs/scale-out.md §7.6). -#}
-{% macro audit_touched_groups(wm, rule_types, group_columns, current_keys=true) -%}
+    (docs/scale-out.md §7.6).
+    from_date=true: one row per group with from_date, the earliest charge date of the night's
+    matches of the group, current or prior ('-infinity' if none has one): the readers of the
+    window groups (the deductible base's window visits, the findings mart) re-read only the
+    group's findings and matches charged from that date; the earlier ones cannot have changed. -#}
+{% macro audit_touched_groups(wm, rule_types, group_columns, current_keys=true, from_date=false) -%}
     {%- set types = audit_sql_list(rule_types) -%}
-    select distinct {{ group_columns | join(', ') }}
+    {%- set date_columns = ['charge_date'] if from_date else [] -%}
+    select
+        {%- if from_date %}
+        {{ group_columns | join(', ') }},
+        coalesce(min(charge_date), '-infinity'::date) as from_date
+        {%- else %}
+        distinct {{ group_columns | join(', ') }}
+        {%- endif %}
     from (
         {%- if current_keys %}
-        select {{ group_columns | join(', ') }}
+        select {{ (group_columns + date_columns) | join(', ') }}
         from {{ ref('int_audit_rule_matches') }}
         where _batch_at > '{{ wm.batch_at }}'::timestamptz
           and rule_type in ({{ types }})
@@ -170,12 +181,15 @@
         {%- endif %}
 
         select
-            {% for c in group_columns %}{{ audit_prior_key_column(c) }} as {{ c }}{% if not loop.last %}, {% endif %}{% endfor %}
+            {% for c in group_columns + date_columns %}{{ audit_prior_key_column(c) }} as {{ c }}{% if not loop.last %}, {% endif %}{% endfor %}
         from {{ ref('int_audit_rule_matches') }} as matches
         cross join lateral jsonb_array_elements(matches._prior_keys) as prior (key)
         where matches._batch_at > '{{ wm.batch_at }}'::timestamptz
           and prior.key ->> 'rule_type' in ({{ types }})
     ) as touched
+    {%- if from_date %}
+    group by {{ group_columns | join(', ') }}
+    {%- endif %}
 {%- endmacro %}
 
 {#- True when the model must re-derive every group (first build, or a reference file changed). -#}
@@ -298,16 +312,28 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
       suspicious finding never deducts, and a visit whose deductible findings change holds a
       violation match of the group. On the 30 M-line city the groups of every severity added
       161,745 visits to the night's 59,000, those of violation rules 41,152 (docs/scale-out.md
-      §7.5). fct_audit_findings needs no window visits: it re-copies the window findings by
-      group (patient x rule), wherever their visit.
+      §7.5). Only the group's matches charged on or after the earliest date the night touches it
+      at (from_date, audit_touched_groups): a window rule decides a charge day from the days
+      before it (R16 the last payable day, R20 the previous (date, hospital) pair, R15 the day
+      itself), so a change on day d changes no finding dated before d (docs/scale-out.md §7.10).
+      fct_audit_findings needs no window visits: it re-copies the window findings by group
+      (patient x rule) from the same date, wherever their visit.
     R17/R18 groups are visits, R11-R14/R19 lines: both covered by the first part. Read through the
     (_batch_at) and (patient_key, rule_id) indexes of int_audit_rule_matches: only the night's
     matches and the history of the groups they touch. -#}
-{#- window_groups (with windows): a relation of the touched window groups (patient_key, rule_id),
-    a pre-hook's analysed temporary table. Inlined, its size was misestimated (the prior keys'
+{#- window_groups (with windows): a relation of the touched window groups (patient_key, rule_id,
+    from_date), a pre-hook's analysed temporary table. Inlined, its size was misestimated (the prior keys'
     jsonb_array_elements at 100 rows a match). -#}
 {#- direct=false: the window groups' visits only (with windows). -#}
 {% macro audit_touched_visits(wm, windows=true, window_groups=none, direct=true) -%}
+    {%- if windows and window_groups is none %}
+    {{ exceptions.raise_compiler_error(
+        "audit_touched_visits(windows=true) needs window_groups, the relation of the night's window groups "
+        ~ "(patient_key, rule_id; audit_touched_visits_tables writes it)") }}
+    {%- endif %}
+    {%- if not (direct or windows) %}
+    {{ exceptions.raise_compiler_error("audit_touched_visits: direct=false and windows=false select no visit") }}
+    {%- endif %}
     {%- if direct %}
     select changed.hospital_code, changed.visit_id
     from {{ ref('int_audit_rule_matches') }} as changed
@@ -341,6 +367,7 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
           and matches.rule_type in ({{ audit_window_rule_types() }})
           and matches.severity = 'violation'
           and matches.visit_id is not null
+          and matches.charge_date >= window_groups.from_date
     ) as window_matches
     where window_groups.rule_id in (
         select rule_id from {{ ref('stg_audit_rules') }} where severity = 'violation'
@@ -361,7 +388,7 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
     {%- set prefix = this.identifier ~ '__' -%}
     {%- if windows %}
     {{ analysed_temp_table(prefix ~ 'windows',
-        audit_touched_groups(wm, audit_window_rule_types(as_list=true), ['patient_key', 'rule_id'])) }};
+        audit_touched_groups(wm, audit_window_rule_types(as_list=true), ['patient_key', 'rule_id'], from_date=true)) }};
     {{ analysed_temp_table(prefix ~ 'window_visits',
         audit_touched_visits(wm, window_groups='pg_temp.' ~ prefix ~ 'windows', direct=false)) }};
     {%- endif %}
@@ -752,7 +779,7 @@ rule_type in ('inpatient_only', 'indication')
 {%- endmacro %}
 
 {% macro audit_mart_touched_windows(wm) -%}
-    {{ audit_touched_groups(wm, audit_window_rule_types(as_list=true), ['patient_key', 'rule_id']) }}
+    {{ audit_touched_groups(wm, audit_window_rule_types(as_list=true), ['patient_key', 'rule_id'], from_date=true) }}
 {%- endmacro %}
 
 {#- The lines whose R11-R13 findings by_visit cannot reach: a finding of a line with a visit is
@@ -780,7 +807,7 @@ rule_type in ('inpatient_only', 'indication')
     {%- set t = 'pg_temp.fct_audit_findings__' -%}
     {%- set by_visit = "subject_type = 'fee_line' and (hospital_code, visit_id) in (select hospital_code, visit_id from " ~ t ~ "touched_visits)" -%}
     {%- set by_line = "rule_type in ('sex', 'age', 'hospital_level') and (hospital_code, subject_id) in (select hospital_code, fee_line_id from " ~ t ~ "touched_lines)" -%}
-    {%- set by_window = "rule_type in (" ~ audit_window_rule_types() ~ ") and (patient_key, rule_id) in (select patient_key, rule_id from " ~ t ~ "touched_windows)" -%}
+    {%- set by_window = "rule_type in (" ~ audit_window_rule_types() ~ ") and exists (select 1 from " ~ t ~ "touched_windows as windows where windows.patient_key = finding.patient_key and windows.rule_id = finding.rule_id and finding.charge_date >= windows.from_date)" -%}
     {%- set by_stay = "rule_type = 'readmission' and (hospital_code, patient_key) in (select hospital_code, patient_key from " ~ t ~ "touched_stays)" -%}
     {%- set by_settlement = "rule_type = 'readmission' and (hospital_code, subject_id) in (select hospital_code, settlement_id from " ~ t ~ "touched_settlements)" -%}
     {{- return({
@@ -821,7 +848,7 @@ rule_type in ('inpatient_only', 'indication')
             rule_id, rule_type, severity, hospital_code, subject_type, subject_id, visit_id,
             patient_key, charge_date, item_code, item_name, line_quantity, line_amount,
             flagged_quantity, flagged_amount, is_cross_hospital
-        from {{ ref(model) }}
+        from {{ ref(model) }} as finding
         where {{ predicate }}
         {% if not (model_loop.last and loop.last) %}union{% endif %}
         {% endfor %}
@@ -943,7 +970,7 @@ rule_type in ('inpatient_only', 'indication')
             set local enable_mergejoin = off;
             {% endif -%}
             insert into pg_temp.{{ keys.temp_prefix }}stored
-            select ctid, * from {{ this }} where {{ predicate }};
+            select ctid, * from {{ this }} as finding where {{ predicate }};
             {%- if predicate in keys.probed %}
             set local enable_hashjoin to default;
             set local enable_mergejoin to default;
