@@ -24,7 +24,8 @@
 -- Incremental, by difference: re-derives the visits whose findings may have changed since this
 -- table was written (macro audit_touched_visits: the visits of the night's matches and of their
 -- prior keys), and the window rules' rows (R15/R16/R20) of the visits with a violation match in
--- the window groups the night touches (re-walking a group can move a finding to another visit;
+-- the window groups the night touches, charged on or after the earliest date it touches the group
+-- at (no finding dated before it can change; re-walking a group can move a finding to another visit;
 -- the other rules decide on the visit's own matches, unchanged there unless the visit is touched
 -- directly), reading each finding model through its (hospital_code, visit_id) index. The pre-hook
 -- (macro audit_deductible_lines_diff) writes those visits and their re-derived rows to analysed

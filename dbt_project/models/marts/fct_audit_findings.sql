@@ -27,7 +27,8 @@
 -- they are (macros audit_findings_mart_keys, audit_findings_mart_delete_touched). The keys: the fee-line findings of every visit of the night's matches and of their prior keys
 -- (audit_touched_visits without its window groups) and of the visits re-settled since (R11-R13
 -- with them; by line only a line without a visit, which the loader never writes); R15/R16/R20
--- by patient x rule, the window groups the night touches, wherever the visit of their findings
+-- by patient x rule, the window groups the night touches, from the earliest date it touches
+-- each at (no finding dated before it can change), wherever the visit of their findings
 -- (a re-walk can move a finding to another visit: re-copying every finding of every visit
 -- holding a match of those groups re-copied 4x the night's findings on a 30 M-line city,
 -- docs/scale-out.md §7.5); R22 by hospital x patient and by settlement. Each read goes through an
