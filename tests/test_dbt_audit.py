@@ -34,7 +34,7 @@ from yibao import transform
 H1 = "H41070200001"  # 三级
 H17 = "H41070200017"  # 二级
 H3 = "H41070300003"  # 三级
-MAN, GIRL, WOMAN = "PK_MAN", "PK_GIRL", "PK_WOMAN"
+MAN, GIRL, WOMAN, LATE = "PK_MAN", "PK_GIRL", "PK_WOMAN", "PK_LATE"
 A, B = dt.date(2025, 3, 31), dt.date(2025, 6, 30)
 
 SEX_ITEM = "002202010060000"
@@ -44,6 +44,7 @@ INC_A, INC_B = "001103000010000", "001101000010000"
 INC_A2, INC_B2 = "001106000010000", "001107000010000"
 INT_ITEM = "250301015000000"
 CT_ITEM = "002103000010000"
+DR_ITEM = "002102000010000"
 
 RULE_COLS = [
     "rule_id",
@@ -79,6 +80,8 @@ NATIONAL = [
 ]
 BUREAU = [
     rule("REP-1", "repeat_exam", CT_ITEM, severity="suspicious", days=7),
+    # EXTRA: a DR rule (no positive-rate rule reads DR) for the late patient's window groups
+    rule("REP-2", "repeat_exam", DR_ITEM, severity="suspicious", days=7),
     rule("PR-1", "positive_rate", "002103", severity="suspicious", exam_class="CT", threshold=D("0.70")),
     rule("RDM-1", "readmission", None, severity="suspicious", days=15),
     rule("SEX-9", "sex", CT_ITEM, allowed_sex="M", effective_from=dt.date(2026, 1, 1)),
@@ -226,8 +229,9 @@ def night_a(cur):
 
 # the subjects of the extra lines, left out of the worked example's figures
 EXTRA = {"F12", "F13", "RA1", "RB1", "RA2", "RB2", "RA1R"}
-# the woman's INT-1 days at H3 (a window group touched at two dates in one night, night C)
-WINDOW_EXTRA = {"W1", "W2", "W3"}
+# the woman's INT-1 days at H3 (a window group touched at two dates in one night, night C), and the
+# late patient's INT-1 days and DR exams (window groups touched after findings, night C)
+WINDOW_EXTRA = {"W1", "W2", "W3", "L1", "L2", "L3", "L4", "D1", "D2", "D3"}
 
 
 def night_b(cur):
@@ -251,6 +255,14 @@ def night_b(cur):
     load_extract(cur, "fee_detail", H3, dt.date(2025, 3, 25), [
         fee(f"W{i}", f"VW{i}", ts(3, day), INT_ITEM, "1", "50.00", patient=WOMAN, sex="F")
         for i, day in [(1, 1), (2, 5), (3, 25)]])
+    # EXTRA: the late patient at H3: INT-1 on 03-01 (payable) and 03-05 (not: a finding); DR
+    # (REP-2, 7 days) on 04-01 and 04-03 (a repeat at the same hospital: a finding)
+    load_extract(cur, "fee_detail", H3, dt.date(2025, 4, 3), [
+        fee("L1", "VL1", ts(3, 1), INT_ITEM, "1", "50.00", patient=LATE),
+        fee("L2", "VL2", ts(3, 5), INT_ITEM, "1", "50.00", patient=LATE),
+        fee("D1", "VD1", ts(4, 1), DR_ITEM, "1", "80.00", patient=LATE),
+        fee("D2", "VD2", ts(4, 3), DR_ITEM, "1", "80.00", patient=LATE),
+    ])
     # CT: the girl at H1 on 04-01 and at H17 on 04-05 and 04-20 (all N); 9 other patients at H1
     load_extract(cur, "fee_detail", H1, dt.date(2025, 4, 1), [
         fee("CT01", "VG1", ts(4, 1), CT_ITEM, "1", "200.00", patient=GIRL, sex="F", result="N")])
@@ -289,6 +301,18 @@ def night_c(cur):
     # although its visit is not touched (W3 20 days on: payable; W1 3 days after W3: not)
     load_extract(cur, "fee_detail", H3, dt.date(2025, 6, 1), [
         fee("W1", "VW1", ts(3, 28), INT_ITEM, "1", "50.00", patient=WOMAN, sex="F")])
+    # EXTRA: late lines of the late patient's groups, each with a finding before the night's first
+    # date, which stays, and a day that decides from a day before it (R16/R20 re-derive a group
+    # from that date, docs/rules.md). INT-1 from 03-10: the last payable day before it is 03-01
+    # (03-05 has its finding), so 03-10 is not payable (9 days on) and 03-18 is (17 days on; 13
+    # days after 03-05). DR at H17 on 04-10: 7 days after 04-03 (read from 04-03 exactly), a
+    # cross-hospital repeat
+    load_extract(cur, "fee_detail", H3, dt.date(2025, 6, 3), [
+        fee("L3", "VL3", ts(3, 10), INT_ITEM, "1", "50.00", patient=LATE),
+        fee("L4", "VL4", ts(3, 18), INT_ITEM, "1", "50.00", patient=LATE),
+    ])
+    load_extract(cur, "fee_detail", H17, dt.date(2025, 6, 3), [
+        fee("D3", "VD3", ts(4, 10), DR_ITEM, "1", "90.00", patient=LATE)])
 
 
 def night_c_late(cur):
@@ -497,8 +521,14 @@ def test_night_c_corrections_rederive_their_groups(built):
     assert before[("REP-1", "CT05")][-1] is True
     rep1 = {k[1]: (v[4], v[6], v[7]) for k, v in findings.items() if k[0] == "REP-1"}
     assert rep1 == {"CT20": (Dt(2025, 4, 2), D("180.00"), True), "CT05": (Dt(2025, 4, 5), D("180.00"), False)}
-    assert {k[1] for k in before if k[0] == "INT-1" and k[1] in WINDOW_EXTRA} == {"W2"}
-    assert {k[1] for k in findings if k[0] == "INT-1" and k[1] in WINDOW_EXTRA} == {"W1"}
+    assert {k[1] for k in before if k[0] == "INT-1" and k[1] in WINDOW_EXTRA} == {"W2", "L2"}
+    assert {k[1] for k in findings if k[0] == "INT-1" and k[1] in WINDOW_EXTRA} == {"W1", "L2", "L3"}
+    # the late patient's groups: the findings before the night's first date stay as they were
+    assert {k[1] for k in before if k[1] in WINDOW_EXTRA - {"W1", "W2", "W3"}} == {"L2", "D2"}
+    assert findings[("INT-1", "L2")] == before[("INT-1", "L2")]
+    assert findings[("REP-2", "D2")] == before[("REP-2", "D2")]
+    assert findings[("REP-2", "D3")] == (
+        "repeat_exam", "suspicious", H17, "fee_line", Dt(2025, 4, 10), D("1.0000"), D("90.00"), True)
     assert _rows(
         built[0],
         """select visit_id from audit_incremental_c.int_audit_deductible_lines
@@ -551,10 +581,11 @@ def test_audit_summary_monthly(built):
         (H1, dt.date(2025, 3, 1), "min_interval_days", "violation", 1, D("50.00")),
         (H1, dt.date(2025, 3, 1), "sex", "violation", 2, D("0.00")),
         (H17, dt.date(2025, 3, 1), "min_interval_days", "violation", 1, D("50.00")),
-        (H17, dt.date(2025, 4, 1), "repeat_exam", "suspicious", 2, D("360.00")),  # CT20, CT05
+        (H17, dt.date(2025, 4, 1), "repeat_exam", "suspicious", 3, D("450.00")),  # CT20, CT05; EXTRA: D3
         (H3, dt.date(2025, 3, 1), "included_in", "violation", 1, D("8.00")),  # EXTRA: INC-2 on RB2
-        (H3, dt.date(2025, 3, 1), "min_interval_days", "violation", 1, D("50.00")),  # EXTRA: W1
+        (H3, dt.date(2025, 3, 1), "min_interval_days", "violation", 3, D("150.00")),  # EXTRA: W1, L2, L3
         (H3, dt.date(2025, 3, 1), "sex", "violation", 1, D("10.00")),  # EXTRA: F13 (on VT)
+        (H3, dt.date(2025, 4, 1), "repeat_exam", "suspicious", 1, D("80.00")),  # EXTRA: D2
     ]
 
 

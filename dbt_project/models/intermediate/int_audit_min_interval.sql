@@ -7,7 +7,7 @@
         {'columns': ['hospital_code', 'visit_id']},
         {'columns': ['_batch_at']},
     ],
-    pre_hook="{{ audit_findings_delete_touched(['min_interval_days'], ['patient_key', 'rule_id'], []) }}"
+    pre_hook="{{ audit_findings_delete_touched(['min_interval_days'], ['patient_key', 'rule_id'], [], from_date=true) }}"
 ) }}
 
 -- Smart audit R16 周期超频次 (min_interval_days): per patient and rule across all hospitals, the
@@ -18,8 +18,14 @@
 -- recursive CTE that advances every (patient, rule) one charge day per step.
 --
 -- Incremental: re-derives the groups (patient_key, rule_id) touched by matches written since this
--- table was (macros/audit.sql).
+-- table was (macros/audit.sql), from the earliest date the night touches each at (from_date): the
+-- walk starts at the group's first charge day on or after from_date, from the last payable day
+-- before it, which is the latest charge day in [read_from, from_date) without a stored finding
+-- (read_from = from_date less the rule's days; a last payable day before read_from makes the
+-- first day payable, as no last payable day does). Only the matches charged on or after read_from
+-- are read, and the days before from_date keep their stored findings.
 
+-- depends_on: {{ ref('stg_audit_rules') }} (the rules' days, in the pre-hook)
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
 {%- set everything = audit_findings_everything(wm, []) %}
 
@@ -28,25 +34,82 @@ with
 matches as (
 
     select *
-    from {{ ref('int_audit_rule_matches') }}
-    where rule_type = 'min_interval_days'
-      and {{ audit_touched_filter(wm, everything, ['min_interval_days'], ['patient_key', 'rule_id']) }}
-      and patient_key is not null
+    from ({{ audit_window_group_matches(everything, 'min_interval_days') }}) as matches
+    where patient_key is not null
       and days is not null
+
+),
+
+net_days as materialized (
+
+    select
+        patient_key,
+        rule_id,
+        charge_date,
+        max(days) as days
+    from matches
+    group by patient_key, rule_id, charge_date
+    having sum(quantity) > 0
+
+),
+
+{%- if not everything %}
+
+last_payable_before as (
+
+    -- per touched group, the latest charge day in [read_from, from_date) that is payable: one
+    -- without a stored finding (the days before from_date kept theirs), probed per day through
+    -- the (patient_key, rule_id) index (`offset 0`: a sub-plan per day, never an anti-join that
+    -- could read every stored finding)
+    select earlier.patient_key, earlier.rule_id, max(earlier.charge_date) as last_payable_date
+    from net_days as earlier
+    inner join pg_temp.{{ this.identifier }}__touched as groups
+        on earlier.patient_key = groups.patient_key
+       and earlier.rule_id = groups.rule_id
+       and earlier.charge_date < groups.from_date
+    where not exists (
+        select 1
+        from {{ this }} as stored
+        where stored.patient_key = earlier.patient_key
+          and stored.rule_id = earlier.rule_id
+          and stored.charge_date = earlier.charge_date
+        offset 0
+    )
+    group by earlier.patient_key, earlier.rule_id
+
+),
+{%- endif %}
+
+starts as (
+
+    -- per group, the first day to walk from (from_date) and the last payable day before it
+    {%- if everything %}
+    select distinct patient_key, rule_id, '-infinity'::date as from_date, null::date as last_payable_date
+    from net_days
+    {%- else %}
+    select groups.patient_key, groups.rule_id, groups.from_date, last_payable_before.last_payable_date
+    from pg_temp.{{ this.identifier }}__touched as groups
+    left join last_payable_before
+        on groups.patient_key = last_payable_before.patient_key
+       and groups.rule_id = last_payable_before.rule_id
+    {%- endif %}
 
 ),
 
 charge_days as materialized (
 
     select
-        patient_key,
-        rule_id,
-        charge_date,
-        max(days) as days,
-        row_number() over (partition by patient_key, rule_id order by charge_date) as day_number
-    from matches
-    group by patient_key, rule_id, charge_date
-    having sum(quantity) > 0
+        net_days.patient_key,
+        net_days.rule_id,
+        net_days.charge_date,
+        net_days.days,
+        starts.last_payable_date as last_payable_before,
+        row_number() over (partition by net_days.patient_key, net_days.rule_id order by net_days.charge_date) as day_number
+    from net_days
+    inner join starts
+        on net_days.patient_key = starts.patient_key
+       and net_days.rule_id = starts.rule_id
+       and net_days.charge_date >= starts.from_date
 
 ),
 
@@ -57,7 +120,16 @@ walked as (
     with recursive
         walk (patient_key, rule_id, day_number, charge_date, last_payable_date, is_payable) as (
 
-            select patient_key, rule_id, day_number, charge_date, charge_date, true
+            select
+                patient_key,
+                rule_id,
+                day_number,
+                charge_date,
+                case
+                    when last_payable_before is null or charge_date >= last_payable_before + days then charge_date
+                    else last_payable_before
+                end,
+                last_payable_before is null or charge_date >= last_payable_before + days
             from charge_days
             where day_number = 1
 

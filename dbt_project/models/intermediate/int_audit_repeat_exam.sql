@@ -7,7 +7,7 @@
         {'columns': ['hospital_code', 'visit_id']},
         {'columns': ['_batch_at']},
     ],
-    pre_hook="{{ audit_findings_delete_touched(['repeat_exam'], ['patient_key', 'rule_id'], []) }}"
+    pre_hook="{{ audit_findings_delete_touched(['repeat_exam'], ['patient_key', 'rule_id'], [], from_date=true) }}"
 ) }}
 
 -- Smart audit R20 重复检查 (repeat_exam, local rules): per patient and rule, the (charge date,
@@ -16,8 +16,12 @@
 -- hospital when the two hospitals differ. The repeat's matching lines are flagged whole.
 --
 -- Incremental: re-derives the groups (patient_key, rule_id) touched by matches written since this
--- table was (macros/audit.sql).
+-- table was (macros/audit.sql), from the earliest date the night touches each at (from_date): its
+-- repeats charged on or after from_date, from its matches charged on or after read_from = from_date
+-- less the rule's days (a pair's previous pair further back is more than days before it: no
+-- repeat either way).
 
+-- depends_on: {{ ref('stg_audit_rules') }} (the rules' days, in the pre-hook)
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
 {%- set everything = audit_findings_everything(wm, []) %}
 
@@ -26,10 +30,8 @@ with
 matches as (
 
     select *
-    from {{ ref('int_audit_rule_matches') }}
-    where rule_type = 'repeat_exam'
-      and {{ audit_touched_filter(wm, everything, ['repeat_exam'], ['patient_key', 'rule_id']) }}
-      and patient_key is not null
+    from ({{ audit_window_group_matches(everything, 'repeat_exam') }}) as matches
+    where patient_key is not null
       and days is not null
 
 ),
@@ -53,10 +55,17 @@ pairs as (
 
 repeats as (
 
-    select *
+    select pairs.*
     from pairs
-    where previous_date is not null
-      and charge_date - previous_date <= days
+    {%- if not everything %}
+    -- the pairs before from_date were read as the previous pairs of the later ones only
+    inner join pg_temp.{{ this.identifier }}__touched as groups
+        on pairs.patient_key = groups.patient_key
+       and pairs.rule_id = groups.rule_id
+       and pairs.charge_date >= groups.from_date
+    {%- endif %}
+    where pairs.previous_date is not null
+      and pairs.charge_date - pairs.previous_date <= pairs.days
 
 )
 
