@@ -232,6 +232,8 @@ EXTRA = {"F12", "F13", "RA1", "RB1", "RA2", "RB2", "RA1R"}
 # the woman's INT-1 days at H3 (a window group touched at two dates in one night, night C), and the
 # late patient's INT-1 days and DR exams (window groups touched after findings, night C)
 WINDOW_EXTRA = {"W1", "W2", "W3", "L1", "L2", "L3", "L4", "D1", "D2", "D3"}
+# another patient's two inpatient stays at H3 (R22), the first corrected to another patient in night C
+STAY_EXTRA = {"X1", "X2"}
 
 
 def night_b(cur):
@@ -273,6 +275,13 @@ def night_b(cur):
     others = [fee(f"CTX{i}", f"VX{i}", ts(4, 10 + i), CT_ITEM, "1", "200.00", patient=f"PK_X{i}",
                   result="P" if i < 7 else "N") for i in range(9)]
     load_extract(cur, "fee_detail", H1, dt.date(2025, 4, 30), others)
+    # EXTRA: another patient's stays at H3: X2 admitted 7 days after X1's discharge, same K35
+    load_extract(cur, "claim", H3, dt.date(2025, 5, 30), [
+        claim("X1", "VX1", ts(5, 5), "5000.00", "3500.00", category="21", patient="PK_STAY",
+              diagnosis="K35.800", admission=dt.date(2025, 5, 1), discharge=dt.date(2025, 5, 5)),
+        claim("X2", "VX2", ts(5, 15), "4000.00", "2800.00", category="21", patient="PK_STAY",
+              diagnosis="K35.100", admission=dt.date(2025, 5, 12), discharge=dt.date(2025, 5, 15)),
+    ])
     # the man's inpatient settlements at H3: S21 readmitted 10 days after S20's discharge
     load_extract(cur, "claim", H3, dt.date(2025, 5, 31), [
         claim("S20", "V20", ts(5, 10), "10000.00", "7000.00", category="21", diagnosis="K35.800",
@@ -313,6 +322,13 @@ def night_c(cur):
     ])
     load_extract(cur, "fee_detail", H17, dt.date(2025, 6, 3), [
         fee("D3", "VD3", ts(4, 10), DR_ITEM, "1", "90.00", patient=LATE)])
+
+
+    # EXTRA: X1 re-sent for another patient: X2 is no longer a readmission, although X2 and its
+    # patient's claims did not change (R22 re-walks the stays of X1's former patient)
+    load_extract(cur, "claim", H3, dt.date(2025, 6, 1), [
+        claim("X1", "VX1", ts(5, 5), "5000.00", "3500.00", category="21", patient="PK_OTHER",
+              diagnosis="K35.800", admission=dt.date(2025, 5, 1), discharge=dt.date(2025, 5, 5))])
 
 
 def night_c_late(cur):
@@ -452,7 +468,7 @@ def _deductions(conn, schema="marts_build"):
 
 
 def _worked(findings):
-    return {k: v for k, v in findings.items() if k[1] not in EXTRA | WINDOW_EXTRA}
+    return {k: v for k, v in findings.items() if k[1] not in EXTRA | WINDOW_EXTRA | STAY_EXTRA}
 
 
 def test_night_a_no_claim_yet_no_r14(built):
@@ -504,6 +520,7 @@ def test_positive_rate_worked_example(built):
 
 def test_night_c_corrections_rederive_their_groups(built):
     findings, deductions = built[1]["C"]
+    before = built[1]["B"][0]
     Dt = dt.date
     assert findings[("SEX-1", "F1R")][5:7] == (D("-1.0000"), D("-300.00"))
     assert ("INC-1", "F6") not in findings  # F6 matches no rule any more
@@ -514,10 +531,13 @@ def test_night_c_corrections_rederive_their_groups(built):
         "I20": (H17, "fee_line", Dt(2025, 3, 20)),
     }
     assert ("RDM-1", "S21") in findings
+    # the stay corrected to another patient takes its former patient's readmission with it
+    assert before[("RDM-1", "X2")][:7] == (
+        "readmission", "suspicious", H3, "settlement", Dt(2025, 5, 12), D("1.0000"), D("2800.00"))
+    assert not {k for k in findings if k[1] in STAY_EXTRA}
     # a window group touched at two dates is re-walked from the earlier one: the findings dated
     # between them change although their visits are not touched (CT05 at the same hospital as the
     # moved CT20 now; W2 payable)
-    before = built[1]["B"][0]
     assert before[("REP-1", "CT05")][-1] is True
     rep1 = {k[1]: (v[4], v[6], v[7]) for k, v in findings.items() if k[0] == "REP-1"}
     assert rep1 == {"CT20": (Dt(2025, 4, 2), D("180.00"), True), "CT05": (Dt(2025, 4, 5), D("180.00"), False)}

@@ -494,6 +494,24 @@ rule_type in ('inpatient_only', 'indication')
       {%- endfor %}
 {%- endmacro %}
 
+{#- R22's (hospital, patient) pairs of the settlements int_claims_with_deductions re-derived since
+    wm: their current patient, and the patients of their earlier versions (_prior_patient_keys: a
+    stay corrected to another patient leaves its former patient's stays, whose findings can change
+    without it). -#}
+{% macro audit_claims_touched_patients(wm) -%}
+    select hospital_code, patient_key
+    from {{ ref('int_claims_with_deductions') }}
+    where _batch_at > '{{ wm.batch_at }}'::timestamptz
+      and patient_key is not null
+
+    union
+
+    select claims.hospital_code, prior.patient_key
+    from {{ ref('int_claims_with_deductions') }} as claims
+    cross join lateral jsonb_array_elements_text(claims._prior_patient_keys) as prior (patient_key)
+    where claims._batch_at > '{{ wm.batch_at }}'::timestamptz
+{%- endmacro %}
+
 {#- The reference files whose change re-derives every finding downstream of the matches
     (the rule library re-matches every line; the hospital registry re-decides R13 and R21). -#}
 {% macro audit_everything_since(wm) -%}
@@ -540,7 +558,7 @@ rule_type in ('inpatient_only', 'indication')
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
         {{ audit_delete_touched(audit_findings_everything(wm, ['stg_audit_rules']), [
-            (audit_claims_touched(wm, ['hospital_code', 'patient_key']),
+            (audit_claims_touched_patients(wm),
                 [('hospital_code', 'hospital_code'), ('patient_key', 'patient_key')]),
             (audit_claims_touched(wm, ['hospital_code', 'settlement_id']),
                 [('hospital_code', 'hospital_code'), ('subject_id', 'settlement_id')]),
@@ -851,7 +869,7 @@ rule_type in ('inpatient_only', 'indication')
 {%- endmacro %}
 
 {% macro audit_mart_touched_stays(wm) -%}
-    {{ audit_claims_touched(wm, ['hospital_code', 'patient_key']) }}
+    {{ audit_claims_touched_patients(wm) }}
 {%- endmacro %}
 
 {% macro audit_mart_touched_settlements(wm) -%}

@@ -21,9 +21,9 @@
 -- re-derived since this table was written (a new, late, corrected or reversed claim), reading
 -- only those patients' stays through the (hospital_code, patient_key) index; a pre-hook deletes
 -- their stored findings and the findings on the re-derived settlements themselves (a stay
--- corrected to another patient). Every pair when the rule library changed.
--- Known limit: a stay corrected to another patient leaves its former patient's other stays as
--- they were until that patient's next settlement (the former patient is not kept).
+-- corrected to another patient), and the pairs of those settlements' earlier patients
+-- (_prior_patient_keys: the former patient's other stays are re-walked without the stay). Every
+-- pair when the rule library changed.
 
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
 {%- set everything = audit_findings_everything(wm, ['stg_audit_rules']) %}
@@ -42,7 +42,7 @@ rules as (
 {% if not everything %}
 touched_patients as materialized (
 
-    {{ audit_claims_touched(wm, ['hospital_code', 'patient_key']) }}
+    {{ audit_claims_touched_patients(wm) }}
 
 ),
 {% endif %}

@@ -65,7 +65,7 @@
 -- depends_on: {{ ref('stg_audit_rules') }}
 -- depends_on: {{ ref('stg_hospitals') }}
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
-{%- do require_columns_or_full_refresh(['_audit_digest']) %}
+{%- do require_columns_or_full_refresh(['_audit_digest', '_prior_patient_keys']) %}
 {%- set audit_changed = audit_deductible_changed_visits(wm) if is_incremental() and not audit_everything_since(wm) else none %}
 
 with
@@ -183,6 +183,17 @@ claims as (
             ) as prior
             where prior.day is not null
         ) end as _prior_settlement_dates,
+        -- the patients of its earlier versions: R22 re-walks their stays too (a stay corrected to
+        -- another patient leaves its former patient's stays)
+        case when previous_versions.settlement_id is null then '[]'::jsonb else (
+            select coalesce(jsonb_agg(distinct prior.patient_key order by prior.patient_key), '[]'::jsonb)
+            from (
+                select jsonb_array_elements_text(previous_versions._prior_patient_keys) as patient_key
+                union all
+                select previous_versions.patient_key
+            ) as prior
+            where prior.patient_key is not null
+        ) end as _prior_patient_keys,
         -- a changed settlement is always written
         false as _is_stored,
         {% for c, t in stored_derived %}null::{{ t }} as _stored_{{ c }}{% if not loop.last %},
@@ -202,6 +213,7 @@ claims as (
         {% endfor -%}
         stored._prior_insurance_type_codes,
         stored._prior_settlement_dates,
+        stored._prior_patient_keys,
         -- what it holds now: written again only if its re-derived values differ
         true as _is_stored,
         {% for c, t in stored_derived %}stored.{{ c }} as _stored_{{ c }}{% if not loop.last %},
@@ -268,7 +280,8 @@ claims as (
         {% for c in claim_columns %}{{ c }},
         {% endfor -%}
         '[]'::jsonb as _prior_insurance_type_codes,
-        '[]'::jsonb as _prior_settlement_dates
+        '[]'::jsonb as _prior_settlement_dates,
+        '[]'::jsonb as _prior_patient_keys
     from {{ ref('stg_claims') }}
 
 ),
@@ -482,6 +495,7 @@ select
     source_row,
     _prior_insurance_type_codes,
     _prior_settlement_dates,
+    _prior_patient_keys,
     _audit_digest,
     {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
 from settled
