@@ -34,7 +34,7 @@ from yibao import transform
 H1 = "H41070200001"  # 三级
 H17 = "H41070200017"  # 二级
 H3 = "H41070300003"  # 三级
-MAN, GIRL, WOMAN, LATE = "PK_MAN", "PK_GIRL", "PK_WOMAN", "PK_LATE"
+MAN, GIRL, WOMAN, LATE, LATE2 = "PK_MAN", "PK_GIRL", "PK_WOMAN", "PK_LATE", "PK_LATE2"
 A, B = dt.date(2025, 3, 31), dt.date(2025, 6, 30)
 
 SEX_ITEM = "002202010060000"
@@ -231,7 +231,7 @@ def night_a(cur):
 EXTRA = {"F12", "F13", "RA1", "RB1", "RA2", "RB2", "RA1R"}
 # the woman's INT-1 days at H3 (a window group touched at two dates in one night, night C), and the
 # late patient's INT-1 days and DR exams (window groups touched after findings, night C)
-WINDOW_EXTRA = {"W1", "W2", "W3", "L1", "L2", "L3", "L4", "D1", "D2", "D3"}
+WINDOW_EXTRA = {"W1", "W2", "W3", "L1", "L2", "L3", "L4", "D1", "D2", "D3", "E1", "E2", "E3"}
 # another patient's two inpatient stays at H3 (R22), the first corrected to another patient in night C
 STAY_EXTRA = {"X1", "X2"}
 
@@ -264,6 +264,9 @@ def night_b(cur):
         fee("L2", "VL2", ts(3, 5), INT_ITEM, "1", "50.00", patient=LATE),
         fee("D1", "VD1", ts(4, 1), DR_ITEM, "1", "80.00", patient=LATE),
         fee("D2", "VD2", ts(4, 3), DR_ITEM, "1", "80.00", patient=LATE),
+        # a second patient's DR on 04-03 and 04-05 (a repeat)
+        fee("E1", "VE1", ts(4, 3), DR_ITEM, "1", "70.00", patient=LATE2),
+        fee("E2", "VE2", ts(4, 5), DR_ITEM, "1", "70.00", patient=LATE2),
     ])
     # CT: the girl at H1 on 04-01 and at H17 on 04-05 and 04-20 (all N); 9 other patients at H1
     load_extract(cur, "fee_detail", H1, dt.date(2025, 4, 1), [
@@ -319,11 +322,12 @@ def night_c(cur):
     load_extract(cur, "fee_detail", H3, dt.date(2025, 6, 3), [
         fee("L3", "VL3", ts(3, 10), INT_ITEM, "1", "50.00", patient=LATE),
         fee("L4", "VL4", ts(3, 18), INT_ITEM, "1", "50.00", patient=LATE),
+        # the second patient's DR on 04-08: read from 04-01, so E2's repeat of E1 (before 04-08)
+        # is walked again but kept as stored, not written twice; E3 repeats E2
+        fee("E3", "VE3", ts(4, 8), DR_ITEM, "1", "70.00", patient=LATE2),
     ])
     load_extract(cur, "fee_detail", H17, dt.date(2025, 6, 3), [
         fee("D3", "VD3", ts(4, 10), DR_ITEM, "1", "90.00", patient=LATE)])
-
-
     # EXTRA: X1 re-sent for another patient: X2 is no longer a readmission, although X2 and its
     # patient's claims did not change (R22 re-walks the stays of X1's former patient)
     load_extract(cur, "claim", H3, dt.date(2025, 6, 1), [
@@ -544,9 +548,10 @@ def test_night_c_corrections_rederive_their_groups(built):
     assert {k[1] for k in before if k[0] == "INT-1" and k[1] in WINDOW_EXTRA} == {"W2", "L2"}
     assert {k[1] for k in findings if k[0] == "INT-1" and k[1] in WINDOW_EXTRA} == {"W1", "L2", "L3"}
     # the late patient's groups: the findings before the night's first date stay as they were
-    assert {k[1] for k in before if k[1] in WINDOW_EXTRA - {"W1", "W2", "W3"}} == {"L2", "D2"}
-    assert findings[("INT-1", "L2")] == before[("INT-1", "L2")]
-    assert findings[("REP-2", "D2")] == before[("REP-2", "D2")]
+    assert {k[1] for k in before if k[1] in WINDOW_EXTRA - {"W1", "W2", "W3"}} == {"L2", "D2", "E2"}
+    assert {k[1] for k in findings if k[0] == "REP-2"} == {"D2", "D3", "E2", "E3"}
+    for kept in [("INT-1", "L2"), ("REP-2", "D2"), ("REP-2", "E2")]:
+        assert findings[kept] == before[kept]
     assert findings[("REP-2", "D3")] == (
         "repeat_exam", "suspicious", H17, "fee_line", Dt(2025, 4, 10), D("1.0000"), D("90.00"), True)
     assert _rows(
@@ -605,7 +610,7 @@ def test_audit_summary_monthly(built):
         (H3, dt.date(2025, 3, 1), "included_in", "violation", 1, D("8.00")),  # EXTRA: INC-2 on RB2
         (H3, dt.date(2025, 3, 1), "min_interval_days", "violation", 3, D("150.00")),  # EXTRA: W1, L2, L3
         (H3, dt.date(2025, 3, 1), "sex", "violation", 1, D("10.00")),  # EXTRA: F13 (on VT)
-        (H3, dt.date(2025, 4, 1), "repeat_exam", "suspicious", 1, D("80.00")),  # EXTRA: D2
+        (H3, dt.date(2025, 4, 1), "repeat_exam", "suspicious", 3, D("220.00")),  # EXTRA: D2, E2, E3
     ]
 
 
