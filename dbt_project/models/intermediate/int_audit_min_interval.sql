@@ -53,63 +53,60 @@ net_days as materialized (
 
 ),
 
-{%- if not everything %}
+day_states as (
 
-last_payable_before as (
-
-    -- per touched group, the latest charge day in [read_from, from_date) that is payable: one
-    -- without a stored finding (the days before from_date kept theirs), probed per day through
-    -- the (patient_key, rule_id) index (`offset 0`: a sub-plan per day, never an anti-join that
-    -- could read every stored finding)
-    select earlier.patient_key, earlier.rule_id, max(earlier.charge_date) as last_payable_date
-    from net_days as earlier
-    inner join pg_temp.{{ this.identifier }}__touched as groups
-        on earlier.patient_key = groups.patient_key
-       and earlier.rule_id = groups.rule_id
-       and earlier.charge_date < groups.from_date
-    where not exists (
-        select 1
-        from {{ this }} as stored
-        where stored.patient_key = earlier.patient_key
-          and stored.rule_id = earlier.rule_id
-          and stored.charge_date = earlier.charge_date
-        offset 0
-    )
-    group by earlier.patient_key, earlier.rule_id
-
-),
-{%- endif %}
-
-starts as (
-
-    -- per group, the first day to walk from (from_date) and the last payable day before it
-    {%- if everything %}
-    select distinct patient_key, rule_id, '-infinity'::date as from_date, null::date as last_payable_date
+    -- per group, the charge days from read_from, with from_date and whether a day before it is
+    -- payable: one without a stored finding (the days before from_date kept theirs), probed per
+    -- day through the findings' (patient_key, rule_id) index (`offset 0`: a sub-plan per day,
+    -- never an anti-join that could read every stored finding)
+    select
+        net_days.*,
+        {%- if everything %}
+        '-infinity'::date as from_date,
+        false as is_payable_before
+        {%- else %}
+        groups.from_date,
+        case
+            when net_days.charge_date < groups.from_date then not exists (
+                select 1
+                from {{ this }} as stored
+                where stored.patient_key = net_days.patient_key
+                  and stored.rule_id = net_days.rule_id
+                  and stored.charge_date = net_days.charge_date
+                offset 0
+            )
+            else false
+        end as is_payable_before
+        {%- endif %}
     from net_days
-    {%- else %}
-    select groups.patient_key, groups.rule_id, groups.from_date, last_payable_before.last_payable_date
-    from pg_temp.{{ this.identifier }}__touched as groups
-    left join last_payable_before
-        on groups.patient_key = last_payable_before.patient_key
-       and groups.rule_id = last_payable_before.rule_id
+    {%- if not everything %}
+    inner join pg_temp.{{ this.identifier }}__touched as groups
+        on net_days.patient_key = groups.patient_key
+       and net_days.rule_id = groups.rule_id
     {%- endif %}
 
 ),
 
 charge_days as materialized (
 
+    -- the days to walk (from from_date), numbered, each with the group's last payable day before
+    -- from_date (a window over the group: no join per group, whatever the planner guesses of the
+    -- night's size)
     select
-        net_days.patient_key,
-        net_days.rule_id,
-        net_days.charge_date,
-        net_days.days,
-        starts.last_payable_date as last_payable_before,
-        row_number() over (partition by net_days.patient_key, net_days.rule_id order by net_days.charge_date) as day_number
-    from net_days
-    inner join starts
-        on net_days.patient_key = starts.patient_key
-       and net_days.rule_id = starts.rule_id
-       and net_days.charge_date >= starts.from_date
+        patient_key,
+        rule_id,
+        charge_date,
+        days,
+        last_payable_before,
+        row_number() over (partition by patient_key, rule_id order by charge_date) as day_number
+    from (
+        select
+            day_states.*,
+            max(charge_date) filter (where is_payable_before)
+                over (partition by patient_key, rule_id) as last_payable_before
+        from day_states
+    ) as states
+    where charge_date >= from_date
 
 ),
 
