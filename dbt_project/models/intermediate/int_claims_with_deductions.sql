@@ -164,36 +164,24 @@ claims as (
     select
         {% for c in claim_columns %}changed_claims.{{ c }},
         {% endfor -%}
-        -- (a new settlement, most of a night, has no previous version: no sub-query run for it)
+        -- what its earlier versions had (a new settlement, most of a night, has none: no
+        -- sub-query run for it); the patients for R22, which re-walks their stays too (a stay
+        -- corrected to another patient leaves its former patient's stays)
+        {% for list_column, value in [
+            ('_prior_insurance_type_codes', 'insurance_type_code'),
+            ('_prior_settlement_dates', 'settlement_date::text'),
+            ('_prior_patient_keys', 'patient_key'),
+        ] -%}
         case when previous_versions.settlement_id is null then '[]'::jsonb else (
-            select coalesce(jsonb_agg(distinct prior.code order by prior.code), '[]'::jsonb)
+            select coalesce(jsonb_agg(distinct prior.value order by prior.value), '[]'::jsonb)
             from (
-                select jsonb_array_elements_text(previous_versions._prior_insurance_type_codes) as code
+                select jsonb_array_elements_text(previous_versions.{{ list_column }}) as value
                 union all
-                select previous_versions.insurance_type_code
+                select previous_versions.{{ value }}
             ) as prior
-            where prior.code is not null
-        ) end as _prior_insurance_type_codes,
-        case when previous_versions.settlement_id is null then '[]'::jsonb else (
-            select coalesce(jsonb_agg(distinct prior.day order by prior.day), '[]'::jsonb)
-            from (
-                select jsonb_array_elements_text(previous_versions._prior_settlement_dates) as day
-                union all
-                select previous_versions.settlement_date::text
-            ) as prior
-            where prior.day is not null
-        ) end as _prior_settlement_dates,
-        -- the patients of its earlier versions: R22 re-walks their stays too (a stay corrected to
-        -- another patient leaves its former patient's stays)
-        case when previous_versions.settlement_id is null then '[]'::jsonb else (
-            select coalesce(jsonb_agg(distinct prior.patient_key order by prior.patient_key), '[]'::jsonb)
-            from (
-                select jsonb_array_elements_text(previous_versions._prior_patient_keys) as patient_key
-                union all
-                select previous_versions.patient_key
-            ) as prior
-            where prior.patient_key is not null
-        ) end as _prior_patient_keys,
+            where prior.value is not null
+        ) end as {{ list_column }},
+        {% endfor -%}
         -- a changed settlement is always written
         false as _is_stored,
         {% for c, t in stored_derived %}null::{{ t }} as _stored_{{ c }}{% if not loop.last %},
