@@ -7,12 +7,14 @@ have seen, so the planner estimated the night at one row whatever its size (24k-
 of history) and chose plans that rescan the night once per stored row (quadratic). A temporary table
 analysed after it is filled gives every join of the model the night's real size. Dropped first (one
 dbt connection may build several models) and dropped by PostgreSQL at the end of the session.
-Returns nothing on a full build (the model reads staging directly).
+Returns nothing on a full build (the model reads staging directly). `rows_since`: the macro that
+selects a staging model's rows loaded since a watermark (e.g. stg_claims_since, which adds
+_has_other_versions).
 -#}
-{% macro materialize_night_rows(relation, ledger, name) -%}
+{% macro materialize_night_rows(rows_since, ledger, name) -%}
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ledger) -%}
-        {{ analysed_temp_table(name, 'select * from ' ~ relation ~ ' where ' ~ loaded_since(wm)) }};
+        {{ analysed_temp_table(name, rows_since(wm)) }};
     {%- endif -%}
 {%- endmacro %}
 

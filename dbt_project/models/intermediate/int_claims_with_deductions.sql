@@ -1,6 +1,6 @@
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
+    incremental_strategy='replace_stored',
     unique_key=['hospital_code', 'settlement_id'],
     on_schema_change='fail',
     indexes=[
@@ -10,7 +10,7 @@
         {'columns': ['hospital_code', 'insurance_type_code', 'settlement_date']},
         {'columns': ['_batch_at']},
     ],
-    pre_hook="{{ materialize_night_rows(ref('stg_claims'), ref('stg_load_ledger'), 'int_claims_with_deductions__night') }}",
+    pre_hook="{{ materialize_night_rows(stg_claims_since, ref('stg_load_ledger'), 'int_claims_with_deductions__night') }}",
     post_hook=[
         "{{ partial_index(['hospital_code', 'patient_key'], \"medical_category_code = '21'\") }}",
         "{{ analyze_night_rows() }}",
@@ -32,6 +32,9 @@
 -- settlement whose re-derived values (reversed, effective, excess, violations, deduction, audit
 -- digest) are the ones it holds is not written again: the models downstream follow the rows
 -- written since their watermark, and the row did not change.
+-- Written by the replace_stored strategy (macros/incremental.sql): only the rows marked
+-- _replaces_stored (a changed settlement with a previous version, a stored settlement re-derived)
+-- delete their stored row first; a new settlement, most of a night, is inserted without a probe.
 --
 -- Smart audit (R6 extended, docs/rules.md R11-R22): the visit's deductible base adds, over its fee
 -- lines, each line's violation amount = the flagged_amount of its violation finding of largest
@@ -65,7 +68,7 @@
 -- depends_on: {{ ref('stg_audit_rules') }}
 -- depends_on: {{ ref('stg_hospitals') }}
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
-{%- do require_columns_or_full_refresh(['_audit_digest', '_prior_patient_keys']) %}
+{%- do require_columns_or_full_refresh(['_audit_digest', '_prior_patient_keys', '_replaces_stored']) %}
 {%- set audit_changed = audit_deductible_changed_visits(wm) if is_incremental() and not audit_everything_since(wm) else none %}
 
 with
@@ -74,9 +77,10 @@ with
 
 changed_claims as not materialized (
 
-    -- the night's latest versions (stg_claims, loaded since the watermark), materialised and
-    -- analysed by the pre-hook so that the planner knows the night's size (and, the CTE being
-    -- inlined, the columns' statistics: e.g. how few carry reversal_of)
+    -- the night's latest versions (stg_claims, loaded since the watermark; macro
+    -- stg_claims_since), materialised and analysed by the pre-hook so that the planner knows the
+    -- night's size (and, the CTE being inlined, the columns' statistics: e.g. how few carry
+    -- reversal_of)
     select *
     from pg_temp.int_claims_with_deductions__night
 
@@ -84,8 +88,10 @@ changed_claims as not materialized (
 
 previous_versions as (
 
-    -- one unique-index probe per changed settlement (`offset 0`): the join was estimated at ~2 %
-    -- of the night and hashed against a scan of every stored settlement (1.1 s at 1.5 M)
+    -- one unique-index probe per changed settlement with another version in raw (`offset 0`: the
+    -- join was estimated at ~2 % of the night and hashed against a scan of every stored settlement,
+    -- 1.1 s at 1.5 M); a settlement whose only version is tonight's has nothing stored (raw is
+    -- append-only), and those are ~98 % of a night
     select stored.*
     from changed_claims
     cross join lateral (
@@ -95,6 +101,7 @@ previous_versions as (
           and stored.settlement_id = changed_claims.settlement_id
         offset 0
     ) as stored
+    where changed_claims._has_other_versions
 
 ),
 
@@ -182,8 +189,9 @@ claims as (
             where prior.value is not null
         ) end as {{ list_column }},
         {% endfor -%}
-        -- a changed settlement is always written
+        -- a changed settlement is always written; it replaces its previous version if it had one
         false as _is_stored,
+        previous_versions.settlement_id is not null as _replaces_stored,
         {% for c, t in stored_derived %}null::{{ t }} as _stored_{{ c }}{% if not loop.last %},
         {% endif %}{% endfor %}
     from changed_claims
@@ -204,6 +212,7 @@ claims as (
         stored._prior_patient_keys,
         -- what it holds now: written again only if its re-derived values differ
         true as _is_stored,
+        true as _replaces_stored,
         {% for c, t in stored_derived %}stored.{{ c }} as _stored_{{ c }}{% if not loop.last %},
         {% endif %}{% endfor %}
     from touched_visits
@@ -269,7 +278,8 @@ claims as (
         {% endfor -%}
         '[]'::jsonb as _prior_insurance_type_codes,
         '[]'::jsonb as _prior_settlement_dates,
-        '[]'::jsonb as _prior_patient_keys
+        '[]'::jsonb as _prior_patient_keys,
+        false as _replaces_stored
     from {{ ref('stg_claims') }}
 
 ),
@@ -485,11 +495,12 @@ select
     _prior_settlement_dates,
     _prior_patient_keys,
     _audit_digest,
+    _replaces_stored,
     {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
 from settled
 {% if is_incremental() %}
 -- a stored settlement re-classified to exactly the values it holds is not written again (nor
--- deleted and re-inserted by delete+insert): the models downstream read the settlements written
+-- deleted and re-inserted): the models downstream read the settlements written
 -- since their watermark, and would otherwise re-read it, and whole days and quarters around it
 where not _is_stored
    or ({% for c, t in stored_derived %}{{ c }}{% if not loop.last %}, {% endif %}{% endfor %})

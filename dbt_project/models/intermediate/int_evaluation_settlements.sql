@@ -1,6 +1,6 @@
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
+    incremental_strategy='replace_stored',
     unique_key=['hospital_code', 'settlement_id'],
     on_schema_change='fail',
     indexes=[
@@ -23,9 +23,12 @@
 -- macros/incremental.sql), and stays what it was otherwise (a build of the totals that did not
 -- happen, e.g. skipped after a failed test). A new settlement has counted nothing; after a full
 -- build of this model the counted contributions are unknown (_counted_known false) and the
--- quarter totals are aggregated again from scratch.
+-- quarter totals are aggregated again from scratch. Written by the replace_stored strategy
+-- (macros/incremental.sql): only a row with a stored version (_replaces_stored, from the probe
+-- below) deletes it first; a new settlement is inserted without a probe.
 
 {%- set wm = incremental_watermark() %}
+{%- do require_columns_or_full_refresh(['_replaces_stored']) %}
 {%- if is_incremental() %}
     {%- set totals = recorded_incremental_watermark(
         api.Relation.create(database=this.database, schema=this.schema, identifier='int_evaluation_quarter_totals')) %}
@@ -80,11 +83,13 @@ select
         else stored._counted_{{ c }}
     end as _counted_{{ c }},
     {% endfor %}
+    stored.settlement_id is not null as _replaces_stored,
     {% else %}
     false as _counted_known,
     {% for c in ['quarter_start', 'patient_key', 'is_inpatient', 'total_amount', 'personal_paid_amount'] -%}
     case when false then current_contributions.{{ c }} end as _counted_{{ c }},
     {% endfor %}
+    false as _replaces_stored,
     {% endif %}
     -- lineage
     {{ as_of_date() }} as _through_as_of,
