@@ -1064,6 +1064,34 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
         _assert_partial_index(conn, table, table.split(".")[1])
 
 
+def test_upgrade_adding_a_kept_column_refreshes_the_settlement_models_alone(built):
+    """The first night after the upgrade that added _replaces_stored (the replace_stored strategy)
+    finds int_claims_with_deductions and int_evaluation_settlements without it: each is rebuilt
+    alone with --full-refresh (the second once the first is, being downstream of it), the night
+    then runs incrementally, and the marts equal a full rebuild's."""
+    conn, _, url = built
+    transform.build(C, marts_schema="marts_build", url=url)  # catch up (earlier tests rebuilt through B)
+    settlement_models = ["int_claims_with_deductions", "int_evaluation_settlements"]
+    with conn.cursor() as cur:
+        for model in settlement_models:
+            cur.execute(f"alter table intermediate.{model} drop column _replaces_stored")
+
+    run = transform.build(C, marts_schema="marts_build", url=url)
+
+    assert run.full_refreshed == settlement_models
+    assert [[n.name for n in r.nodes] for r in run.refresh_runs] == [[m] for m in settlement_models]
+    for model in settlement_models:
+        assert run.statuses[model] == "success"
+        assert _rows(
+            conn,
+            "select count(*) from information_schema.columns where table_schema = 'intermediate'"
+            " and table_name = %s and column_name = '_replaces_stored'",
+            model,
+        ) == [(1,)]
+    assert transform.build(C, marts_schema="marts_check", url=url, full_refresh=True).full_refreshed == ["*"]
+    _assert_marts_equal(conn, "marts_build", "marts_check")
+
+
 def test_unchanged_settlement_is_not_rewritten(built):
     """int_claims_with_deductions re-classifies every settlement of a touched visit, but writes
     again only those whose re-derived values changed: S4 (the reversal of S2, visit V2) re-sent
