@@ -189,7 +189,6 @@ $analyze_night_rows$
             ~ target ~ ")") }}
     {%- endif -%}
     {%- set keys = [unique_key] if unique_key is string else unique_key -%}
-    {%- set dest_cols_csv = get_quoted_csv(names) -%}
     delete from {{ target }} as stored
     where ({{ keys | join(', ') }}) in (
         select {{ keys | join(', ') }}
@@ -197,9 +196,5 @@ $analyze_night_rows$
         where night._replaces_stored
     );
 
-    insert into {{ target }} ({{ dest_cols_csv }})
-    (
-        select {{ dest_cols_csv }}
-        from {{ source }}
-    )
+    {{ get_insert_into_sql(target, source, arg_dict['dest_columns']) }}
 {%- endmacro %}
