@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import os
+import pwd
+import subprocess
 
 import psycopg2
 import pytest
@@ -29,3 +33,59 @@ def test_the_configured_port_wins_over_the_one_written_at_initdb(tmp_path, free_
             assert cur.fetchone()[0] == str(second.pg_port)
     finally:
         pg.stop(first)
+
+
+_start_together = None
+
+
+def _wait_for_the_others(barrier) -> None:
+    global _start_together
+    _start_together = barrier
+
+
+def _system_user_in_a_fresh_process(name: str) -> tuple[int, int]:
+    from yibao import pg
+
+    pg.SYSTEM_USER = name
+    _start_together.wait()  # all four at once: the race of a fresh machine, every time
+    user = pg._system_user()
+    return user.pw_uid, user.pw_gid
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server runs as a system user only under root")
+def test_concurrent_first_starts_create_one_system_user():
+    """Test workers starting their servers at once on a fresh machine: one user, whom every process sees
+    (two concurrent useradd rewrote /etc/passwd, and one worker ran initdb as a uid that was gone)."""
+    name = f"yibao-pg-t{os.getpid()}"
+    try:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(4, initializer=_wait_for_the_others, initargs=(ctx.Barrier(4),)) as pool:
+            seen = pool.map(_system_user_in_a_fresh_process, [name] * 4)
+        user = pwd.getpwnam(name)
+        assert set(seen) == {(user.pw_uid, user.pw_gid)}
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
+        subprocess.run(["groupdel", name], capture_output=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server runs as a system user only under root")
+def test_a_data_directory_of_an_earlier_system_user_is_taken_over(tmp_path, free_port):
+    """A machine rebuilt with the data kept: the system user is created again with another uid, and
+    PostgreSQL refuses a data directory it does not own; start gives it to the current user."""
+    from yibao import pg
+    from yibao.config import Settings
+
+    s = Settings(home=tmp_path / "home", database_url=None, pg_port=free_port())
+    pg.start(s)
+    pg.stop(s)
+    nobody = pwd.getpwnam("nobody")
+    for parent, dirs, files in os.walk(s.pgdata):
+        for name in [parent, *(os.path.join(parent, n) for n in dirs + files)]:
+            os.chown(name, nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
+    try:
+        url = pg.start(s)
+        with psycopg2.connect(url) as conn, conn.cursor() as cur:
+            cur.execute("select 1")
+        assert (s.pgdata / "base").stat().st_uid == pwd.getpwnam(pg.SYSTEM_USER).pw_uid
+    finally:
+        pg.stop(s)

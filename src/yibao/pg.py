@@ -8,10 +8,13 @@ PostgreSQL refuses to run as root, so under root the server runs as a dedicated 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,15 +46,48 @@ def _run_as() -> dict:
     """subprocess kwargs to run server binaries as a non-root user when we are root."""
     if os.geteuid() != 0:
         return {}
-    try:
-        pwd.getpwnam(SYSTEM_USER)
-    except KeyError:
-        subprocess.run(
+    user = _system_user()
+    return {"user": user.pw_uid, "group": user.pw_gid}
+
+
+# where concurrent processes on one machine (pytest-xdist workers, two `yibao db start`) take
+# turns to create the system user
+_USER_LOCK = Path(tempfile.gettempdir()) / "yibao-pg-useradd.lock"
+
+
+def _system_user() -> pwd.struct_passwd:
+    """The system user the server runs as under root, created on first use.
+
+    Created under an exclusive lock, and looked up again inside it: two ``useradd`` running at
+    once on a fresh machine can both rewrite /etc/passwd, the last writer's user replacing the
+    first's (seen with two test workers: one worker ran ``initdb`` as a uid that no longer
+    existed, "could not look up effective user ID 999")."""
+    with open(_USER_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return pwd.getpwnam(SYSTEM_USER)
+        except KeyError:
+            pass
+        made = subprocess.run(
             ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
-            check=True,
             capture_output=True,
+            text=True,
         )
-    return {"user": SYSTEM_USER, "group": pwd.getpwnam(SYSTEM_USER).pw_gid}
+        if made.returncode not in (0, 9):  # 9: it exists (created by a process that took no lock)
+            raise PostgresError(f"could not create the system user {SYSTEM_USER}: {made.stderr.strip()}")
+        return pwd.getpwnam(SYSTEM_USER)
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    """Give a data directory made under an earlier system user (the machine rebuilt, the user
+    created again with another uid) to the current one: PostgreSQL refuses a data directory it
+    does not own."""
+    print(f"{root} belongs to uid {root.stat().st_uid}, not to {SYSTEM_USER} (uid {uid}): giving it to {SYSTEM_USER}",
+          file=sys.stderr)
+    os.chown(root, uid, gid)
+    for parent, dirs, files in os.walk(root):
+        for name in dirs + files:
+            os.chown(os.path.join(parent, name), uid, gid, follow_symlinks=False)
 
 
 def _open_path(path: Path) -> None:
@@ -149,6 +185,8 @@ def start(s: Settings | None = None) -> str:
                 "synchronous_commit = off\n"
                 "max_connections = 200\n"
             )
+    elif run_as and s.pgdata.stat().st_uid != run_as["user"]:
+        _chown_tree(s.pgdata, run_as["user"], run_as["group"])
     if is_running(s):
         running = running_port(s)
         if running is not None and running != s.pg_port:
