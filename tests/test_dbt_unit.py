@@ -992,6 +992,19 @@ def _assert_partial_index(conn, table, model) -> int:
     return found[0][0]
 
 
+def _patient_indexes(conn, table) -> list[str]:
+    """The column lists of the table's indexes that involve patient_key."""
+    return [d.split("USING btree ")[1] for (d,) in _rows(
+        conn,
+        "select pg_get_indexdef(indexrelid) from pg_index where indrelid = %s::regclass"
+        " and pg_get_indexdef(indexrelid) like '%%patient_key%%' order by 1",
+        table,
+    )]
+
+
+EVALUATION_PATIENT_INDEX = "(hospital_code, quarter_start, hashtextextended(patient_key, (0)::bigint))"
+
+
 def _drop_index(cur, oid) -> None:
     cur.execute("select %s::oid::regclass::text", (oid,))
     cur.execute(f"drop index {cur.fetchone()[0]}")
@@ -1006,13 +1019,16 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
     full (hospital_code, patient_key) index of int_claims_with_deductions, and a (patient_key,
     rule_id) index of int_audit_rule_matches partial to fewer window rule types, without a
     recorded predicate, each by one index partial to the current predicate, recorded in its
-    comment; fct_audit_findings' index, unchanged, is kept (same OID); a full refresh keeps them."""
+    comment; fct_audit_findings' index, unchanged, is kept (same OID); a full refresh keeps them.
+    And int_evaluation_settlements' (hospital_code, quarter_start, patient_key) index by one on the
+    patient key's 64-bit hash."""
     conn, _, url = built
     transform.build(C, marts_schema="marts_build", url=url)  # catch up (earlier tests rebuilt through B)
-    icwd, matches, findings = (
+    icwd, matches, findings, evaluation = (
         "intermediate.int_claims_with_deductions", "intermediate.int_audit_rule_matches",
-        "marts_build.fct_audit_findings",
+        "marts_build.fct_audit_findings", "intermediate.int_evaluation_settlements",
     )
+    assert _patient_indexes(conn, evaluation) == [EVALUATION_PATIENT_INDEX]
     oids = {}
     for table in (icwd, matches, findings):
         [(oids[table], predicate, _)] = _indexes_on(conn, table, table.split(".")[1])
@@ -1023,6 +1039,11 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
         _drop_index(cur, oids[matches])
         cur.execute("create index on intermediate.int_audit_rule_matches (patient_key, rule_id)"
                     " where rule_type in ('daily_quantity', 'min_interval_days')")
+        cur.execute("select indexrelid::regclass::text from pg_index where indrelid = %s::regclass"
+                    " and pg_get_indexdef(indexrelid) like '%%hashtextextended%%'", (evaluation,))
+        cur.execute(f"drop index {cur.fetchone()[0]}")
+        cur.execute("create index on intermediate.int_evaluation_settlements (hospital_code, quarter_start, patient_key)")
+    assert _patient_indexes(conn, evaluation) == ["(hospital_code, quarter_start, patient_key)"]
     assert [(p, c) for _, p, c in _indexes_on(conn, icwd, "int_claims_with_deductions")] == [(None, None)]
     assert [(p, c) for _, p, c in _indexes_on(conn, matches, "int_audit_rule_matches")] == [
         ("(rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interval_days'::text]))", None)
@@ -1055,6 +1076,7 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
     assert _rows(conn, kept) == before  # the rest of the night stayed incremental
     for table in (matches, icwd, findings):
         _assert_partial_index(conn, table, table.split(".")[1])
+    assert _patient_indexes(conn, evaluation) == [EVALUATION_PATIENT_INDEX]
     # fct_audit_findings' index, unchanged, was not rebuilt (its post-hook ran twice: the night ran
     # again after the refresh)
     assert _assert_partial_index(conn, findings, "fct_audit_findings") == oids[findings]
@@ -1062,6 +1084,7 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
     _assert_marts_equal(conn, "marts_build", "marts_check")
     for table in (matches, icwd, "marts_check.fct_audit_findings"):
         _assert_partial_index(conn, table, table.split(".")[1])
+    assert _patient_indexes(conn, evaluation) == [EVALUATION_PATIENT_INDEX]
 
 
 def test_upgrade_adding_a_kept_column_refreshes_the_settlement_models_alone(built):
