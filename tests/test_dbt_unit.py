@@ -890,7 +890,9 @@ def test_quarter_patient_count_kept_by_difference(built):
     """R10's distinct patients are kept by difference (int_evaluation_quarter_totals): a new
     patient takes a quarter's count up by one (0 → 2 settlements, over two nights, the first of
     which built the settlements' contributions but not the totals), a refund of both of them takes
-    it back down (2 → 0); the totals equal their definition after every night, a marts schema
+    it back down (2 → 0); a patient already counted neither adds one with a new settlement nor
+    loses one when that settlement is refunded (int_evaluation_quarter_totals probes whether the
+    patient has another settlement in the quarter); the totals equal their definition after every night, a marts schema
     lagging behind catches up, and every mart equals a full rebuild."""
     conn, _, url = built
     transform.build(C, marts_schema="marts_build", url=url)  # catch up (earlier tests rebuilt through B)
@@ -930,18 +932,28 @@ def test_quarter_patient_count_kept_by_difference(built):
     transform.run_dbt(["run", "--select", "int_claims_with_deductions", "int_evaluation_settlements"],
                       as_of=C, marts_schema="marts_build", url=url)
     assert kept() == before
-    # night 2: the same patient's second settlement (and another patient's outpatient one)
+    # night 2: the same patient's second settlement, another patient's outpatient one, and one
+    # more settlement of a patient the quarter already counts (the count does not move)
+    (counted_patient,), = _rows(
+        conn,
+        "select min(patient_key) from intermediate.int_evaluation_settlements"
+        " where hospital_code = %s and quarter_start = %s", *group,
+    )
     _deliver_claims(conn, dt.date(2025, 12, 11), "late/new_patient_2.csv",
                     [claim("SNEW2", "VNEW2", ts(2025, 12, 11), "200.00", patient="PNEW1"),
-                     claim("SNEW3", "VNEW3", ts(2025, 12, 11), "50.00", patient="PNEW3", category="11")])
+                     claim("SNEW3", "VNEW3", ts(2025, 12, 11), "50.00", patient="PNEW3", category="11"),
+                     claim("SNEW4", "VNEW4", ts(2025, 12, 11), "80.00", patient=counted_patient, category="11")])
     transform.build(C, marts_schema="marts_build", url=url)
     assert _rows(conn, watermarked, "%incremental watermark: {%") == recorded  # recorded again
-    assert kept() == [(settlements + 3, patients + 2)]
+    assert kept() == [(settlements + 4, patients + 2)]
     assert _quarter_totals_kept(conn) == _quarter_totals_recomputed(conn)
-    # night 3: both of PNEW1's settlements refunded (冲正): back to no settlement in the quarter
+    # night 3: both of PNEW1's settlements refunded (冲正): back to no settlement in the quarter;
+    # the counted patient's new one refunded too: they keep their earlier settlements there
     _deliver_claims(conn, dt.date(2025, 12, 12), "late/refunds.csv",
                     [claim("SNEW1R", "VNEW1", ts(2025, 12, 12), "-300.00", reversal_of="SNEW1", patient="PNEW1"),
-                     claim("SNEW2R", "VNEW2", ts(2025, 12, 12), "-200.00", reversal_of="SNEW2", patient="PNEW1")])
+                     claim("SNEW2R", "VNEW2", ts(2025, 12, 12), "-200.00", reversal_of="SNEW2", patient="PNEW1"),
+                     claim("SNEW4R", "VNEW4", ts(2025, 12, 12), "-80.00", reversal_of="SNEW4",
+                           patient=counted_patient, category="11")])
     transform.build(C, marts_schema="marts_build", url=url)
     assert kept() == [(settlements + 1, patients + 1)]
     assert kept("marts_build.fct_evaluation_quarterly") == [(settlements + 1, patients + 1)]
@@ -1002,7 +1014,7 @@ def _patient_indexes(conn, table) -> list[str]:
     )]
 
 
-EVALUATION_PATIENT_INDEX = "(hospital_code, quarter_start, hashtextextended(patient_key, (0)::bigint))"
+EVALUATION_PATIENT_INDEX = "(hospital_code, quarter_start, patient_key)"
 
 
 def _drop_index(cur, oid) -> None:
@@ -1020,8 +1032,8 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
     rule_id) index of int_audit_rule_matches partial to fewer window rule types, without a
     recorded predicate, each by one index partial to the current predicate, recorded in its
     comment; fct_audit_findings' index, unchanged, is kept (same OID); a full refresh keeps them.
-    And int_evaluation_settlements' (hospital_code, quarter_start, patient_key) index by one on the
-    patient key's 64-bit hash."""
+    And the index on the patient key's 64-bit hash that 4c27d94 gave int_evaluation_settlements by
+    its (hospital_code, quarter_start, patient_key) index again."""
     conn, _, url = built
     transform.build(C, marts_schema="marts_build", url=url)  # catch up (earlier tests rebuilt through B)
     icwd, matches, findings, evaluation = (
@@ -1040,10 +1052,13 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
         cur.execute("create index on intermediate.int_audit_rule_matches (patient_key, rule_id)"
                     " where rule_type in ('daily_quantity', 'min_interval_days')")
         cur.execute("select indexrelid::regclass::text from pg_index where indrelid = %s::regclass"
-                    " and pg_get_indexdef(indexrelid) like '%%hashtextextended%%'", (evaluation,))
+                    " and pg_get_indexdef(indexrelid) like '%%quarter_start, patient_key%%'", (evaluation,))
         cur.execute(f"drop index {cur.fetchone()[0]}")
-        cur.execute("create index on intermediate.int_evaluation_settlements (hospital_code, quarter_start, patient_key)")
-    assert _patient_indexes(conn, evaluation) == ["(hospital_code, quarter_start, patient_key)"]
+        cur.execute("create index on intermediate.int_evaluation_settlements"
+                    " (hospital_code, quarter_start, hashtextextended(patient_key, 0))")
+    assert _patient_indexes(conn, evaluation) == [
+        "(hospital_code, quarter_start, hashtextextended(patient_key, (0)::bigint))"
+    ]
     assert [(p, c) for _, p, c in _indexes_on(conn, icwd, "int_claims_with_deductions")] == [(None, None)]
     assert [(p, c) for _, p, c in _indexes_on(conn, matches, "int_audit_rule_matches")] == [
         ("(rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interval_days'::text]))", None)

@@ -61,7 +61,7 @@ $partial_index$
     existing table, built before the index was added, gets it here once; an unchanged night costs
     one catalog query). `replaces`: the columns of an index that an earlier version of the model
     had instead, dropped when found. A column may be an expression, written as pg_get_indexdef
-    prints it (e.g. patient_key_hash()). -#}
+    prints it (e.g. 'hashtextextended(patient_key, (0)::bigint)'). -#}
 {% macro ensure_index(columns, replaces=none) -%}
 {%- set cols = columns | join(', ') -%}
 do $ensure_index$
@@ -78,16 +78,6 @@ begin
     end if;
 end
 $ensure_index$
-{%- endmacro %}
-
-{#- A 64-bit hash of a patient key (64 hex characters), for an index keyed by patient: each of a
-    night's rows lands on a random leaf page of such an index (the key is a hash), so a night
-    dirties, and after a checkpoint logs in full, about one leaf page per row up to the number of
-    leaves. 8 bytes instead of 65 make the index, and so the night's full-page images, 2-3 times
-    smaller. Not unique: a query probing the index by this hash also compares patient_key itself
-    (read from the row). Written as pg_get_indexdef prints it, which ensure_index matches. -#}
-{% macro patient_key_hash(column='patient_key') -%}
-hashtextextended({{ column }}, (0)::bigint)
 {%- endmacro %}
 
 {#- pg_index rows of this model's table whose B-tree is on exactly `cols` (in this order), partial

@@ -68,9 +68,8 @@ differences as (
 
 patients as (
 
-    -- each touched patient's settlements in the quarter now (a probe of the index on the patient
-    -- key's hash, the key itself compared in the row; `offset 0`: never a scan of the whole table)
-    -- and before this build (now minus the difference)
+    -- each touched patient's settlements in the quarter now (an index probe; `offset 0`: never a
+    -- scan of the whole table) and before this build (now minus the difference)
     select
         touched.hospital_code,
         touched.quarter_start,
@@ -87,7 +86,6 @@ patients as (
         from {{ ref('int_evaluation_settlements') }} as contributions
         where contributions.hospital_code = touched.hospital_code
           and contributions.quarter_start = touched.quarter_start
-          and {{ patient_key_hash('contributions.patient_key') }} = {{ patient_key_hash('touched.patient_key') }}
           and contributions.patient_key = touched.patient_key
         offset 0
     ) as now_counted
