@@ -891,9 +891,9 @@ def test_quarter_patient_count_kept_by_difference(built):
     patient takes a quarter's count up by one (0 → 2 settlements, over two nights, the first of
     which built the settlements' contributions but not the totals), a refund of both of them takes
     it back down (2 → 0); a patient already counted neither adds one with a new settlement nor
-    loses one when that settlement is refunded (int_evaluation_quarter_totals probes whether the
-    patient has another settlement in the quarter); the totals equal their definition after every night, a marts schema
-    lagging behind catches up, and every mart equals a full rebuild."""
+    loses one when that settlement is refunded (their other settlements in the quarter count);
+    the totals equal their definition after every night, a marts schema lagging behind catches
+    up, and every mart equals a full rebuild."""
     conn, _, url = built
     transform.build(C, marts_schema="marts_build", url=url)  # catch up (earlier tests rebuilt through B)
     group = (H1, dt.date(2025, 10, 1))

@@ -61,7 +61,13 @@ def _system_user() -> pwd.struct_passwd:
     Created under an exclusive lock, and looked up again inside it: two ``useradd`` running at
     once on a fresh machine can both rewrite /etc/passwd, the last writer's user replacing the
     first's (seen with two test workers: one worker ran ``initdb`` as a uid that no longer
-    existed, "could not look up effective user ID 999")."""
+    existed, "could not look up effective user ID 999"). Once the user exists it is only looked
+    up (every server command asks): no lock, since every useradd here runs under it and
+    /etc/passwd is replaced whole."""
+    try:
+        return pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        pass
     with open(_USER_LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
