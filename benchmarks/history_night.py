@@ -30,8 +30,9 @@ the year's catch-up, the night on the year and the night on nothing, the ratio y
 step, and dbt's three slowest models of each run (over every dbt invocation of the step: an
 upgrade's refreshes of stale models included), plus the row counts and the load average.
 ``--repeat N`` times the two nights N times in turn (a fresh copy of the year and a fresh empty
-database each time) and prints each pair's table, every ratio and their median: on an idle
-machine two runs of the same code still differ by about 0.1 in the ratio. It takes long at full
+database each time) and prints each pair's table, every ratio and their median, and the ratio of
+the fastest night on the year to the fastest night on nothing (the least disturbed run of each
+side): on this 2-core machine two runs of the same code differ by 0.2-0.4 in one pair's ratio. It takes long at full
 size (30M claims: hours); it is a benchmark, not a test. A small run: ``--hospitals 5 --days 20 --claims-total 20000``.
 
 Nothing is stubbed: the real loader, GX, dbt and PostgreSQL (the embedded server unless
@@ -495,6 +496,11 @@ def main() -> None:
         print(f"\n{len(pairs)} pairs: night on year / night on empty "
               + ", ".join(f"{r:.2f}" for r in whole) + f"; median {median(whole):.2f}×"
               + "; dbt step " + ", ".join(f"{r:.2f}" for r in dbt) + f"; median {median(dbt):.2f}×")
+        # the fastest run of each side: what the code costs with the least interference from the
+        # machine (a slow run is slow for a reason outside the code; a fast one cannot be fast by luck)
+        fast_year, fast_empty = min(y.total for y, _ in pairs), min(e.total for _, e in pairs)
+        print(f"fastest night on year {fast_year:.1f} s, fastest on empty {fast_empty:.1f} s:"
+              f" ratio of the fastest {fast_year / fast_empty:.2f}×")
     if not args.keep and not args.in_place:
         _admin(f'drop database if exists "{night_db}" with (force)')
 
