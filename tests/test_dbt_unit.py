@@ -869,8 +869,8 @@ def _quarter_totals_kept(conn):
 
 
 def _deliver(conn, kind, day, source, rows):
-    """H1's rows of a ``kind`` extract (claim, usage) delivered on ``day`` as one ledger file."""
-    columns = {"claim": CLAIM_COLS, "usage": USAGE_COLS}[kind]
+    """H1's rows of a ``kind`` extract (claim, usage, purchase) delivered on ``day`` as one ledger file."""
+    columns = {"claim": CLAIM_COLS, "usage": USAGE_COLS, "purchase": PURCHASE_COLS}[kind]
     with conn.cursor() as cur:
         lid = _ledger(cur, kind, H1, day, source, len(rows))
         _insert(
@@ -1171,6 +1171,52 @@ def test_unchanged_settlement_is_not_rewritten(built):
         H1,
     )
     assert reversed_ == (True,)
+    transform.build(C, marts_schema="marts_check", url=url, full_refresh=True)
+    _assert_marts_equal(conn, "marts_build", "marts_check")
+
+
+def test_purchase_resent_for_payment_reprices_nothing(built):
+    """R1 re-prices the usage lines a changed purchase line can affect. A purchase line re-sent
+    only to fill in its payment (P1, the reference of U1 and U3) changes no reference price: no
+    line is re-priced, so none is rewritten (nor re-derived downstream). A re-send that corrects
+    the unit price (P4, U2's reference) re-prices U2, and a second correction back re-prices it
+    again; every mart equals a full rebuild after each."""
+    conn, _, url = built
+    transform.build(C, marts_schema="marts_build", url=url)  # catch up (earlier tests rebuilt through B)
+
+    def priced():
+        return {
+            usage_id: (reference, batch_at)
+            for usage_id, reference, batch_at in _rows(
+                conn,
+                "select usage_id, reference_price, _batch_at from intermediate.int_usage_priced_against_purchases"
+                " where hospital_code = %s and usage_id in ('U1', 'U2', 'U3')",
+                H1,
+            )
+        }
+
+    before = priced()
+    assert {u: r for u, (r, _) in before.items()} == {
+        "U1": D("700.0000"), "U2": D("737.5000"), "U3": D("700.0000")}
+    _deliver(conn, "purchase", dt.date(2025, 12, 16), "resend/purchase_paid.csv", [
+        purchase("P1", dt.date(2025, 1, 5), "10", "700.00", paid=dt.date(2025, 12, 16)),
+        purchase("P4", dt.date(2025, 6, 16), "1", "745.00", paid=dt.date(2025, 12, 16)),
+    ])
+    transform.build(C, marts_schema="marts_build", url=url)
+    after = priced()
+    assert after["U1"] == before["U1"] and after["U3"] == before["U3"], "a payment re-send re-prices nothing"
+    assert after["U2"][0] == D("745.0000") and after["U2"][1] > before["U2"][1]
+    transform.build(C, marts_schema="marts_check", url=url, full_refresh=True)
+    _assert_marts_equal(conn, "marts_build", "marts_check")
+    # the price corrected back: U2 is re-priced again (the full rebuild above rewrote every row)
+    rebuilt = priced()
+    _deliver(conn, "purchase", dt.date(2025, 12, 17), "resend/purchase_corrected.csv", [
+        purchase("P4", dt.date(2025, 6, 16), "1", "737.50", paid=dt.date(2025, 12, 16)),
+    ])
+    transform.build(C, marts_schema="marts_build", url=url)
+    again = priced()
+    assert again["U2"][0] == D("737.5000") and again["U2"][1] > rebuilt["U2"][1]
+    assert again["U1"] == rebuilt["U1"] and again["U3"] == rebuilt["U3"]
     transform.build(C, marts_schema="marts_check", url=url, full_refresh=True)
     _assert_marts_equal(conn, "marts_build", "marts_check")
 

@@ -22,7 +22,11 @@
 --
 -- Incremental: re-prices the usage lines whose latest version is new, plus the stored lines a
 -- changed purchase line can affect (it was their reference, or it may now be: same code,
--- delivered on or before the use date and not earlier than their current reference).
+-- delivered on or before the use date and not earlier than their current reference). A purchase
+-- line re-sent without a change to what a reference price is made of (the payment filled in, the
+-- routine re-send of every line once its supplier is paid) is not a change here: re-pricing the
+-- lines it is the reference of rewrote them unchanged, and every model downstream re-derived
+-- them and their visits' settlements.
 
 {%- set usage_columns = [
     'hospital_code', 'usage_id', 'visit_id', 'surgery_id', 'patient_key',
@@ -48,13 +52,40 @@ changed_usage as (
 changed_purchases as (
 
     select
-        hospital_code,
-        purchase_line_id,
-        consumable_code,
-        delivery_date,
-        quantity
-    from {{ ref('stg_purchase_lines') }}
-    where {{ loaded_since(wm) }}
+        changed.hospital_code,
+        changed.purchase_line_id,
+        changed.consumable_code,
+        changed.delivery_date,
+        changed.quantity
+    from {{ ref('stg_purchase_lines') }} as changed
+    -- the version the stored prices were computed with: the latest one the previous build saw
+    -- (one backward probe of the natural-key index)
+    left join lateral (
+        select
+            true as found,
+            previous.consumable_code,
+            previous.delivery_date,
+            previous.unit_price,
+            previous.quantity
+        from {{ source('raw', 'purchase') }} as previous
+        where previous.hospital_code = changed.hospital_code
+          and previous.purchase_line_id = changed.purchase_line_id
+          and previous.load_id <= {{ wm.load_id }}
+          and previous.business_date <= date '{{ wm.as_of }}'
+        order by previous.business_date desc, previous.load_id desc, previous.source_row desc
+        limit 1
+    ) as previous on true
+    where {{ loaded_since(wm, 'changed') }}
+      -- a re-send that changes nothing a reference price is made of (what
+      -- int_purchase_reference_prices reads: code, delivery date, unit price, quantity > 0), such
+      -- as the payment filled in when the supplier is paid, re-prices nothing
+      and (
+          previous.found is null
+          or previous.consumable_code is distinct from changed.consumable_code
+          or previous.delivery_date is distinct from changed.delivery_date
+          or previous.unit_price::numeric(18, 4) is distinct from changed.unit_price
+          or (previous.quantity > 0) is distinct from (changed.quantity > 0)
+      )
 
 ),
 
