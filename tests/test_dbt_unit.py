@@ -1387,6 +1387,23 @@ def test_night_rows_are_analysed_by_batch_at_only_once_the_table_has_statistics(
     assert column_stats("settlement_id") == settlements_before, "only _batch_at was analysed"
 
 
+def test_a_table_built_from_scratch_is_analysed_in_its_build(built):
+    """`create table as` leaves a table without statistics until autovacuum analyses it, minutes
+    later on a big one; the planner then guesses, and the night after a 30 M-claim catch-up read
+    int_evaluation_settlements whole for a handful of rows (docs/scale-out.md §6). Every
+    incremental model is analysed by its own build when it has no statistics (macro
+    record_incremental_watermark), so the models after it in the same build plan with its size."""
+    conn, _, url = built
+    models = ["int_evaluation_settlements", "int_evaluation_quarter_totals"]
+
+    def analysed():
+        return {t for (t,) in _rows(conn, "select distinct tablename from pg_stats"
+                                    " where schemaname = 'intermediate' and tablename = any(%s)", models)}
+
+    transform.run_dbt(["run", "--full-refresh", "--select", *models], as_of=C, marts_schema="marts_check", url=url)
+    assert analysed() == set(models)
+
+
 def test_claims_without_budget_fail_the_build(built):
     """R7: a month with claims but no budget row is an error surfaced by the checks (runs last:
     it leaves an unbudgeted settlement in the intermediate tables)."""
