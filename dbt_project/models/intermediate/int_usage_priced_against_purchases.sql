@@ -83,7 +83,7 @@ changed_purchases as (
           previous.found is null
           or previous.consumable_code is distinct from changed.consumable_code
           or previous.delivery_date is distinct from changed.delivery_date
-          or previous.unit_price::numeric(18, 4) is distinct from changed.unit_price
+          or previous.unit_price is distinct from changed.unit_price
           or (previous.quantity > 0) is distinct from (changed.quantity > 0)
       )
 
