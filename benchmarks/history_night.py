@@ -28,7 +28,12 @@
 Printed: one table with the seconds of each step (load, GX raw, dbt, GX marts, publish, total) for
 the year's catch-up, the night on the year and the night on nothing, the ratio year/empty of each
 step, and dbt's three slowest models of each run (over every dbt invocation of the step: an
-upgrade's refreshes of stale models included), plus the row counts and the load average.
+upgrade's refreshes of stale models included), plus the row counts and the load average. A
+second table gives the server's I/O in each step of both nights (``pg_stat_io``, ``pg_stat_wal``):
+the pages read from outside shared buffers and the seconds spent waiting for them (the benchmark
+sets ``track_io_timing`` on its databases), the WAL written and its full-page images; then the six
+tables that read the most pages in each night. It shows how much of the night on the year is
+reading a history that does not fit in memory, and which table it reads.
 ``--repeat N`` times the two nights N times in turn (a fresh copy of the year and a fresh empty
 database each time) and prints each pair's table, every ratio and their median, and the ratio of
 the fastest night on the year to the fastest night on nothing (the least disturbed run of each
@@ -67,10 +72,30 @@ class NightTiming:
     rows_loaded: int = 0
     files_loaded: int = 0
     notes: list[str] = field(default_factory=list)
+    # per step: the server's page reads and writes, their milliseconds, and its WAL (IO_COUNTERS)
+    io: dict[str, dict[str, float]] = field(default_factory=dict)
+    # the tables that read the most pages from outside shared buffers in the night: (table, heap, index)
+    relation_reads: list[tuple[str, int, int]] = field(default_factory=list)
 
     @property
     def total(self) -> float:
         return sum(self.seconds.get(s, 0.0) for s in STEPS)
+
+
+# The server's I/O, read before and after each step: pages read into shared buffers from outside them
+# (the kernel's page cache or the disk) and the milliseconds spent waiting for them; pages written by
+# the backends, the background writer and the checkpointer, and their milliseconds; the WAL written and
+# the full-page images in it (a page's first change after a checkpoint logs the whole 8 kB page). The
+# times need track_io_timing, which the benchmark sets on its databases (_instrument). Cluster-wide
+# counters: they include autovacuum, and a backend reports its counts when it is idle or exits, so up to
+# about a second of a step can show in the next one.
+IO_COUNTERS = ("reads", "read_ms", "writes", "write_ms", "wal_bytes", "wal_fpi")
+IO_SQL = """
+    select coalesce(sum(io.reads), 0), coalesce(sum(io.read_time), 0),
+           coalesce(sum(io.writes), 0), coalesce(sum(io.write_time), 0),
+           (select wal_bytes from pg_stat_wal), (select wal_fpi from pg_stat_wal)
+    from pg_stat_io as io
+"""
 
 
 # ------------------------------------------------------------------------------------- data
@@ -177,7 +202,46 @@ def _fresh(name: str, template: str | None = None) -> str:
         _admin(f'create database "{name}" template "{template}" strategy file_copy')
     else:
         _admin(f'create database "{name}"')
+    _instrument(name)
     return pg.url(database=name)
+
+
+def _instrument(name: str) -> None:
+    """Time the page reads and writes of every session on database ``name`` (the I/O table)."""
+    _admin(f'alter database "{name}" set track_io_timing = on')
+
+
+RELATION_READS_SQL = """
+    select schemaname || '.' || relname,
+           coalesce(heap_blks_read, 0) + coalesce(toast_blks_read, 0), coalesce(idx_blks_read, 0) + coalesce(tidx_blks_read, 0)
+    from pg_statio_all_tables
+    where schemaname not in ('pg_catalog', 'information_schema', 'pg_toast')
+"""
+
+
+def _relation_reads() -> dict[str, tuple[int, int]]:
+    """(table pages, index pages) read from outside shared buffers per table of the database in use, so far."""
+    import psycopg2
+
+    conn = psycopg2.connect(os.environ.get("YIBAO_DATABASE_URL") or pg.url())
+    try:
+        with conn.cursor() as cur:
+            cur.execute(RELATION_READS_SQL)
+            return {name: (heap, idx) for name, heap, idx in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def _io_counters() -> dict[str, float]:
+    import psycopg2
+
+    conn = psycopg2.connect(pg.url(database="postgres"))
+    try:
+        with conn.cursor() as cur:
+            cur.execute(IO_SQL)
+            return dict(zip(IO_COUNTERS, (float(v) for v in cur.fetchone())))
+    finally:
+        conn.close()
 
 
 def _use(url: str | None) -> None:
@@ -237,8 +301,10 @@ def run_night(label: str, landing: Path, through: dt.date, run_id: str) -> Night
     from yibao.quality import QualityGateFailed
 
     timing = NightTiming(label)
+    before = _relation_reads()
 
     def step(name: str, fn):
+        io = _io_counters()
         t = time.perf_counter()
         try:
             return fn()
@@ -248,6 +314,7 @@ def run_night(label: str, landing: Path, through: dt.date, run_id: str) -> Night
             return None
         finally:
             timing.seconds[name] = time.perf_counter() - t
+            timing.io[name] = {k: v - io[k] for k, v in _io_counters().items()}
             print(f"  [{label}] {name:<9} {timing.seconds[name]:9.1f} s", flush=True)
 
     loaded = step("load", lambda: pipeline.load(landing, through, run_id))
@@ -261,6 +328,10 @@ def run_night(label: str, landing: Path, through: dt.date, run_id: str) -> Night
         shutil.copyfile(RUN_RESULTS, landing.parent / f"run_results_{label.replace(' ', '_')}.json")
     step("gx_marts", lambda: pipeline.validate_marts(through, run_id))
     step("publish", lambda: pipeline.publish(through, run_id, loaded["files_loaded"]))
+    after = _relation_reads()
+    reads = {name: (heap - before.get(name, (0, 0))[0], idx - before.get(name, (0, 0))[1])
+             for name, (heap, idx) in after.items()}
+    timing.relation_reads = sorted(((n, h, i) for n, (h, i) in reads.items() if h + i > 0), key=lambda r: -(r[1] + r[2]))[:6]
     return timing
 
 
@@ -329,6 +400,20 @@ def report(runs: list[NightTiming], year_rows: dict, night_claims: int, args, lo
         y = (year.total if s == "total" else year.seconds.get(s, 0.0)) if year else None
         ratio = f"{a / b:8.2f}" if b > 0 else f"{'-':>8}"
         lines.append(f"{s:<10}" + (f"{y:17.1f}" if year else "") + f"{a:17.1f}{b:18.1f}{ratio}")
+    lines += ["", "I/O of the server during each step (pg_stat_io, pg_stat_wal): pages read from outside shared"
+              " buffers and the seconds waited for them, WAL written and its full-page images",
+              f"{'step':<10}" + "".join(f"{h:>46}" for h in ("night on year", "night on empty"))]
+    for s in (*STEPS, "total"):
+        cells = []
+        for r in (on_year, on_empty):
+            io = {k: sum(r.io.get(x, {}).get(k, 0.0) for x in STEPS) for k in IO_COUNTERS} if s == "total" \
+                else r.io.get(s, dict.fromkeys(IO_COUNTERS, 0.0))
+            cells.append(f"{io['reads']:>10,.0f} pg {io['read_ms'] / 1000:5.1f} s"
+                         f"{io['wal_bytes'] / 2**20:7,.0f} MB {io['wal_fpi']:>7,.0f} fpi")
+        lines.append(f"{s:<10}" + "".join(f"{c:>46}" for c in cells))
+    for r in (on_year, on_empty):
+        lines.append(f"pages read, {r.label} (table + its indexes): "
+                     + (", ".join(f"{n} {h:,} + {i:,}" for n, h, i in r.relation_reads) or "none"))
     lines.append("")
     for r in runs:
         models = ", ".join(f"{m} {t:.1f} s" for m, t in r.slowest_models) or "n/a"
@@ -347,6 +432,7 @@ def night_on_year(args, year_db: str, night_db: str, year_url: str, landing: Pat
 
     if args.in_place:
         night_db = year_db
+        _instrument(year_db)
         _use(year_url)
     else:
         _use(_fresh(night_db, template=year_db))
