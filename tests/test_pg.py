@@ -89,3 +89,48 @@ def test_a_data_directory_of_an_earlier_system_user_is_taken_over(tmp_path, free
         assert (s.pgdata / "base").stat().st_uid == pwd.getpwnam(pg.SYSTEM_USER).pw_uid
     finally:
         pg.stop(s)
+
+
+def test_shared_buffers_default_to_a_quarter_of_memory_within_bounds(monkeypatch):
+    from yibao import pg
+
+    monkeypatch.delenv("YIBAO_PG_SHARED_BUFFERS", raising=False)
+    for memory, expected in [(24 << 30, "6144MB"), (64 << 30, "8192MB"), (256 << 20, "128MB"), (None, "512MB")]:
+        monkeypatch.setattr(pg, "memory_limit_bytes", lambda m=memory: m)
+        assert pg.shared_buffers() == expected
+    monkeypatch.setenv("YIBAO_PG_SHARED_BUFFERS", "2GB")
+    assert pg.shared_buffers() == "2GB"
+
+
+def test_shared_buffers_reach_new_and_old_data_directories(tmp_path, free_port, monkeypatch):
+    """The size is written at each start, so a data directory made before it existed gets it too
+    (its postgresql.conf still says 512MB), and so does a change of YIBAO_PG_SHARED_BUFFERS."""
+    from yibao import pg
+    from yibao.config import Settings
+
+    s = Settings(home=tmp_path / "home", database_url=None, pg_port=free_port())
+
+    def shared_buffers() -> str:
+        with psycopg2.connect(pg.url(s, "postgres")) as conn, conn.cursor() as cur:
+            cur.execute("show shared_buffers")
+            return cur.fetchone()[0]
+
+    monkeypatch.setenv("YIBAO_PG_SHARED_BUFFERS", "160MB")
+    pg.start(s)
+    try:
+        assert shared_buffers() == "160MB"
+        pg.stop(s)
+        # as an installation of before 2026-12-04 left it: the size in postgresql.conf, no include
+        conf = s.pgdata / "postgresql.conf"
+        conf.write_text(
+            conf.read_text(encoding="utf-8").replace(f"include_if_exists = '{pg.MEMORY_CONF}'", "")
+            + "shared_buffers = 512MB\n",
+            encoding="utf-8",
+        )
+        (s.pgdata / pg.MEMORY_CONF).unlink()
+        monkeypatch.setenv("YIBAO_PG_SHARED_BUFFERS", "144MB")
+        pg.start(s)
+        assert shared_buffers() == "144MB"
+        assert conf.read_text(encoding="utf-8").count(f"include_if_exists = '{pg.MEMORY_CONF}'") == 1
+    finally:
+        pg.stop(s)

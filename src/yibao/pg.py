@@ -184,7 +184,6 @@ def start(s: Settings | None = None) -> str:
                 f"port = {s.pg_port}\n"
                 f"unix_socket_directories = '{s.pgdata}'\n"
                 "timezone = 'Asia/Shanghai'\n"
-                "shared_buffers = 512MB\n"
                 "work_mem = 64MB\n"
                 "maintenance_work_mem = 256MB\n"
                 "max_wal_size = 4GB\n"
@@ -193,6 +192,7 @@ def start(s: Settings | None = None) -> str:
             )
     elif run_as and s.pgdata.stat().st_uid != run_as["user"]:
         _chown_tree(s.pgdata, run_as["user"], run_as["group"])
+    _write_memory_conf(s)
     if is_running(s):
         running = running_port(s)
         if running is not None and running != s.pg_port:
@@ -211,6 +211,68 @@ def start(s: Settings | None = None) -> str:
     _wait_ready(s)
     _ensure_databases(s)
     return url(s)
+
+
+# --- memory -------------------------------------------------------------------------------------------
+
+MEMORY_CONF = "yibao_memory.conf"
+_MIB = 1 << 20
+
+
+def memory_limit_bytes() -> int | None:
+    """The memory this machine (or the container it runs in: cgroup v2 ``memory.max``) gives us."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            total = min(total, int(limit)) if total else int(limit)
+    except OSError:
+        pass
+    return total
+
+
+def shared_buffers() -> str:
+    """The embedded server's ``shared_buffers``: ``YIBAO_PG_SHARED_BUFFERS`` (a PostgreSQL size, e.g.
+    ``2GB``), else a quarter of the machine's memory (PostgreSQL's own advice for a dedicated
+    server), at least 128 MB and at most 8 GB.
+
+    Why it matters: a night reads and writes the same index pages as the night before (the right
+    edges of the settlement indexes, the current quarter of R10's patient index). With 512 MB, the
+    size before 2026-12-04, they were evicted between nights, and the night on the 30 M-claim year
+    waited 5.5 s for 380k pages read from outside shared buffers (docs/scale-out.md §6)."""
+    env = os.environ.get("YIBAO_PG_SHARED_BUFFERS", "").strip()
+    if env:
+        return env
+    total = memory_limit_bytes()
+    if not total:
+        return "512MB"
+    return f"{min(max(total // 4, 128 * _MIB), 8 << 30) // _MIB}MB"
+
+
+def _write_memory_conf(s: Settings) -> None:
+    """Write the memory settings to ``$PGDATA/yibao_memory.conf``, included from postgresql.conf (the
+    include line is appended once to a data directory made before it existed; a later line wins, and
+    ``ALTER SYSTEM`` still overrides both). Read at the server's next start."""
+    conf = s.pgdata / "postgresql.conf"
+    memory = s.pgdata / MEMORY_CONF
+    text = (
+        "# written by yibao at each start of the embedded server (yibao.pg.shared_buffers);\n"
+        "# set YIBAO_PG_SHARED_BUFFERS to choose the size, or ALTER SYSTEM to override it\n"
+        f"shared_buffers = {shared_buffers()}\n"
+    )
+    run_as = _run_as()
+    if not memory.exists() or memory.read_text(encoding="utf-8") != text:
+        memory.write_text(text, encoding="utf-8")
+        if run_as:
+            os.chown(memory, run_as["user"], run_as["group"])
+        memory.chmod(0o600)
+    include = f"include_if_exists = '{MEMORY_CONF}'"
+    if include not in conf.read_text(encoding="utf-8"):
+        with open(conf, "a", encoding="utf-8") as fh:
+            fh.write(f"\n# yibao memory settings, rewritten at each start\n{include}\n")
 
 
 def _wait_ready(s: Settings, timeout: float = 30) -> None:
