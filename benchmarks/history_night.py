@@ -221,27 +221,11 @@ RELATION_READS_SQL = """
 
 def _relation_reads() -> dict[str, tuple[int, int]]:
     """(table pages, index pages) read from outside shared buffers per table of the database in use, so far."""
-    import psycopg2
-
-    conn = psycopg2.connect(os.environ.get("YIBAO_DATABASE_URL") or pg.url())
-    try:
-        with conn.cursor() as cur:
-            cur.execute(RELATION_READS_SQL)
-            return {name: (heap, idx) for name, heap, idx in cur.fetchall()}
-    finally:
-        conn.close()
+    return {name: (heap, idx) for name, heap, idx in _rows(pg.url(), RELATION_READS_SQL)}
 
 
 def _io_counters() -> dict[str, float]:
-    import psycopg2
-
-    conn = psycopg2.connect(pg.url(database="postgres"))
-    try:
-        with conn.cursor() as cur:
-            cur.execute(IO_SQL)
-            return dict(zip(IO_COUNTERS, (float(v) for v in cur.fetchone())))
-    finally:
-        conn.close()
+    return dict(zip(IO_COUNTERS, (float(v) for v in _rows(pg.url(database="postgres"), IO_SQL)[0])))
 
 
 def _use(url: str | None) -> None:
@@ -280,16 +264,20 @@ def year_chunks(history: list[dt.date], chunk_days: int) -> list[dt.date]:
     return [*body[chunk_days - 1::chunk_days], *([body[-1]] if len(body) % chunk_days else []), history[-1]]
 
 
-def _scalar(url: str, sql: str):
+def _rows(url: str, sql: str) -> list[tuple]:
     import psycopg2
 
     conn = psycopg2.connect(url)
     try:
         with conn.cursor() as cur:
             cur.execute(sql)
-            return cur.fetchone()[0]
+            return cur.fetchall()
     finally:
         conn.close()
+
+
+def _scalar(url: str, sql: str):
+    return _rows(url, sql)[0][0]
 
 
 # ------------------------------------------------------------------------------------- the pipeline
