@@ -16,7 +16,8 @@
               and budgets.insurance_type_code = stored.insurance_type
               and budgets.budget_year = extract(year from stored.as_of_date)::int
         )
-    {% endif %}"
+    {% endif %}",
+    post_hook="{{ last_batch_statistics() }}"
 ) }}
 
 -- R8 budget consumption (预算执行进度) per hospital and insurance type with a budget, for every

@@ -6,7 +6,8 @@
     indexes=[
         {'columns': ['business_date', 'hospital_code', 'file_kind'], 'unique': true},
         {'columns': ['_batch_at']},
-    ]
+    ],
+    post_hook="{{ last_batch_statistics() }}"
 ) }}
 
 -- 加载汇总 for operators and BI: per business date, hospital and extract, the files seen, rows

@@ -6,7 +6,8 @@
     indexes=[
         {'columns': ['hospital_code', 'usage_id'], 'unique': true},
         {'columns': ['_batch_at']},
-    ]
+    ],
+    post_hook="{{ last_batch_statistics() }}"
 ) }}
 
 -- One row per usage line (latest version): R1 reference price and markup excess, R3 payment
