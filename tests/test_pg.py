@@ -134,3 +134,18 @@ def test_shared_buffers_reach_new_and_old_data_directories(tmp_path, free_port, 
         assert conf.read_text(encoding="utf-8").count(f"include_if_exists = '{pg.MEMORY_CONF}'") == 1
     finally:
         pg.stop(s)
+
+
+def test_flush_writes_checkpoints_the_server(warehouse):
+    """pg.flush_writes, which the benchmarks call before a timed run: a checkpoint (the server's
+    dirty pages written) before the operating system's sync."""
+    from yibao import pg
+
+    def checkpoints() -> int:
+        with psycopg2.connect(warehouse) as conn, conn.cursor() as cur:
+            cur.execute("select checkpoints_req from pg_stat_bgwriter")
+            return cur.fetchone()[0]
+
+    before = checkpoints()
+    assert pg.flush_writes() >= 0
+    assert checkpoints() == before + 1
