@@ -117,12 +117,17 @@ comment (written before it was kept) falls back once to max() of its lineage col
     {%- endif -%}
     {%- if ledger is not none -%}
         {#- The smallest load_id that can hold a row newer than the target: lets the raw scans
-            use the BRIN index on load_id instead of reading every version ever loaded. -#}
+            use the BRIN index on load_id instead of reading every version ever loaded. Two
+            minimums, each through its index (the ledger's primary key, its business_date
+            index): with `or` the planner walked the primary key from the start of the ledger to
+            the night's first file, every file of the history (13 ms at 110k files, in ~30 calls
+            a night). -#}
         {%- set query -%}
-            select coalesce(min(load_id), {{ wm.load_id + 1 }})
-            from {{ ledger }}
-            where load_id > {{ wm.load_id }}
-               or (business_date > date '{{ wm.as_of }}' and business_date <= {{ as_of_date() }})
+            select coalesce(least(
+                (select min(load_id) from {{ ledger }} where load_id > {{ wm.load_id }}),
+                (select min(load_id) from {{ ledger }}
+                 where business_date > date '{{ wm.as_of }}' and business_date <= {{ as_of_date() }})
+            ), {{ wm.load_id + 1 }})
         {%- endset -%}
         {%- do wm.update({'min_load_id': run_query(query).rows[0][0] | int}) -%}
     {%- endif -%}

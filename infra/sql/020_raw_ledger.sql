@@ -25,6 +25,8 @@ alter table raw.load_ledger add column if not exists file_size bigint;
 alter table raw.load_ledger add column if not exists file_mtime_ns bigint;
 create unique index if not exists load_ledger_file_uq
     on raw.load_ledger (file_kind, coalesce(hospital_code, ''), coalesce(business_date, date '0001-01-01'), sha256);
+-- the files of the business dates an incremental build has not seen (macro incremental_watermark)
+create index if not exists load_ledger_business_date_idx on raw.load_ledger (business_date);
 
 -- Row-level rejects. raw_value and row_data never hold an ID number: the loader writes the
 -- pseudonym in its place.
