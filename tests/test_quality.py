@@ -676,7 +676,7 @@ create table {s}.fct_usage_pricing (
     hospital_code text, usage_id text, visit_id text, consumable_code text, used_at timestamp,
     quantity numeric(18,4), charge_unit_price numeric(18,4), reference_price numeric(18,4),
     payment_standard_price numeric(18,4), markup_excess_amount numeric(18,2), standard_excess_amount numeric(18,2),
-    unreasonable_excess_amount numeric(18,2), is_untraceable boolean);
+    unreasonable_excess_amount numeric(18,2), is_untraceable boolean, _batch_at timestamptz default now());
 create table {s}.fct_procurement_compliance (
     batch_id text, hospital_code text, product_group text, as_of_date date, agreed_qty numeric(18,4),
     purchased_selected_qty numeric(18,4), completion_rate numeric(9,4), expected_progress numeric(9,4),
@@ -1020,10 +1020,11 @@ def test_audit_findings_are_checked_since_the_last_publish(city):
 
 
 def test_checks_since_the_last_publish_filter_with_the_gate_s_predicate():
-    """The marts_audit checks that read fct_audit_findings since the last publish filter with
-    quality.WRITTEN_SINCE_PUBLISH, the predicate the gate counts their evaluated rows with (one
-    text: edited in one place and not the other, the counts would describe other rows than the
-    checks read); the other checks of the suite do not filter by _batch_at."""
+    """The marts checks that read fct_audit_findings or fct_usage_pricing since the last publish
+    filter with quality.WRITTEN_SINCE_PUBLISH, the predicate the gate counts their evaluated rows
+    with (one text: edited in one place and not the other, the counts would describe other rows
+    than the checks read), and say that they evaluate those rows; no other marts check filters by
+    _batch_at."""
     import json
     import re
 
@@ -1032,18 +1033,73 @@ def test_checks_since_the_last_publish_filter_with_the_gate_s_predicate():
     def words(text):
         return re.sub(r"\s+", " ", text).strip()
 
-    suite = json.loads((PROJECT_ROOT / "expectations" / "expectations" / "marts_audit.json").read_text(encoding="utf-8"))
     since, whole = [], []
-    for e in suite["expectations"]:
-        query = words(e["kwargs"]["unexpected_rows_query"])
-        (since if "since the last publish" in e["description"] else whole).append((e["meta"]["check"], query))
-    assert MART_TABLES_CHECKED_SINCE_PUBLISH == ("fct_audit_findings",)
-    assert len(since) == 4, [c for c, _ in since]
-    for check, query in since:
+    for path in sorted((PROJECT_ROOT / "expectations" / "expectations").glob("marts_*.json")):
+        for e in json.loads(path.read_text(encoding="utf-8"))["expectations"]:
+            query = words(e["kwargs"]["unexpected_rows_query"])
+            entry = (e["meta"]["check"], e["meta"].get("evaluates") or "", e["description"], query)
+            (since if entry[1].startswith("mart_written:") else whole).append(entry)
+    assert MART_TABLES_CHECKED_SINCE_PUBLISH == ("fct_audit_findings", "fct_usage_pricing")
+    assert sorted(c for c, *_ in since) == sorted([
+        "fct_audit_findings_grain", "audit_amount_within_fee_line", "audit_finding_fields",
+        "audit_readmission_amount_is_fund_paid", "fct_usage_pricing_grain"]), [c for c, *_ in since]
+    for check, evaluates, description, query in since:
+        table = evaluates.removeprefix("mart_written:")
+        assert table in MART_TABLES_CHECKED_SINCE_PUBLISH, check
+        assert "written since the last publish" in description, check
         assert query.count(words(WRITTEN_SINCE_PUBLISH)) == 1, check
-        assert "from fct_audit_findings where" in query, check
-    for check, query in whole:
-        assert "_batch_at" not in query and "publish_log" not in query, check
+        assert f"from {table} where" in query, check
+    for check, _, _, query in whole:
+        assert "_batch_at" not in query, check
+
+
+def test_usage_pricing_grain_is_checked_since_the_last_publish(city):
+    """fct_usage_pricing_grain reads the usage lines written since the last publish, not the whole
+    mart every night: a line without a usage_id written before the publish is not read again, the
+    same fault written after it is, and every line is read when nothing was published. The gate
+    counts as evaluated the lines the check read (0 when the night wrote none)."""
+    from yibao.quality import validate_marts
+
+    s = "marts_usage_scope"
+    check = ("marts_grain", "fct_usage_pricing_grain", HA)
+    published: list[int] = []
+    with psycopg2.connect(city) as conn, conn.cursor() as cur:
+        build_marts(cur, s)
+        # the grain's unique index, as the dbt model declares it: only null keys are searched
+        cur.execute(f"create unique index on {s}.fct_usage_pricing (hospital_code, usage_id)")
+        cur.execute(f"update {s}.fct_usage_pricing set usage_id = null where hospital_code = %s and usage_id = 'U0'",
+                    (HA,))
+    try:
+        with psycopg2.connect(city) as conn, conn.cursor() as cur:
+            cur.execute("insert into audit.publish_log (as_of_date, run_id) values (%s, 'usage-scope-pub')"
+                        " returning publish_id", (AS_OF,))
+            published.append(cur.fetchone()[0])
+        report = validate_marts(city, s, AS_OF, "usage-scope-1")
+        assert check not in _failed(report, "error"), report.summary_text()
+        (grain,) = [r for r in report.results if r.check == "fct_usage_pricing_grain"]
+        assert grain.evaluated == 0  # nothing written since the publish
+        with psycopg2.connect(city) as conn, conn.cursor() as cur:
+            # a build writes the line again (still without its usage_id) and another line of HB
+            cur.execute(f"update {s}.fct_usage_pricing set _batch_at = now()"
+                        " where (hospital_code = %s and usage_id is null) or (hospital_code = %s and usage_id = 'U1')",
+                        (HA, HB))
+        report = validate_marts(city, s, AS_OF, "usage-scope-2")
+        assert _failed(report, "error").get(check) == 1, report.summary_text()
+        # HA's one line written since the publish (a failing check reports the hospitals that fail)
+        assert [(r.hospital_code, r.evaluated) for r in report.results if r.check == "fct_usage_pricing_grain"] == [
+            (HA, 1)]
+        with psycopg2.connect(city) as conn, conn.cursor() as cur:
+            cur.execute("delete from audit.publish_log where publish_id = any(%s)", (published,))
+        published.clear()
+        # nothing published: every line is read
+        report = validate_marts(city, s, AS_OF, "usage-scope-3")
+        assert _failed(report, "error").get(check) == 1, report.summary_text()
+        assert [(r.hospital_code, r.evaluated) for r in report.results if r.check == "fct_usage_pricing_grain"] == [
+            (HA, 3)]
+    finally:
+        with psycopg2.connect(city) as conn, conn.cursor() as cur:
+            cur.execute("delete from audit.publish_log where publish_id = any(%s)", (published,))
+            cur.execute(f"drop schema if exists {s} cascade")
 
 
 def test_claims_without_budget_are_read_since_the_last_publish(city):
