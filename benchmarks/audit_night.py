@@ -471,8 +471,8 @@ def run_night(args) -> dict:
         from yibao.transform import run_dbt
 
         run_dbt(["parse"], as_of=NIGHT_DAY, url=url)  # not timed: the manifest, as every night has it
-        # the copy of the template and the night's rows on disk before the clock starts: else the
-        # kernel writes the copy back during the night on the history
+        # the night's rows on disk before the clock starts (the template's copy is already synced:
+        # CREATE DATABASE ... FILE_COPY syncs the files it copies; this took 0.2-0.5 s on 30 M lines)
         print(f"  writes flushed to disk in {pg.flush_writes():.1f} s (not timed)", flush=True)
         if args.warm:
             _warm_os_cache(cur)

@@ -289,7 +289,7 @@ def run_night(label: str, landing: Path, through: dt.date, run_id: str) -> Night
     from yibao.quality import QualityGateFailed
 
     timing = NightTiming(label)
-    # the setup's writes (a template copy, the reference load) on disk before the clock starts
+    # the setup's writes (the reference load, the night before) on disk before the clock starts
     print(f"  [{label}] setup's writes flushed to disk in {pg.flush_writes():.1f} s (not timed)", flush=True)
     before = _relation_reads()
 

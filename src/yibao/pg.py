@@ -158,8 +158,8 @@ def admin_sql(statements: list[str], s: Settings | None = None) -> None:
 def flush_writes(s: Settings | None = None) -> float:
     """CHECKPOINT, then the operating system's sync: everything written so far is on disk. A
     benchmark calls it before a timed run, so that the run does not pay for the write-back of its
-    setup (a copy of a 20 GB template, a bulk insert) that the kernel would otherwise do during it.
-    Returns the seconds it took."""
+    setup (a reference load, a bulk insert) that the kernel would otherwise do during it. Returns
+    the seconds it took (0.0-0.6 s before the nights of docs/scale-out.md §6 and §7.13)."""
     started = time.perf_counter()
     admin_sql(["checkpoint"], s)
     os.sync()
