@@ -1049,7 +1049,7 @@ rule_type in ('inpatient_only', 'indication')
             set local enable_mergejoin to default;
             {%- endif %}
             {% endfor -%}
-            analyze pg_temp.{{ keys.temp_prefix }}stored;
+            {{ analyze_temp_table('pg_temp.' ~ keys.temp_prefix ~ 'stored') }};
             {{ audit_findings_delete_logged(this, 'ctid = any (array(
                 select row_ctid
                 from pg_temp.' ~ keys.temp_prefix ~ 'stored as stored

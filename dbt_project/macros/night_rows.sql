@@ -20,9 +20,23 @@ _has_other_versions).
 
 {#- A temporary table of `sql`, analysed so that the planner knows its size: how a pre-hook hands
     a set (the night's rows, the touched keys) to its model's query, which runs in the same
-    session. Dropped first (one dbt connection may build several models). No trailing semicolon. -#}
+    session. Dropped first (one dbt connection may build several models). No trailing semicolon.
+    Analysed from a 3,000-row sample (statistics target 10, for this statement only: `set local`
+    inside the model's transaction, then back to the server's default): the planner needs the
+    set's size, which ANALYZE counts from the pages whatever the target, and its columns' null
+    fractions and distinct counts, which 3,000 rows estimate well enough for a join order. The
+    default target (100) samples 30,000 rows and builds a 100-value histogram of every column:
+    0.15 s for the 78k settlements of a night (30 columns) against 0.016 s. -#}
 {% macro analysed_temp_table(name, sql) -%}
     drop table if exists pg_temp.{{ name }};
     create temporary table {{ name }} as {{ sql }};
-    analyze pg_temp.{{ name }}
+    {{ analyze_temp_table('pg_temp.' ~ name) }}
+{%- endmacro %}
+
+{#- ANALYZE of a temporary table from a 3,000-row sample (see analysed_temp_table). No trailing
+    semicolon. -#}
+{% macro analyze_temp_table(relation) -%}
+    set local default_statistics_target = 10;
+    analyze {{ relation }};
+    set local default_statistics_target to default
 {%- endmacro %}
