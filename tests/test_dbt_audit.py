@@ -664,13 +664,15 @@ def test_window_rule_indexes_are_partial(built):
 
 
 
+R21_INCLUDED = "(exam_class, fee_line_id, quantity, exam_result, threshold)"
 WINDOW_PREDICATE = "(rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interval_days'::text, 'repeat_exam'::text]))"
 
 
 @pytest.mark.parametrize(("table", "columns", "stored", "recorded"), [
-    # R21 (int_exam_results) reads the positive_rate matches by hospital x month: ~3 % of the matches
-    ("intermediate.int_audit_rule_matches", "rule_type, hospital_code, charge_date",
-     "(rule_type = 'positive_rate'::text)", "rule_type = 'positive_rate'"),
+    # R21 (int_exam_results) reads the positive_rate matches by hospital x month: ~3 % of the matches,
+    # with the columns it reads included (an index-only scan)
+    ("intermediate.int_audit_rule_matches", "hospital_code, charge_date",
+     "(rule_type = 'positive_rate'::text)", "rule_type = 'positive_rate' include " + R21_INCLUDED),
     # the findings mart's R22 deletes (by hospital x patient, by settlement), in every marts schema
     ("marts_build.fct_audit_findings", "hospital_code, patient_key",
      "(rule_type = 'readmission'::text)", "rule_type = 'readmission'"),
@@ -691,3 +693,50 @@ def test_partial_indexes(built, table, columns, stored, recorded):
         table, f"%USING btree ({columns})%",
     )
     assert found == [(stored, f"yibao partial_index: {recorded}")], (table, found)
+
+
+R21_MONTH = """
+    select hospital_code, charge_date, exam_class, fee_line_id, quantity, exam_result, threshold
+    from intermediate.int_audit_rule_matches
+    where rule_type = 'positive_rate' and hospital_code = %s
+      and charge_date >= date '2025-03-01' and charge_date < date '2025-04-01'
+"""
+
+
+def test_r21_reads_a_hospital_month_from_the_index_alone(built):
+    """R21 re-counts each (hospital, month) the night touches from its positive_rate matches. Their
+    index is keyed (hospital_code, charge_date), so the read is bounded by the hospital and the
+    month, and includes every other column R21 reads, so it never visits the matches' heap pages
+    (one page a row, read cold on a 30 M-line history: docs/scale-out.md §7.15). Keyed (rule_type,
+    hospital_code, charge_date) as before, the planner dropped rule_type (implied by the partial
+    predicate) and read the whole index once per hospital-month."""
+    conn = built[0]
+    with conn.cursor() as cur:
+        cur.execute("begin")
+        try:
+            # the test city is small enough for a sequential scan; what is asserted is the index's shape
+            cur.execute("set local enable_seqscan = off")
+            cur.execute("set local enable_bitmapscan = off")
+            cur.execute("explain (format json) " + R21_MONTH, (H1,))
+            plan = cur.fetchone()[0][0]["Plan"]
+        finally:
+            cur.execute("rollback")
+    assert plan["Node Type"] == "Index Only Scan", plan
+    assert plan["Index Cond"].startswith("((hospital_code = "), plan["Index Cond"]
+    assert "charge_date >= " in plan["Index Cond"], plan["Index Cond"]
+
+
+def test_r21_index_of_an_earlier_version_is_replaced(built, warehouse):
+    """A warehouse built before the index changed has the (rule_type, hospital_code, charge_date)
+    one: the model's next build drops it (partial_index's `replaces`) and keeps only the new one."""
+    conn = built[0]
+    old = "%USING btree (rule_type, hospital_code, charge_date)%"
+    with conn.cursor() as cur:
+        cur.execute("create index on intermediate.int_audit_rule_matches (rule_type, hospital_code, charge_date)"
+                    " where rule_type = 'positive_rate'")
+    found = "select count(*) from pg_index where indrelid = 'intermediate.int_audit_rule_matches'::regclass" \
+            " and pg_get_indexdef(indexrelid) like %s"
+    assert _rows(conn, found, old) == [(1,)]
+    transform.run_dbt(["run", "--select", "int_audit_rule_matches"], as_of=B, marts_schema="marts_build", url=warehouse)
+    assert _rows(conn, found, old) == [(0,)]
+    assert _rows(conn, found, "%USING btree (hospital_code, charge_date) INCLUDE " + R21_INCLUDED + " WHERE%") == [(1,)]

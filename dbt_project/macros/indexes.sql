@@ -13,6 +13,14 @@
     the current predicate can use it. Unnamed, so that PostgreSQL picks a free name: in a full
     refresh the old table, renamed, still holds its index until the end of the build; the name is
     read back from pg_index to set the comment.
+    `include`: non-key columns stored in the index (`create index … include (…)`), so that a query
+    reading only those columns is an index-only scan; recorded in the comment with the predicate
+    (a changed list rebuilds the index once). `replaces`: the key columns of indexes an earlier
+    version of the model had instead (lists of column names), dropped when found.
+    Do not lead the key with a column the predicate fixes (`rule_type = 'x'`): the planner drops
+    the implied condition from the index scan, which then reads the whole index once per probe
+    (R21's (rule_type, hospital_code, charge_date): 54k pages for 16 hospital-months,
+    docs/scale-out.md §7.15).
 
     Why partial: a B-tree keyed by patient receives each night's rows at random leaf pages, so a
     night on a big table dirties (and logs in full after a checkpoint) about one leaf page per
@@ -21,9 +29,10 @@
     full-page WAL images) for its one reader, R22, which only reads inpatient stays. The
     (patient_key, rule_id) indexes of int_audit_rule_matches and fct_audit_findings are read by
     the window rules only (docs/scale-out.md §6 and §7). -#}
-{% macro partial_index(columns, predicate) -%}
+{% macro partial_index(columns, predicate, include=[], replaces=[]) -%}
 {%- set cols = columns | join(', ') -%}
-{%- set recorded = 'yibao partial_index: ' ~ predicate -%}
+{%- set included = (' include (' ~ (include | join(', ')) ~ ')') if include else '' -%}
+{%- set recorded = 'yibao partial_index: ' ~ predicate ~ included -%}
 do $partial_index$
 declare
     recorded constant text := '{{ recorded | replace("'", "''") }}';
@@ -31,6 +40,13 @@ declare
     kept boolean := false;
     created regclass;
 begin
+    {%- for earlier in replaces %}
+    for existing in
+        select indexrelid::regclass as name from pg_index where {{ _btree_index_on(earlier | join(', ')) }}
+    loop
+        execute format('drop index %s', existing.name);
+    end loop;
+    {%- endfor %}
     for existing in
         select indexrelid::regclass as name, indpred is not null as is_partial,
                obj_description(indexrelid, 'pg_class') as comment
@@ -45,7 +61,7 @@ begin
         end if;
     end loop;
     if not kept then
-        create index on {{ this }} ({{ cols }}) where {{ predicate }};
+        create index on {{ this }} ({{ cols }}){{ included }} where {{ predicate }};
         select indexrelid::regclass into strict created
         from pg_index
         where {{ _btree_index_on(cols) }}

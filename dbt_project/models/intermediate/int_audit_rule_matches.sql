@@ -15,7 +15,7 @@
         "{{ partial_index(['patient_key', 'rule_id'], 'rule_type in (' ~ audit_window_rule_types() ~ ')') }}",
         "{{ partial_index(['hospital_code', 'visit_id', 'fee_line_id'], audit_decided_by_settlement()) }}",
         "{{ partial_index(['hospital_code', 'visit_id', 'rule_id'], audit_visit_partial_predicate()) }}",
-        "{{ partial_index(['rule_type', 'hospital_code', 'charge_date'], \"rule_type = 'positive_rate'\") }}",
+        "{{ partial_index(['hospital_code', 'charge_date'], \"rule_type = 'positive_rate'\", include=['exam_class', 'fee_line_id', 'quantity', 'exam_result', 'threshold'], replaces=[['rule_type', 'hospital_code', 'charge_date']]) }}",
         "{{ analyze_night_rows() }}",
     ],
 ) }}
@@ -59,8 +59,11 @@
 -- The (hospital_code, visit_id, rule_id) index is partial to R17's course_days matches (~7 %;
 -- macro audit_visit_partial_predicate), which int_audit_course_days probes for every touched
 -- visit: through the full index each probe fetched all the visit's matches.
--- The (rule_type, hospital_code, charge_date) index is partial to R21's positive_rate matches
--- (~3 %), which int_exam_results reads by hospital x month: a full index took every night's match.
+-- The (hospital_code, charge_date) index is partial to R21's positive_rate matches (~3 %), which
+-- int_exam_results reads by hospital x month: a full index took every night's match. It includes
+-- the other columns R21 reads (exam_class, fee_line_id, quantity, exam_result, threshold), so the
+-- read is an index-only scan: a month's exam matches lie on as many heap pages as they have rows,
+-- which a night on a 30 M-line history read cold (docs/scale-out.md §7.15).
 -- Analyzed after every build: the models downstream select the night's matches by _batch_at,
 -- which stale statistics estimate at one row (then a nested loop rescans a subquery per line).
 

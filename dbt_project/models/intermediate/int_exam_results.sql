@@ -18,8 +18,9 @@
 --
 -- Incremental: re-counts the (hospital, month) pairs that a positive_rate match written since this
 -- table was touches (its charge date, or the charge date its line had before: _prior_keys),
--- reading only those months' exam matches through the (rule_type, hospital_code, charge_date)
--- index of int_audit_rule_matches (partial to positive_rate matches); a pre-hook writes the pairs
+-- reading only those months' exam matches through the (hospital_code, charge_date) index of
+-- int_audit_rule_matches (partial to positive_rate matches, with the columns read here included:
+-- an index-only scan); a pre-hook writes the pairs
 -- to a temporary table and deletes their stored rows. Every pair when the rule library or the
 -- hospital registry changed.
 
