@@ -55,11 +55,16 @@ from {{ ref('int_claims_with_deductions') }} as claims
 where _batch_at > '{{ wm.batch_at }}'::timestamptz
   and (
       coalesce({{ carries_deduction }}, false)
+      -- one unique-index probe per settlement without a deduction (`offset 0`: PostgreSQL may not
+      -- turn the exists into a hashed subplan, which read every stored row to probe a few: on the
+      -- 30 M-line audit city 1.27 M rows, 0.5 s, for the night's 9k settlements without one,
+      -- docs/scale-out.md §7.16)
       or exists (
           select 1
           from {{ this }} as stored
           where stored.hospital_code = claims.hospital_code
             and stored.settlement_id = claims.settlement_id
+          offset 0
       )
   )
 {% else %}
