@@ -15,8 +15,8 @@
     read back from pg_index to set the comment.
     `include`: non-key columns stored in the index (`create index … include (…)`), so that a query
     reading only those columns is an index-only scan; recorded in the comment with the predicate
-    (a changed list rebuilds the index once). `replaces`: the key columns of indexes an earlier
-    version of the model had instead (lists of column names), dropped when found.
+    (a changed list rebuilds the index once). `replaces`: as for ensure_index, the key columns of
+    an index an earlier version of the model had instead, dropped when found.
     Do not lead the key with a column the predicate fixes (`rule_type = 'x'`): the planner drops
     the implied condition from the index scan, which then reads the whole index once per probe
     (R21's (rule_type, hospital_code, charge_date): 54k pages for 16 hospital-months,
@@ -29,7 +29,7 @@
     full-page WAL images) for its one reader, R22, which only reads inpatient stays. The
     (patient_key, rule_id) indexes of int_audit_rule_matches and fct_audit_findings are read by
     the window rules only (docs/scale-out.md §6 and §7). -#}
-{% macro partial_index(columns, predicate, include=[], replaces=[]) -%}
+{% macro partial_index(columns, predicate, include=[], replaces=none) -%}
 {%- set cols = columns | join(', ') -%}
 {%- set included = (' include (' ~ (include | join(', ')) ~ ')') if include else '' -%}
 {%- set recorded = 'yibao partial_index: ' ~ predicate ~ included -%}
@@ -40,13 +40,9 @@ declare
     kept boolean := false;
     created regclass;
 begin
-    {%- for earlier in replaces %}
-    for existing in
-        select indexrelid::regclass as name from pg_index where {{ _btree_index_on(earlier | join(', ')) }}
-    loop
-        execute format('drop index %s', existing.name);
-    end loop;
-    {%- endfor %}
+    {%- if replaces %}
+    {{ _drop_indexes_on(replaces, 'existing') }}
+    {%- endif %}
     for existing in
         select indexrelid::regclass as name, indpred is not null as is_partial,
                obj_description(indexrelid, 'pg_class') as comment
@@ -85,9 +81,7 @@ declare
     earlier record;
 begin
     {%- if replaces %}
-    for earlier in select indexrelid::regclass as name from pg_index where {{ _btree_index_on(replaces | join(', ')) }} loop
-        execute format('drop index %s', earlier.name);
-    end loop;
+    {{ _drop_indexes_on(replaces, 'earlier') }}
     {%- endif %}
     if not exists (select 1 from pg_index where {{ _btree_index_on(cols) }} and indpred is null) then
         create index on {{ this }} ({{ cols }});
@@ -96,8 +90,18 @@ end
 $ensure_index$
 {%- endmacro %}
 
+{#- PL/pgSQL (inside a do block declaring the record `var`): drop every index of this model's
+    table on exactly `columns` (an earlier version's index; ensure_index's and partial_index's
+    `replaces`). -#}
+{% macro _drop_indexes_on(columns, var) -%}
+    for {{ var }} in select indexrelid::regclass as name from pg_index where {{ _btree_index_on(columns | join(', ')) }} loop
+        execute format('drop index %s', {{ var }}.name);
+    end loop;
+{%- endmacro %}
+
 {#- pg_index rows of this model's table whose B-tree is on exactly `cols` (in this order), partial
-    or not: pg_get_indexdef ends the column list with ')' and a partial index adds ' WHERE …'. -#}
+    or not: pg_get_indexdef ends the key column list with ')'; a covering index adds
+    ' INCLUDE (…)', a partial one ' WHERE …'. -#}
 {% macro _btree_index_on(cols) -%}
 indrelid = '{{ this }}'::regclass and pg_get_indexdef(indexrelid) like '%USING btree ({{ cols }})%'
 {%- endmacro %}
