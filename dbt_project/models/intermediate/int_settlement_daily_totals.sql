@@ -1,6 +1,6 @@
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
+    incremental_strategy='delete_insert_probed',
     unique_key=['hospital_code', 'insurance_type_code', 'settlement_date'],
     on_schema_change='fail',
     indexes=[

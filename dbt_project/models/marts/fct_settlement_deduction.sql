@@ -1,6 +1,6 @@
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
+    incremental_strategy='delete_insert_probed',
     unique_key=['hospital_code', 'settlement_id'],
     on_schema_change='fail',
     indexes=[
