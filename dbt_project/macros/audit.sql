@@ -987,7 +987,16 @@ rule_type in ('inpatient_only', 'indication')
     for the touched keys are the ones stored (the window groups re-walked to the same findings, the
     other findings of a visit with a late line): on a 30 M-line city 250k findings were deleted and
     written again each night for 154k new ones (docs/scale-out.md §7.9).
-    The read by visit (keys.probed) is planned without hash or merge joins, for this statement
+    The copy of the night's findings from the finding models is planned with random_page_cost
+    1.1 (PostgreSQL's figure for storage whose random reads cost about what sequential ones do:
+    the touched keys' pages are mostly in memory), for that statement only: with the default 4,
+    the planner hashed the ~59k touched visits of a 1 M-line night against a sequential scan of
+    every finding of int_audit_line_rules (3.4 M on a 30 M-line city, growing with every night)
+    where one (hospital_code, visit_id) probe per visit reads the visits' findings only: 1.39 s ->
+    0.95 s replayed on the history, 0.33 s either way on an empty history, where the finding models
+    are small and still hashed (docs/scale-out.md §7.17). Probing every model forced (lateral
+    `offset 0` subqueries) took 1.21 s on the history and 1.08 s on nothing: the small models
+    cost more probed than hashed. The read by visit (keys.probed) is planned without hash or merge joins, for this statement
     only (set local, then back to the defaults): for the ~59k visits of a night of 1 M lines the
     planner chose a hash semi join over a sequential scan of the whole mart (4.7 M findings on a
     30 M-line city: 2.2 s, and growing with the history), where one (hospital_code, visit_id)
@@ -1042,7 +1051,9 @@ rule_type in ('inpatient_only', 'indication')
             {% for name, sql in keys.sets.items() -%}
             {{ analysed_temp_table(keys.temp_prefix ~ name, sql(wm)) }};
             {% endfor -%}
+            set local random_page_cost = 1.1;
             {{ analysed_temp_table(keys.temp_prefix ~ 'night', audit_findings_mart_select(false)) }};
+            set local random_page_cost to default;
             drop table if exists pg_temp.{{ keys.temp_prefix }}stored;
             create temporary table {{ keys.temp_prefix }}stored as
             select ctid as row_ctid, * from {{ this }} limit 0;
