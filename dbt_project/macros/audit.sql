@@ -996,9 +996,10 @@ rule_type in ('inpatient_only', 'indication')
     0.95 s replayed on the history, 0.33 s either way on an empty history, where the finding models
     are small and still hashed (docs/scale-out.md §7.17). Probing every model forced (lateral
     `offset 0` subqueries) took 1.21 s on the history and 1.08 s on nothing: the small models
-    cost more probed than hashed. The read by visit (keys.probed) is planned without hash or merge joins, for this statement
-    only (set local, then back to the defaults): for the ~59k visits of a night of 1 M lines the
-    planner chose a hash semi join over a sequential scan of the whole mart (4.7 M findings on a
+    cost more probed than hashed.
+    The stored findings' read by visit (keys.probed) is planned without hash or merge joins, for
+    that statement only (set local, then back to the defaults): for the ~59k visits of a night of
+    1 M lines the planner chose a hash semi join over a sequential scan of the whole mart (4.7 M findings on a
     30 M-line city: 2.2 s, and growing with the history), where one (hospital_code, visit_id)
     probe per visit took 0.8 s (docs/scale-out.md §7.6). The R22 reads go through the partial
     index of the readmission findings (the model's post-hook). Everything (the rule library or the

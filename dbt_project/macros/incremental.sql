@@ -242,9 +242,9 @@ $last_batch_statistics$
     target's index when the night is small against the table. dbt's delete
     (`where (key) in (select distinct key from <night>)`) is planned as a semi-join, and PostgreSQL
     hashes the night's keys against a sequential scan of the whole target until, by its estimate,
-    the scan costs more than the probes, at tens of millions of rows: each night read a mart that grows with
-    the history (fct_settlement_deduction: 1.27 M rows, 19k pages, to replace 45.8k settlements,
-    docs/scale-out.md §7.17). Here, when the night holds at most `fraction` of the target's rows
+    the scan costs more than the probes, at tens of millions of rows: each night read a mart that
+    grows with the history (fct_settlement_deduction: 1.27 M rows, 19k pages, to replace 45.8k
+    settlements, docs/scale-out.md §7.17). Here, when the night holds at most `fraction` of the target's rows
     (pg_class.reltuples: a first night, never analysed, counts as large), each distinct key of the
     night is probed (a lateral `offset 0` subquery: never pulled up into a hash join) and the rows
     found are deleted by ctid (a TID scan); otherwise the delete is dbt's. The target needs an
