@@ -23,7 +23,15 @@
    the disk (the 30M-claim year measured 34 GB, so 34 GB more); ``--in-place`` runs the night in
    the year's database itself instead, which a later run then builds again.
 4. **The same night on top of nothing**: a fresh database holding only the reference data runs the
-   same night (same landing files, same steps).
+   same night (same landing files, same steps). That night is the warehouse's first build: every
+   incremental model is created with ``create table as``, none of an incremental night's work.
+   ``--empty-warehouse`` also times the same night **on an empty warehouse**: a fresh database
+   whose reference data first ran the two nights before it (not timed; every model built empty and
+   published, as after a deployment that has seen no extract; two, so that the marts too are
+   built incrementally), so that the night takes the incremental path on empty tables, as the
+   night on the year does on full ones. Its ratio to
+   the night on the year is what the history adds; its ratio to the first build is what the
+   incremental path costs by itself.
 
 Printed: one table with the seconds of each step (load, GX raw, dbt, GX marts, publish, total) for
 the year's catch-up, the night on the year and the night on nothing, the ratio year/empty of each
@@ -374,6 +382,7 @@ def report(runs: list[NightTiming], year_rows: dict, night_claims: int, args, lo
     year = next((r for r in runs if r.label == "year"), None)
     on_year = next(r for r in runs if r.label == "night on year")
     on_empty = next(r for r in runs if r.label == "night on empty")
+    built = next((r for r in runs if r.label == "night on empty warehouse"), None)
     lines = [
         "",
         f"history_night: {args.hospitals} hospitals, {args.days} days from {args.start}, history "
@@ -382,26 +391,32 @@ def report(runs: list[NightTiming], year_rows: dict, night_claims: int, args, lo
         f"load average before / after: {load_avg[0]} / {load_avg[1]} (cores: {os.cpu_count()})",
         "",
         f"{'step':<10}" + (f"{'year catch-up s':>17}" if year else "")
-        + f"{'night on year s':>17}{'night on empty s':>18}{'ratio':>8}",
+        + f"{'night on year s':>17}{'night on empty s':>18}{'ratio':>8}"
+        + (f"{'on empty warehouse s':>22}{'ratio':>8}" if built else ""),
     ]
+    nights = [r for r in (on_year, on_empty, built) if r is not None]
     for s in (*STEPS, "total"):
         a = on_year.total if s == "total" else on_year.seconds.get(s, 0.0)
         b = on_empty.total if s == "total" else on_empty.seconds.get(s, 0.0)
         y = (year.total if s == "total" else year.seconds.get(s, 0.0)) if year else None
         ratio = f"{a / b:8.2f}" if b > 0 else f"{'-':>8}"
-        lines.append(f"{s:<10}" + (f"{y:17.1f}" if year else "") + f"{a:17.1f}{b:18.1f}{ratio}")
+        line = f"{s:<10}" + (f"{y:17.1f}" if year else "") + f"{a:17.1f}{b:18.1f}{ratio}"
+        if built:
+            w = built.total if s == "total" else built.seconds.get(s, 0.0)
+            line += f"{w:22.1f}" + (f"{a / w:8.2f}" if w > 0 else f"{'-':>8}")
+        lines.append(line)
     lines += ["", "I/O of the server during each step (pg_stat_io, pg_stat_wal): pages read from outside shared"
               " buffers and the seconds waited for them, WAL written and its full-page images",
-              f"{'step':<10}" + "".join(f"{h:>46}" for h in ("night on year", "night on empty"))]
+              f"{'step':<10}" + "".join(f"{r.label:>46}" for r in nights)]
     for s in (*STEPS, "total"):
         cells = []
-        for r in (on_year, on_empty):
+        for r in nights:
             io = {k: sum(r.io.get(x, {}).get(k, 0.0) for x in STEPS) for k in IO_COUNTERS} if s == "total" \
                 else r.io.get(s, dict.fromkeys(IO_COUNTERS, 0.0))
             cells.append(f"{io['reads']:>10,.0f} pg {io['read_ms'] / 1000:5.1f} s"
                          f"{io['wal_bytes'] / 2**20:7,.0f} MB {io['wal_fpi']:>7,.0f} fpi")
         lines.append(f"{s:<10}" + "".join(f"{c:>46}" for c in cells))
-    for r in (on_year, on_empty):
+    for r in nights:
         lines.append(f"pages read, {r.label} (table + its indexes): "
                      + (", ".join(f"{n} {h:,} + {i:,}" for n, h, i in r.relation_reads) or "none"))
     lines.append("")
@@ -413,6 +428,9 @@ def report(runs: list[NightTiming], year_rows: dict, night_claims: int, args, lo
             lines.append(f"NOTE {r.label}: {note}")
     lines.append(f"\nnight on year / night on empty: {on_year.total / on_empty.total:.2f}×"
                  if on_empty.total else "")
+    if built and built.total:
+        lines.append(f"night on year / night on an empty warehouse: {on_year.total / built.total:.2f}×;"
+                     f" night on an empty warehouse / first build: {built.total / on_empty.total:.2f}×")
     return "\n".join(lines)
 
 
@@ -435,8 +453,17 @@ def night_on_year(args, year_db: str, night_db: str, year_url: str, landing: Pat
     return timing, night_claims
 
 
-def night_on_empty(empty_db: str, landing: Path, base: Path, night: dt.date) -> NightTiming:
-    """The same night on top of nothing: reference data loaded first (not timed), then the night."""
+def night_on_empty(empty_db: str, landing: Path, base: Path, night: dt.date,
+                   warehouse: bool = False) -> NightTiming:
+    """The same night on top of nothing: reference data loaded first (not timed), then the night.
+
+    With ``warehouse``, the two days before the night first run as nights of their own on the
+    reference data alone (not timed): every model is built, empty, and published, as after a
+    deployment that has seen no extract yet. Two, like the year's catch-up and its last day's
+    night: after the first, ``marts_build`` (the night's dbt target) does not exist yet; after the
+    second it holds the marts published the night before last, the nightly DAG's steady state. So
+    the timed night takes the incremental path in every model, like the night on the year. Without
+    it the timed night is the warehouse's first build (``create table as`` for every model)."""
     from yibao import db
     from yibao.loader import load_landing
 
@@ -444,8 +471,13 @@ def night_on_empty(empty_db: str, landing: Path, base: Path, night: dt.date) -> 
     _use(_fresh(empty_db))
     db.bootstrap()
     load_landing(only, night - dt.timedelta(days=1), show_progress=False)
-    print(f"the night {night} on top of an empty history ({empty_db}) …")
-    timing = run_night("night on empty", only, night, f"bench-night-on-empty-{night}")
+    label = "night on empty warehouse" if warehouse else "night on empty"
+    for days in ((2, 1) if warehouse else ()):
+        before = night - dt.timedelta(days=days)
+        print(f"the night {before} on the reference data alone ({empty_db}; not timed) …")
+        run_night(f"empty night {days} before", only, before, f"bench-empty-night-{days}-before-{night}")
+    print(f"the night {night} on top of an empty {'warehouse' if warehouse else 'history'} ({empty_db}) …")
+    timing = run_night(label, only, night, f"bench-{label.replace(' ', '-')}-{night}")
     _use(None)
     return timing
 
@@ -469,6 +501,11 @@ def main() -> None:
     ap.add_argument("--build-year-only", action="store_true",
                     help="build (or check) the year's database and stop: the slow part, to run outside a benchmark lock")
     ap.add_argument("--skip-empty", action="store_true", help="do not run the night on an empty history")
+    ap.add_argument("--empty-warehouse", action="store_true",
+                    help="also time the night on an empty warehouse: the reference data's own two nights"
+                         " run first (not timed), so that the night takes the incremental path on empty"
+                         " tables, as the night on the year does on full ones (the night on nothing is"
+                         " otherwise the first build)")
     ap.add_argument("--keep", action="store_true", help="keep the night's databases (to inspect or profile them)")
     ap.add_argument("--chunk-days", type=int, default=0,
                     help="build the year in catch-ups of this many days, each published (default: one"
@@ -548,35 +585,43 @@ def main() -> None:
             return
         year_rows = {t: _scalar(year_url, f"select count(*) from raw.{t}") for t in ("claim", "usage", "purchase")}
 
-        pairs: list[tuple[NightTiming, NightTiming | None]] = []
+        pairs: list[tuple[NightTiming, NightTiming | None, NightTiming | None]] = []
         for attempt in range(args.repeat):
             if args.repeat > 1:
                 print(f"pair {attempt + 1} of {args.repeat}")
             on_year, night_claims = night_on_year(args, year_db, night_db, year_url, landing, night)
             on_empty = None if args.skip_empty else night_on_empty(empty_db, landing, base, night)
-            pairs.append((on_year, on_empty))
+            built = night_on_empty(empty_db, landing, base, night, warehouse=True) \
+                if args.empty_warehouse and not args.skip_empty else None
+            pairs.append((on_year, on_empty, built))
     finally:
         _use(None)
     if args.skip_empty:
         print("\n(--skip-empty: no comparison)")
-        for r in [*runs, *(on_year for on_year, _ in pairs)]:
+        for r in [*runs, *(pair[0] for pair in pairs)]:
             print(r.label, {k: round(v, 1) for k, v in r.seconds.items()}, r.slowest_models, r.notes)
         return
     load_after = os.getloadavg()
-    for on_year, on_empty in pairs:
-        print(report([*runs, on_year, on_empty], year_rows or gen.get("rows", {}), night_claims, args,
+    for on_year, on_empty, built in pairs:
+        print(report([*runs, on_year, on_empty, *([built] if built else [])], year_rows or gen.get("rows", {}), night_claims, args,
                      (f"{load_before[0]:.2f}", f"{load_after[0]:.2f}")))
     if len(pairs) > 1:
-        whole = [y.total / e.total for y, e in pairs]
-        dbt = [y.seconds["dbt"] / e.seconds["dbt"] for y, e in pairs]
+        whole = [y.total / e.total for y, e, _ in pairs]
+        dbt = [y.seconds["dbt"] / e.seconds["dbt"] for y, e, _ in pairs]
         print(f"\n{len(pairs)} pairs: night on year / night on empty "
               + ", ".join(f"{r:.2f}" for r in whole) + f"; median {median(whole):.2f}×"
               + "; dbt step " + ", ".join(f"{r:.2f}" for r in dbt) + f"; median {median(dbt):.2f}×")
         # the fastest run of each side: what the code costs with the least interference from the
         # machine (a slow run is slow for a reason outside the code; a fast one cannot be fast by luck)
-        fast_year, fast_empty = min(y.total for y, _ in pairs), min(e.total for _, e in pairs)
+        fast_year, fast_empty = min(y.total for y, _, _ in pairs), min(e.total for _, e, _ in pairs)
         print(f"fastest night on year {fast_year:.1f} s, fastest on empty {fast_empty:.1f} s:"
               f" ratio of the fastest {fast_year / fast_empty:.2f}×")
+        if args.empty_warehouse:
+            warehouse = [y.total / w.total for y, _, w in pairs]
+            fast_built = min(w.total for _, _, w in pairs)
+            print("night on year / night on an empty warehouse " + ", ".join(f"{r:.2f}" for r in warehouse)
+                  + f"; median {median(warehouse):.2f}×; fastest on an empty warehouse {fast_built:.1f} s,"
+                  f" ratio of the fastest {fast_year / fast_built:.2f}×")
     if not args.keep and not args.in_place:
         _admin(f'drop database if exists "{night_db}" with (force)')
 
