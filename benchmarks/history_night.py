@@ -220,16 +220,18 @@ def _instrument(name: str) -> None:
 
 
 RELATION_READS_SQL = """
-    select schemaname || '.' || relname,
+    select relid, schemaname || '.' || relname,
            coalesce(heap_blks_read, 0) + coalesce(toast_blks_read, 0), coalesce(idx_blks_read, 0) + coalesce(tidx_blks_read, 0)
     from pg_statio_all_tables
     where schemaname not in ('pg_catalog', 'information_schema', 'pg_toast')
 """
 
 
-def _relation_reads() -> dict[str, tuple[int, int]]:
-    """(table pages, index pages) read from outside shared buffers per table of the database in use, so far."""
-    return {name: (heap, idx) for name, heap, idx in _rows(pg.url(), RELATION_READS_SQL)}
+def _relation_reads() -> dict[int, tuple[str, int, int]]:
+    """(name, table pages, index pages) read from outside shared buffers per table of the database in use,
+    so far, by the table's oid: the publish step swaps marts_build and marts, so that a name names
+    another table after the night than before it."""
+    return {relid: (name, heap, idx) for relid, name, heap, idx in _rows(pg.url(), RELATION_READS_SQL)}
 
 
 def _io_counters() -> dict[str, float]:
@@ -327,9 +329,10 @@ def run_night(label: str, landing: Path, through: dt.date, run_id: str) -> Night
     step("gx_marts", lambda: pipeline.validate_marts(through, run_id))
     step("publish", lambda: pipeline.publish(through, run_id, loaded["files_loaded"]))
     after = _relation_reads()
-    reads = {name: (heap - before.get(name, (0, 0))[0], idx - before.get(name, (0, 0))[1])
-             for name, (heap, idx) in after.items()}
-    timing.relation_reads = sorted(((n, h, i) for n, (h, i) in reads.items() if h + i > 0), key=lambda r: -(r[1] + r[2]))[:6]
+    # named as during the night (a table that existed before it): a published mart is marts_build.* then
+    reads = [(before.get(relid, (name,))[0], heap - before.get(relid, ("", 0, 0))[1], idx - before.get(relid, ("", 0, 0))[2])
+             for relid, (name, heap, idx) in after.items()]
+    timing.relation_reads = sorted((r for r in reads if r[1] + r[2] > 0), key=lambda r: -(r[1] + r[2]))[:6]
     return timing
 
 
