@@ -29,9 +29,8 @@
    whose reference data first ran the two nights before it (not timed; every model built empty and
    published, as after a deployment that has seen no extract; two, so that the marts too are
    built incrementally), so that the night takes the incremental path on empty tables, as the
-   night on the year does on full ones. Its ratio to
-   the night on the year is what the history adds; its ratio to the first build is what the
-   incremental path costs by itself.
+   night on the year does on full ones. Its ratio to the night on the year is what the history
+   adds; its ratio to the first build is what the incremental path costs by itself.
 
 Printed: one table with the seconds of each step (load, GX raw, dbt, GX marts, publish, total) for
 the year's catch-up, the night on the year and the night on nothing, the ratio year/empty of each
@@ -329,9 +328,11 @@ def run_night(label: str, landing: Path, through: dt.date, run_id: str) -> Night
     step("gx_marts", lambda: pipeline.validate_marts(through, run_id))
     step("publish", lambda: pipeline.publish(through, run_id, loaded["files_loaded"]))
     after = _relation_reads()
-    # named as during the night (a table that existed before it): a published mart is marts_build.* then
-    reads = [(before.get(relid, (name,))[0], heap - before.get(relid, ("", 0, 0))[1], idx - before.get(relid, ("", 0, 0))[2])
-             for relid, (name, heap, idx) in after.items()]
+    reads = []
+    for relid, (name, heap, idx) in after.items():
+        # named as during the night when it existed before it (a published mart: marts_build.* then)
+        name, heap_before, idx_before = before.get(relid, (name, 0, 0))
+        reads.append((name, heap - heap_before, idx - idx_before))
     timing.relation_reads = sorted((r for r in reads if r[1] + r[2] > 0), key=lambda r: -(r[1] + r[2]))[:6]
     return timing
 
@@ -521,6 +522,8 @@ def main() -> None:
                          " print every ratio and their median (runs on a quiet machine still differ by"
                          " ±0.1 in the ratio); not with --in-place or --skip-empty")
     args = ap.parse_args()
+    if args.empty_warehouse and args.skip_empty:
+        ap.error("--empty-warehouse times a night on an empty history: not with --skip-empty")
     if args.repeat < 1 or (args.repeat > 1 and (args.in_place or args.skip_empty)):
         ap.error("--repeat must be at least 1, and 1 with --in-place or --skip-empty")
     if args.days < 2 or args.hospitals < 1 or args.claims_total < 1 or args.chunk_days < 0:
@@ -594,8 +597,7 @@ def main() -> None:
                 print(f"pair {attempt + 1} of {args.repeat}")
             on_year, night_claims = night_on_year(args, year_db, night_db, year_url, landing, night)
             on_empty = None if args.skip_empty else night_on_empty(empty_db, landing, base, night)
-            built = night_on_empty(empty_db, landing, base, night, warehouse=True) \
-                if args.empty_warehouse and not args.skip_empty else None
+            built = night_on_empty(empty_db, landing, base, night, warehouse=True) if args.empty_warehouse else None
             pairs.append((on_year, on_empty, built))
     finally:
         _use(None)
