@@ -207,6 +207,49 @@ def test_a_late_file_is_caught_up(clean_warehouse, city, spy):
     assert [k for k, v in _statuses(night).items() if v != "skipped"] == [rel]
 
 
+def test_the_nights_folders_load_while_the_earlier_ones_are_walked(clean_warehouse, city, spy, monkeypatch):
+    """The folders from the ledger's newest business date on load first; the earlier folders are
+    listed beside that load, and what they hold that is new (a late file) loads after it, in the
+    same run: nothing is left for another night."""
+    from yibao import loader
+
+    first = _load(city)
+    loaded = {r[0] for r in _query("select source_file from raw.load_ledger where status = 'loaded'")}
+    late = next(str(p.relative_to(city)) for p in sorted(city.glob("20250101/*/claim.csv*"))
+                if str(p.relative_to(city)) in loaded)
+    hospitals = sorted({f.file.hospital_code for f in first.files if f.file.business_date == THROUGH})
+    tonight = [f.file.relpath for f in first.files
+               if f.file.business_date == THROUGH and f.file.hospital_code != hospitals[0]]
+    with db.connect() as conn, conn.cursor() as cur:  # as if these had not been delivered yet
+        cur.execute("select load_id from raw.load_ledger where source_file = any(%s)", ([late, *tonight],))
+        ids = [r[0] for r in cur.fetchall()]
+        for table in ("raw.purchase", "raw.usage", "raw.claim", "raw.fee_detail", "raw.quarantine", "raw.load_ledger"):
+            cur.execute(f"delete from {table} where load_id = any(%s)", (ids,))
+    walks = []
+    real = loader._timed_discover
+
+    def walk(landing, through, since):
+        walks.append((through, since))
+        return real(landing, through, since)
+
+    monkeypatch.setattr(loader, "_timed_discover", walk)
+    night = _load(city)
+    assert walks == [(dt.date(2025, 1, 1), None)]  # the ledger's newest date is still 2025-01-02
+    statuses = _statuses(night)
+    assert statuses[late] == "loaded"
+    assert all(statuses[rel] in ("loaded", "rejected") for rel in tonight)
+    assert {k for k, v in statuses.items() if v != "skipped"} == {late, *tonight}
+    order = [f.file.relpath for f in night.files if f.status != "skipped"]
+    assert order[-1] == late  # the night's files first: the late one was found by the walk beside them
+    ids = {f.file.relpath: f.load_id for f in night.files if f.load_id is not None}
+    assert ids[late] > max(ids[rel] for rel in tonight)
+    assert _query("select count(*) from raw.load_ledger")[0][0] == len(first.files)
+
+    monkeypatch.setattr(loader, "_timed_discover", lambda *a: (_ for _ in ()).throw(OSError("walk failed")))
+    with pytest.raises(OSError, match="walk failed"):  # a walk that fails fails the load step
+        _load(city)
+
+
 def test_a_fresh_file_is_hashed_until_its_stat_can_be_trusted(clean_warehouse, city, spy):
     fresh = sorted(city.glob("20250102/*/purchase.csv*"))[0]
     rel = str(fresh.relative_to(city))

@@ -128,9 +128,10 @@ def _entries(path) -> list[os.DirEntry]:
 
 
 def discover(
-    landing: Path, through: dt.date, since: dt.date | None = None
+    landing: Path, through: dt.date, since: dt.date | None = None, *, reference: bool = True
 ) -> tuple[list[LandingFile], list[str]]:
-    """Landing files with business date in [since, through] plus all reference files.
+    """Landing files with business date in [since, through] plus all reference files (none with
+    ``reference=False``).
 
     Returns (files in load order, warnings about paths that do not fit the layout). Load order is
     reference first, then by business date, hospital, extract: load ids then grow with the date.
@@ -155,7 +156,7 @@ def discover(
         append(LandingFile(entry.path, rel, kind, hosp, day, st.st_size, st.st_mtime_ns))
 
     ref_dir = landing / "reference"
-    if ref_dir.is_dir():
+    if reference and ref_dir.is_dir():
         for entry in _entries(ref_dir):
             stem = _stem(entry.name)
             if stem in REFERENCE and stem not in PACKAGED_REFERENCE:
@@ -164,7 +165,7 @@ def discover(
                 warnings.append(f"ignored reference/{entry.name}: not a known reference file")
     # the packaged reference data (the national rule library): every run, like a landing reference
     # file; its ledger row (content hash, then stat) makes it a no-op once loaded
-    for name, filename in PACKAGED_REFERENCE.items():
+    for name, filename in PACKAGED_REFERENCE.items() if reference else ():
         path = PACKAGE_DATA / filename
         try:
             st = path.stat()
