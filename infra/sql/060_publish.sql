@@ -20,6 +20,16 @@ create table if not exists audit.run_log (
     logged_at   timestamptz not null default now()
 );
 
+-- Each dbt node's seconds in the last run that ran it (yibao.transform.NodeTimings): the weights by
+-- which dbt's threads take the ready nodes, longest chain of work first. A hint only: emptied, the
+-- next build takes them in the default weights' order and fills it again.
+create table if not exists audit.dbt_node_seconds (
+    unique_id    text             primary key,
+    seconds      double precision not null,
+    measured_at  timestamptz      not null default now()
+);
+comment on table audit.dbt_node_seconds is 'dbt 节点上次运行耗时 (秒): 就绪节点按其后最长工作链排序的权重';
+
 -- One row per rendering of a month's settlement statements (yibao.reports.publish). The
 -- asset-triggered monthly_settlement run renders every month whose last day a published night has
 -- passed and that has no row here yet, so each month is rendered exactly once; a manual re-render

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import threading
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -223,8 +223,10 @@ def run_dbt(
     if as_of is not None:
         run_vars["as_of_date"] = as_of.isoformat()
     command = list(args)
+    timings = NodeTimings.for_url(url or pg.url())
 
-    with _environment(env):
+    _schedule_longest_path_first()
+    with _environment(env), timings.scheduling():
         manifest = None
         if command[0] not in ("parse", "deps", "clean", "debug", "init"):
             parsed = dbtRunner().invoke(
@@ -246,6 +248,7 @@ def run_dbt(
             command, failures, "" if failures else _exception_text(result)
         )
     run = DbtRun(command, seconds=time.perf_counter() - started)
+    timings.record(result.result)
     for r in getattr(result.result, "results", None) or []:
         status = str(getattr(r.status, "value", r.status))
         run.statuses[r.node.name] = status
@@ -261,6 +264,121 @@ def run_dbt(
             )
         )
     return run
+
+
+# --- the order of the ready nodes ---------------------------------------------------------------
+#
+# dbt hands the ready nodes to its threads by their depth in the graph, ties broken by name
+# (dbt/graph/queue.py: GraphQueue._get_scores). When int_claims_with_deductions is done on a
+# nightly build, int_evaluation_settlements (the head of the longest chain left: ->
+# int_evaluation_quarter_totals -> fct_evaluation_quarterly) becomes ready beside shorter models
+# of the same depth that sort first by name, and on two threads it waited 0.4-0.7 s a night for
+# one (docs/scale-out.md §6, "The critical path first"). Here the ready node with the longest
+# path of work behind it goes first, each node weighing its own time in this warehouse's previous
+# run (NodeTimings, audit.dbt_node_seconds); a node never timed weighs DEFAULT_SECONDS for its
+# type. Only the order of the ready nodes changes: what is ready is still dbt's decision.
+DEFAULT_SECONDS = {"model": 1.0, "seed": 1.0, "snapshot": 1.0}
+DEFAULT_OTHER_SECONDS = 0.1  # a test, a unit test, an operation
+_WEIGHTS = threading.local()  # NodeTimings.scheduling() sets .seconds for the dbt call of its thread
+
+
+def longest_path_scores(graph, seconds: dict[str, float] | None = None) -> dict[str, float]:
+    """dbt's queue scores (lower is handed out first): minus the seconds of the longest path from
+    each node to the end of the graph, the node's own included."""
+    import networkx as nx
+
+    seconds = seconds or {}
+    remaining: dict[str, float] = {}
+    for node in reversed(list(nx.topological_sort(graph))):
+        own = seconds.get(node)
+        if own is None:
+            own = DEFAULT_SECONDS.get(str(node).split(".", 1)[0], DEFAULT_OTHER_SECONDS)
+        remaining[node] = own + max((remaining[child] for child in graph.successors(node)), default=0.0)
+    return {node: -left for node, left in remaining.items()}
+
+
+def _schedule_longest_path_first() -> bool:
+    """Make dbt's queue (in this process) hand out the ready node with the longest path behind it
+    first. Idempotent; False, with a warning, if this dbt has no ``GraphQueue._get_scores`` (dbt's
+    own order is then kept)."""
+    from dbt.graph import queue
+
+    current = getattr(queue.GraphQueue, "_get_scores", None)
+    if current is None:
+        log.warning("dbt's GraphQueue has no _get_scores: keeping dbt's order of the ready nodes")
+        return False
+    if getattr(current, "_yibao_longest_path", False):
+        return True
+
+    def _get_scores(self, graph):
+        return longest_path_scores(graph, getattr(_WEIGHTS, "seconds", None))
+
+    _get_scores._yibao_longest_path = True
+    queue.GraphQueue._get_scores = _get_scores
+    return True
+
+
+class NodeTimings:
+    """Each dbt node's seconds in the last run that ran it, kept in the warehouse
+    (``audit.dbt_node_seconds``): the weights of the order above. A hint only: a warehouse without
+    the table (not bootstrapped) or unreachable gives the default weights, and a failed write is a
+    warning, never a failed night."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    @classmethod
+    def for_url(cls, url: str) -> NodeTimings:
+        return cls(url)
+
+    def seconds(self) -> dict[str, float]:
+        import psycopg2
+
+        try:
+            with closing(psycopg2.connect(self.url)) as conn, conn, conn.cursor() as cur:
+                cur.execute("select to_regclass('audit.dbt_node_seconds') is not null")
+                if not cur.fetchone()[0]:
+                    return {}
+                cur.execute("select unique_id, seconds from audit.dbt_node_seconds")
+                return dict(cur.fetchall())
+        except psycopg2.Error as exc:
+            log.warning("dbt's node times could not be read (%s): default weights", str(exc).strip())
+            return {}
+
+    @contextmanager
+    def scheduling(self):
+        """While dbt runs in this thread, its queue weighs the nodes by these timings."""
+        _WEIGHTS.seconds = self.seconds()
+        try:
+            yield
+        finally:
+            _WEIGHTS.seconds = None
+
+    def record(self, result) -> None:
+        """Remember the execution time of every node a dbt command ran (other nodes keep theirs)."""
+        import psycopg2
+        from psycopg2.extras import execute_values
+
+        measured = {}
+        for r in getattr(result, "results", None) or []:
+            node = getattr(r, "node", None)
+            seconds = getattr(r, "execution_time", None)
+            if node is not None and isinstance(seconds, (int, float)) and seconds > 0:
+                measured[node.unique_id] = round(float(seconds), 3)
+        if not measured:
+            return
+        try:
+            with closing(psycopg2.connect(self.url)) as conn, conn, conn.cursor() as cur:
+                cur.execute("select to_regclass('audit.dbt_node_seconds') is not null")
+                if cur.fetchone()[0]:
+                    execute_values(
+                        cur,
+                        "insert into audit.dbt_node_seconds (unique_id, seconds) values %s on conflict (unique_id)"
+                        " do update set seconds = excluded.seconds, measured_at = now()",
+                        sorted(measured.items()),
+                    )
+        except psycopg2.Error as exc:
+            log.warning("dbt's node times could not be recorded (%s)", str(exc).strip())
 
 
 def _release_dbt_locks() -> None:
