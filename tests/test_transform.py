@@ -81,6 +81,36 @@ def test_dbts_queue_hands_out_the_longest_path_first(clean_warehouse):
     assert queue._scores[CLAIM_RULES] < queue._scores[IES]
 
 
+def test_a_node_ready_later_goes_before_shorter_ones_ready_earlier():
+    """dbt's main loop hands every ready node to its thread pool at once (first in, first out
+    there). With the queue's get waiting for a free thread, the node that int_audit_rules' chain
+    makes ready is chosen when a thread frees, ahead of the short nodes that were ready before it."""
+    import threading
+
+    from dbt.graph.queue import GraphQueue
+
+    head, chain, short = "model.yibao.stg_audit_rules", "test.yibao.unique_stg_audit_rules_rule_id", []
+    graph = nx.DiGraph([(head, chain), (chain, IES)])
+    for i in range(3):
+        short.append(f"model.yibao.stg_short_{i}")
+        graph.add_node(short[-1])
+    assert _schedule_longest_path_first()
+    manifest = SimpleNamespace(expect=lambda unique_id: SimpleNamespace(unique_id=unique_id))
+    queue = GraphQueue(graph, manifest, set(graph.nodes))
+    queue._yibao_slots = 1  # one thread (run_queue sets dbt's config.threads)
+    assert queue.get().unique_id == head  # the longest path first
+    got: list[str] = []
+    taker = threading.Thread(target=lambda: got.append(queue.get().unique_id))
+    taker.start()
+    taker.join(0.3)
+    assert taker.is_alive() and got == []  # the one thread is busy: nothing is taken off the queue
+    queue.mark_done(head)
+    taker.join(5)
+    assert got == [chain]  # ready after the three short nodes, taken before them
+    queue._yibao_slots = None  # dbt's own behaviour: what is ready is taken at once
+    assert {queue.get().unique_id for _ in range(3)} == set(short)
+
+
 def test_node_timings_are_the_warehouses_latest_and_only_a_hint(clean_warehouse):
     from yibao import db
 
@@ -98,3 +128,17 @@ def test_node_timings_are_the_warehouses_latest_and_only_a_hint(clean_warehouse)
     gone.record(_ran({"model.yibao.a": 1.0}))
     db.bootstrap()
     assert timings.seconds() == {}
+
+
+def test_dbts_task_tells_the_queue_how_many_threads_it_has():
+    from dbt.flags import set_from_args
+    from dbt.graph.queue import GraphQueue
+    from dbt.task.runnable import GraphRunnableTask
+
+    assert _schedule_longest_path_first()
+    set_from_args(SimpleNamespace(), None)
+    task = SimpleNamespace(config=SimpleNamespace(threads=3), job_queue=GraphQueue(nx.DiGraph(), None, set()),
+                           _raise_next_tick=None)
+    task._raise_set_error = lambda: GraphRunnableTask._raise_set_error(task)
+    GraphRunnableTask.run_queue(task, pool=None)  # nothing to run: returns at once
+    assert task.job_queue._yibao_slots == 3
