@@ -1030,9 +1030,7 @@ def load_landing(
             warnings += more_warnings
         night.warnings = sorted(set(warnings))  # the landing root's own notes come from both walks
     finally:
-        if earlier is not None:
-            earlier.cancel()
-        pool.shutdown(wait=True)
+        pool.shutdown(wait=True)  # a failed night's walk ends before the step does
         conn.close()
         if bar is not None:
             bar.close()

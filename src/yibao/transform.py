@@ -216,14 +216,15 @@ def run_dbt(
     if not args:
         raise ValueError("run_dbt needs a dbt command, e.g. ['build']")
     started = time.perf_counter()
-    env = connection_env(url or pg.url())
+    url = url or pg.url()
+    env = connection_env(url)
     log_dir().mkdir(parents=True, exist_ok=True)
     parse_vars = {"marts_schema": marts_schema}
     run_vars = dict(parse_vars)
     if as_of is not None:
         run_vars["as_of_date"] = as_of.isoformat()
     command = list(args)
-    timings = NodeTimings.for_url(url or pg.url())
+    timings = NodeTimings(url)
 
     _schedule_longest_path_first()
     with _environment(env), timings.scheduling():
@@ -353,17 +354,21 @@ class NodeTimings:
     def __init__(self, url: str):
         self.url = url
 
-    @classmethod
-    def for_url(cls, url: str) -> NodeTimings:
-        return cls(url)
+    @contextmanager
+    def _table(self):
+        """A cursor in one transaction on the warehouse, None when it has no audit.dbt_node_seconds."""
+        import psycopg2
+
+        with closing(psycopg2.connect(self.url)) as conn, conn, conn.cursor() as cur:
+            cur.execute("select to_regclass('audit.dbt_node_seconds') is not null")
+            yield cur if cur.fetchone()[0] else None
 
     def seconds(self) -> dict[str, float]:
         import psycopg2
 
         try:
-            with closing(psycopg2.connect(self.url)) as conn, conn, conn.cursor() as cur:
-                cur.execute("select to_regclass('audit.dbt_node_seconds') is not null")
-                if not cur.fetchone()[0]:
+            with self._table() as cur:
+                if cur is None:
                     return {}
                 cur.execute("select unique_id, seconds from audit.dbt_node_seconds")
                 return dict(cur.fetchall())
@@ -394,9 +399,8 @@ class NodeTimings:
         if not measured:
             return
         try:
-            with closing(psycopg2.connect(self.url)) as conn, conn, conn.cursor() as cur:
-                cur.execute("select to_regclass('audit.dbt_node_seconds') is not null")
-                if cur.fetchone()[0]:
+            with self._table() as cur:
+                if cur is not None:
                     execute_values(
                         cur,
                         "insert into audit.dbt_node_seconds (unique_id, seconds) values %s on conflict (unique_id)"
