@@ -226,13 +226,15 @@ def test_the_nights_folders_load_while_the_earlier_ones_are_walked(clean_warehou
         for table in ("raw.purchase", "raw.usage", "raw.claim", "raw.fee_detail", "raw.quarantine", "raw.load_ledger"):
             cur.execute(f"delete from {table} where load_id = any(%s)", (ids,))
     walks = []
-    real = loader._timed_discover
+    real = loader._walk_earlier
 
-    def walk(landing, through, since):
+    def walk(landing, through, since, url):
         walks.append((through, since))
-        return real(landing, through, since)
+        known, new, warnings, seconds = real(landing, through, since, url)
+        assert [f.relpath for f in new] == [late]  # the walk set the known files aside itself
+        return known, new, warnings, seconds
 
-    monkeypatch.setattr(loader, "_timed_discover", walk)
+    monkeypatch.setattr(loader, "_walk_earlier", walk)
     night = _load(city)
     assert walks == [(dt.date(2025, 1, 1), None)]  # the ledger's newest date is still 2025-01-02
     statuses = _statuses(night)
@@ -245,7 +247,7 @@ def test_the_nights_folders_load_while_the_earlier_ones_are_walked(clean_warehou
     assert ids[late] > max(ids[rel] for rel in tonight)
     assert _query("select count(*) from raw.load_ledger")[0][0] == len(first.files)
 
-    monkeypatch.setattr(loader, "_timed_discover", lambda *a: (_ for _ in ()).throw(OSError("walk failed")))
+    monkeypatch.setattr(loader, "_walk_earlier", lambda *a: (_ for _ in ()).throw(OSError("walk failed")))
     with pytest.raises(OSError, match="walk failed"):  # a walk that fails fails the load step
         _load(city)
 

@@ -973,7 +973,8 @@ def load_landing(
     The night's folders first, the walk of the others beside them: the folders dated from the
     newest business date in the ledger on (and the reference files) are listed and loaded at once,
     while a thread lists the earlier folders (a year of them is ~10⁵ files, one ``stat`` each:
-    1.5-3.7 s); their late or changed files load after the night's. The order of loading does not
+    1.5-3.7 s) and sets aside the files the ledger knows by their stat; their late or changed files
+    load after the night's. The order of loading does not
     decide which version of a record wins (business date first, then load id; see
     ``macros/latest_version.sql``), so a late file loads the same either way.
     """
@@ -1010,7 +1011,8 @@ def load_landing(
         split = newest is not None and (since is None or since < newest)
         recent = newest if split else since
         if split:  # the folders before the newest loaded date: walked beside the load
-            earlier = pool.submit(_timed_discover, landing, min(through, newest - dt.timedelta(days=1)), since)
+            earlier = pool.submit(_walk_earlier, landing, min(through, newest - dt.timedelta(days=1)), since,
+                                  url or pg.url())
         files, warnings = discover(landing, through, recent)
         if show_progress:
             from tqdm import tqdm
@@ -1019,12 +1021,13 @@ def load_landing(
         n_workers = default_workers() if workers is None else workers
         night.files = load_files(conn, files, pseudonymise, progress=progress, workers=n_workers, url=url or pg.url())
         if earlier is not None:
-            more, more_warnings, seconds = earlier.result()
-            log.info("listed %d files of business dates before %s in %.2f s, beside the night's load",
-                     len(more), newest, seconds)
+            known, more, more_warnings, seconds = earlier.result()
+            log.info("listed %d files of business dates before %s in %.2f s, beside the night's load: "
+                     "%d known to the ledger by their stat", len(known) + len(more), newest, seconds, len(known))
             if bar is not None:
-                bar.total += len(more)
-                bar.refresh()
+                bar.total += len(known) + len(more)
+                bar.update(len(known))
+            night.files += known
             night.files += load_files(conn, more, pseudonymise, progress=progress, workers=n_workers,
                                       url=url or pg.url())
             warnings += more_warnings
@@ -1044,7 +1047,25 @@ def newest_ledger_date(conn) -> dt.date | None:
         return cur.fetchone()[0]
 
 
-def _timed_discover(landing: Path, through: dt.date, since: dt.date | None):
+def _walk_earlier(landing: Path, through: dt.date, since: dt.date | None, url: str):
+    """The walk beside the night's load: the earlier folders' files, and the ledger's stats of their
+    dates (its own connection), so that the known files are set aside in this thread too, and the
+    load step is left with only what is new among them. Returns (the known files as ``skipped``
+    results, the other files in load order, warnings, seconds). The night's load writes ledger rows
+    of later business dates only, so it cannot change what this finds known."""
+    import psycopg2
+
     started = time.perf_counter()
     files, warnings = discover(landing, through, since, reference=False)
-    return files, warnings, time.perf_counter() - started
+    conn = psycopg2.connect(url)
+    try:
+        known = known_stats(conn, files)
+    finally:
+        conn.close()
+    skipped, new = [], []
+    for f in files:
+        if (f.relpath, f.size, f.mtime_ns) in known:
+            skipped.append(FileResult(file=f, status="skipped"))
+        else:
+            new.append(f)
+    return skipped, new, warnings, time.perf_counter() - started
