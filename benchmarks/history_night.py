@@ -604,11 +604,12 @@ def main() -> None:
                 if done is not None and through <= done:
                     continue
                 label = "year" if through != history[-1] else "previous night"
+                notes = []
                 if through == history[-1]:
                     vacuumed = vacuum_after_catch_up(pg.url(database=year_db))
+                    notes.append(f"the catch-up's tables vacuumed before it in {vacuumed:.1f} s")
                 part = run_night(label, landing, through, f"bench-year-{through}")
-                if through == history[-1]:
-                    part.notes.append(f"the catch-up's tables vacuumed before it in {vacuumed:.1f} s")
+                part.notes += notes
                 parts.append({"through": through.isoformat(), **part.__dict__})
                 timing_file.write_text(json.dumps({"chunks": parts}, indent=1), encoding="utf-8")
             _use(None)

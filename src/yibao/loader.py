@@ -716,7 +716,7 @@ def load_files(
     results: list[FileResult | None] = [None] * len(files)
     todo: list[int] = []
     for i, f in enumerate(files):
-        if (f.relpath, f.size, f.mtime_ns) in known:  # (a file without a stat has size None: never known)
+        if f.stat_key in known:  # (a file without a stat has no key: never known)
             results[i] = FileResult(file=f, status="skipped")
             if progress:
                 progress(results[i])
@@ -974,9 +974,9 @@ def load_landing(
     newest business date in the ledger on (and the reference files) are listed and loaded at once,
     while a thread lists the earlier folders (a year of them is ~10⁵ files, one ``stat`` each:
     1.5-3.7 s) and sets aside the files the ledger knows by their stat; their late or changed files
-    load after the night's. The order of loading does not
-    decide which version of a record wins (business date first, then load id; see
-    ``macros/latest_version.sql``), so a late file loads the same either way.
+    load after the night's. The order of loading does not decide which version of a record wins
+    (business date first, then load id; see ``macros/latest_version.sql``), so a late file loads
+    the same either way.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -1028,8 +1028,9 @@ def load_landing(
                 bar.total += len(known) + len(more)
                 bar.update(len(known))
             night.files += known
-            night.files += load_files(conn, more, pseudonymise, progress=progress, workers=n_workers,
-                                      url=url or pg.url())
+            if more:  # (the walk has already set the known files aside: no second look-up for none)
+                night.files += load_files(conn, more, pseudonymise, progress=progress, workers=n_workers,
+                                          url=url or pg.url())
             warnings += more_warnings
         night.warnings = sorted(set(warnings))  # the landing root's own notes come from both walks
     finally:
@@ -1064,7 +1065,7 @@ def _walk_earlier(landing: Path, through: dt.date, since: dt.date | None, url: s
         conn.close()
     skipped, new = [], []
     for f in files:
-        if (f.relpath, f.size, f.mtime_ns) in known:
+        if f.stat_key in known:
             skipped.append(FileResult(file=f, status="skipped"))
         else:
             new.append(f)
