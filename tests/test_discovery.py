@@ -126,7 +126,11 @@ def test_a_noop_rerun_reads_no_landing_file(clean_warehouse, city, spy, workers,
     s = spy()
     again = _load(city)
     s.stop()
-    assert {f.status for f in again.files} == {"skipped"} and len(again.files) == len(first.files)
+    # the earlier folder's files are counted, not listed (a year is ~10⁵ of them); every file is skipped
+    assert {f.status for f in again.files} == {"skipped"}
+    assert again.skipped_earlier == sum(1 for f in first.files if f.file.business_date == THROUGH - dt.timedelta(1))
+    assert again.files_skipped == len(again.files) + again.skipped_earlier == len(first.files)
+    assert f"{len(first.files)} already loaded (skipped)" in again.summary_text()
     assert s.fingerprinted == []
     assert s.opened == []
     assert _query("select count(*) from raw.load_ledger")[0][0] == len(first.files)
@@ -237,6 +241,7 @@ def test_the_nights_folders_load_while_the_earlier_ones_are_walked(clean_warehou
     monkeypatch.setattr(loader, "_walk_earlier", walk)
     night = _load(city)
     assert walks == [(dt.date(2025, 1, 1), None)]  # the ledger's newest date is still 2025-01-02
+    assert night.skipped_earlier == sum(1 for f in first.files if f.file.business_date == dt.date(2025, 1, 1)) - 1
     statuses = _statuses(night)
     assert statuses[late] == "loaded"
     assert all(statuses[rel] in ("loaded", "rejected") for rel in tonight)
@@ -250,6 +255,29 @@ def test_the_nights_folders_load_while_the_earlier_ones_are_walked(clean_warehou
     monkeypatch.setattr(loader, "_walk_earlier", lambda *a: (_ for _ in ()).throw(OSError("walk failed")))
     with pytest.raises(OSError, match="walk failed"):  # a walk that fails fails the load step
         _load(city)
+
+
+def test_discover_unknown_counts_the_known_files_and_returns_the_others_as_discover_would(city):
+    """The walk's listing: what :func:`discover` finds, less the files whose stat key is known,
+    which are only counted; the same warnings about what does not fit the layout."""
+    from yibao.landing import discover, discover_unknown
+
+    hospital = sorted(p for p in (city / "20250101").iterdir() if p.is_dir())[0]
+    (hospital / "README.txt").write_text("not an extract", encoding="utf-8")
+    (city / "2025-01-01").mkdir()
+    files, warnings = discover(city, THROUGH, reference=False)
+    unknown = [f for f in files if f.kind == "claim"][::3]
+    known = {f.stat_key for f in files if f not in unknown}
+    known.add(("20250102/H0/claim.csv", 1, 1))  # a ledger row of a file no longer there: no harm
+    found, n_known, found_warnings = discover_unknown(city, THROUGH, None, known)
+    assert found == unknown and len(unknown) >= 2  # in load order, as discover lists them
+    assert n_known == len(files) - len(unknown)
+    assert found_warnings == warnings
+    assert any("not a YYYYMMDD" in w for w in warnings) and any("README.txt" in w for w in warnings)
+    # the date range is the folders', as for discover
+    found, n_known, _ = discover_unknown(city, THROUGH, THROUGH, known)
+    assert found == [f for f in unknown if f.business_date == THROUGH]
+    assert n_known == sum(1 for f in files if f.business_date == THROUGH) - len(found)
 
 
 def test_a_fresh_file_is_hashed_until_its_stat_can_be_trusted(clean_warehouse, city, spy):

@@ -161,7 +161,7 @@ def load(landing: Path, through: dt.date, run_id: str, since: dt.date | None = N
         "load_ids": night.load_ids,
         "files_loaded": sum(1 for f in night.files if f.status == "loaded"),
         "files_rejected": sum(1 for f in night.files if f.status == "rejected"),
-        "files_skipped": sum(1 for f in night.files if f.status == "skipped"),
+        "files_skipped": night.files_skipped,
         "rows_read": sum(f.rows_read for f in night.files),
         "rows_loaded": sum(f.rows_loaded for f in night.files),
         "rows_quarantined": sum(f.rows_quarantined for f in night.files),
