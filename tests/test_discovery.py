@@ -257,7 +257,7 @@ def test_the_nights_folders_load_while_the_earlier_ones_are_walked(clean_warehou
         _load(city)
 
 
-def test_discover_unknown_counts_the_known_files_and_returns_the_others_as_discover_would(city):
+def test_discover_unknown_counts_the_known_files_and_returns_the_others_as_discover_would(city, spy):
     """The walk's listing: what :func:`discover` finds, less the files whose stat key is known,
     which are only counted; the same warnings about what does not fit the layout."""
     from yibao.landing import discover, discover_unknown
@@ -269,7 +269,10 @@ def test_discover_unknown_counts_the_known_files_and_returns_the_others_as_disco
     unknown = [f for f in files if f.kind == "claim"][::3]
     known = {f.stat_key for f in files if f not in unknown}
     known.add(("20250102/H0/claim.csv", 1, 1))  # a ledger row of a file no longer there: no harm
+    s = spy()
     found, n_known, found_warnings = discover_unknown(city, THROUGH, None, known)
+    s.stop()
+    assert s.opened == []  # listed and stat'ed, never opened
     assert found == unknown and len(unknown) >= 2  # in load order, as discover lists them
     assert n_known == len(files) - len(unknown)
     assert found_warnings == warnings
@@ -278,6 +281,28 @@ def test_discover_unknown_counts_the_known_files_and_returns_the_others_as_disco
     found, n_known, _ = discover_unknown(city, THROUGH, THROUGH, known)
     assert found == [f for f in unknown if f.business_date == THROUGH]
     assert n_known == sum(1 for f in files if f.business_date == THROUGH) - len(found)
+
+
+def test_the_walk_runs_in_a_process_of_its_own_and_reports_its_failure(clean_warehouse, city, free_port):
+    """The walk of the earlier folders is a child process (a thread would share the interpreter
+    lock with a small night's load); what it finds comes back whole, and its failure, with the
+    child's own error, fails the step."""
+    from yibao import loader, pg
+
+    _load(city)
+    known, new, warnings, seconds = loader._walk_earlier(city, dt.date(2025, 1, 1), None, pg.url())
+    assert new == [] and warnings == [] and seconds > 0
+    assert known == _query("select count(*) from raw.load_ledger where business_date = '2025-01-01'")[0][0]
+    late = sorted(city.glob("20250101/*/claim.csv*"))[0]
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute("update raw.load_ledger set file_mtime_ns = file_mtime_ns + 1 where source_file = %s",
+                    (str(late.relative_to(city)),))
+    known_after, new, _, _ = loader._walk_earlier(city, dt.date(2025, 1, 1), None, pg.url())
+    assert [f.relpath for f in new] == [str(late.relative_to(city))] and known_after == known - 1
+    assert new[0] == next(f for f in loader.discover(city, THROUGH)[0] if f.path == late)  # the same object
+
+    with pytest.raises(RuntimeError, match=r"(?s)the walk of the folders before 2025-01-02 failed: .*OperationalError"):
+        loader._walk_earlier(city, dt.date(2025, 1, 1), None, f"postgresql://nobody@127.0.0.1:{free_port}/none")
 
 
 def test_a_fresh_file_is_hashed_until_its_stat_can_be_trusted(clean_warehouse, city, spy):

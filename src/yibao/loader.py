@@ -829,10 +829,20 @@ def _size(files: Iterable[LandingFile]) -> int:
     return total
 
 
+def _child_env() -> dict[str, str]:
+    """The environment of the loader's child processes: this one's, with this package importable
+    (first on ``PYTHONPATH``) whether or not it is installed."""
+    import os
+
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
 def _load_parallel(files: list[LandingFile], batch: list[int], results: list, pseudonymise, catalog, hospitals,
                    today: dt.date, url: str, workers: int, progress) -> None:
     """Load ``files[j] for j in batch`` (extracts only) with worker processes; fill ``results[j]``."""
-    import os
     import queue
     import subprocess
     import threading
@@ -843,9 +853,7 @@ def _load_parallel(files: list[LandingFile], batch: list[int], results: list, ps
     # biggest hospitals first, so that the last jobs to start are short ones
     jobs = sorted(groups.values(), key=lambda g: -_size(files[j] for j in g))
     n = min(workers, len(jobs))
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env = _child_env()
     init = {
         "url": url,
         "key": pseudonymise._key.hex(),
@@ -1066,19 +1074,60 @@ def newest_ledger_date(conn) -> dt.date | None:
 
 
 def _walk_earlier(landing: Path, through: dt.date, since: dt.date | None, url: str):
-    """The walk beside the night's load: the ledger's stats of the earlier folders' dates (its own
-    connection), then those folders' files, of which the known ones are only counted
-    (:func:`~yibao.landing.discover_unknown`), so that the load step is left with only what is new
-    among them. Returns (how many were known, the other files in load order, warnings, seconds).
-    The night's load writes ledger rows of later business dates only, so it cannot change what
-    this finds known."""
-    import psycopg2
+    """The walk beside the night's load, in a process of its own (:func:`_walk_main`): the ledger's
+    stats of the earlier folders' dates (its own connection), then those folders' files, of which
+    the known ones are only counted (:func:`~yibao.landing.discover_unknown`), so that the load step
+    is left with only what is new among them. Returns (how many were known, the other files in load
+    order, warnings, seconds). The night's load writes ledger rows of later business dates only, so
+    it cannot change what this finds known.
+
+    A process, not a thread: a small night (under ``PARALLEL_MIN_BYTES``) loads in this process,
+    and a thread would share its interpreter lock with that load. On the 30 M-claim year the walk
+    took 2.3-2.6 s as a thread beside the night's load (0.74 s of CPU alone) and 0.9 s as a
+    process; the load step then costs what it costs without a walk (docs/loader-performance.md).
+    """
+    import subprocess
 
     started = time.perf_counter()
-    conn = psycopg2.connect(url)
+    request = {"landing": str(landing), "through": through.isoformat(),
+               "since": since.isoformat() if since else None, "url": url}
+    proc = subprocess.run(  # the URL on stdin, not in the arguments a process listing shows
+        [sys.executable, "-c", "from yibao.loader import _walk_main; _walk_main()"],
+        input=json.dumps(request), capture_output=True, env=_child_env(), text=True, encoding="utf-8",
+    )
     try:
-        known = known_stats_between(conn, since, through)
-    finally:
-        conn.close()
-    new, n_known, warnings = discover_unknown(landing, through, since, known)
-    return n_known, new, warnings, time.perf_counter() - started
+        answer = json.loads(proc.stdout or "{}")
+    except ValueError:
+        answer = {}
+    if proc.returncode != 0 or "known" not in answer:
+        detail = answer.get("error") or proc.stderr.strip() or f"exit code {proc.returncode}"
+        raise RuntimeError(f"the walk of the folders before {through + dt.timedelta(days=1)} failed: {detail}")
+    new = [LandingFile(path, rel, kind, hosp, dt.date.fromisoformat(day), size, mtime)
+           for path, rel, kind, hosp, day, size, mtime in answer["new"]]
+    return answer["known"], new, answer["warnings"], time.perf_counter() - started
+
+
+def _walk_main() -> None:
+    """The walk's process: a request on stdin, one answer on stdout (the known files' count, the
+    other files, the warnings), or an error and exit code 1. It only lists and reads the ledger."""
+    import traceback
+
+    import psycopg2
+
+    try:
+        request = json.loads(sys.stdin.read())
+        through = dt.date.fromisoformat(request["through"])
+        since = dt.date.fromisoformat(request["since"]) if request["since"] else None
+        conn = psycopg2.connect(request["url"])
+        try:
+            known = known_stats_between(conn, since, through)
+        finally:
+            conn.close()
+        new, n_known, warnings = discover_unknown(Path(request["landing"]), through, since, known)
+        answer = {"known": n_known, "warnings": warnings,
+                  "new": [[str(f.path), f.relpath, f.kind, f.hospital_code, f.business_date.isoformat(), f.size,
+                           f.mtime_ns] for f in new]}
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
+        sys.stdout.write(json.dumps({"error": traceback.format_exc()}))
+        sys.exit(1)
+    sys.stdout.write(json.dumps(answer))  # ASCII: a file name that is not UTF-8 stays escaped
