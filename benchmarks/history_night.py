@@ -38,7 +38,9 @@
 Printed: one table with the seconds of each step (load, GX raw, dbt, GX marts, publish, total) for
 the year's catch-up, the night on the year and the night on nothing, the ratio year/empty of each
 step, and dbt's three slowest models of each run (over every dbt invocation of the step: an
-upgrade's refreshes of stale models included), plus the row counts and the load average. A
+upgrade's refreshes of stale models included), the eight models whose seconds grew most from the
+night on nothing to the night on the year (and the tests summed), plus the row counts and the
+load average. A
 second table gives the server's I/O in each step of both nights (``pg_stat_io``, ``pg_stat_wal``):
 the pages read from outside shared buffers and the seconds spent waiting for them (the benchmark
 sets ``track_io_timing`` on its databases), the WAL written and its full-page images; then the six
@@ -79,6 +81,8 @@ class NightTiming:
     label: str
     seconds: dict[str, float] = field(default_factory=dict)
     slowest_models: list[tuple[str, float]] = field(default_factory=list)
+    # every model's seconds in the dbt step, and the tests' summed under "(tests)"
+    model_seconds: dict[str, float] = field(default_factory=dict)
     rows_loaded: int = 0
     files_loaded: int = 0
     notes: list[str] = field(default_factory=list)
@@ -325,7 +329,10 @@ def run_night(label: str, landing: Path, through: dt.date, run_id: str) -> Night
     RUN_RESULTS.unlink(missing_ok=True)
     dbt_run = step("dbt", lambda: pipeline.transform(through, run_id))
     if dbt_run is not None:  # every dbt invocation of the step: an upgrade's refreshes of stale models too
-        timing.slowest_models = sorted(dbt_run.model_seconds().items(), key=lambda m: -m[1])[:3]
+        timing.model_seconds = dbt_run.model_seconds()
+        timing.slowest_models = sorted(timing.model_seconds.items(), key=lambda m: -m[1])[:3]
+        timing.model_seconds["(tests)"] = sum(n.seconds for run in (*dbt_run.refresh_runs, dbt_run)
+                                              for n in run.nodes if n.resource_type == "test")
     if RUN_RESULTS.exists():  # every model's time (of the step's last dbt invocation), kept beside the landing zone
         shutil.copyfile(RUN_RESULTS, landing.parent / f"run_results_{label.replace(' ', '_')}.json")
     step("gx_marts", lambda: pipeline.validate_marts(through, run_id))
@@ -456,6 +463,16 @@ def report(runs: list[NightTiming], year_rows: dict, night_claims: int, args, lo
     for r in runs:
         models = ", ".join(f"{m} {t:.1f} s" for m, t in r.slowest_models) or "n/a"
         lines.append(f"dbt slowest models, {r.label}: {models}")
+    if on_year.model_seconds and on_empty.model_seconds:
+        # where dbt's extra goes: each model's seconds on the year less on nothing (two threads run
+        # the models, so the step's extra is about half the sum)
+        a, b = on_year.model_seconds, on_empty.model_seconds
+        extra = {m: a.get(m, 0.0) - b.get(m, 0.0) for m in a.keys() | b.keys()}
+        top = sorted(extra, key=lambda m: -extra[m])[:8]
+        lines.append(f"dbt's extra by model, night on year − night on empty (the sum {sum(extra.values()):+.1f} s"
+                     " over two threads): " + ", ".join(f"{m} {a.get(m, 0.0):.2f} − {b.get(m, 0.0):.2f} = {extra[m]:+.2f} s"
+                                                       for m in top)
+                     + f"; the other {len(extra) - len(top)} {sum(v for m, v in extra.items() if m not in top):+.2f} s")
     for r in runs:
         for note in r.notes:
             lines.append(f"NOTE {r.label}: {note}")
