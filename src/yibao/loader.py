@@ -996,8 +996,8 @@ def load_landing(
 
     The night's folders first, the walk of the others beside them: the folders dated from the
     newest business date in the ledger on (and the reference files) are listed and loaded at once,
-    while a thread lists the earlier folders (a year of them is ~10⁵ files, one ``stat`` each:
-    ~0.75 s of CPU) and counts the files the ledger knows by their stat
+    while a process of its own (waited on by a thread) lists the earlier folders (a year of them is
+    ~10⁵ files, one ``stat`` each: ~0.75 s of CPU) and counts the files the ledger knows by their stat
     (``NightResult.skipped_earlier``: not listed in ``files``); their late or changed files load
     after the night's. The order of loading does not decide which version of a record wins
     (business date first, then load id; see ``macros/latest_version.sql``), so a late file loads
@@ -1083,7 +1083,7 @@ def _walk_earlier(landing: Path, through: dt.date, since: dt.date | None, url: s
 
     A process, not a thread: a small night (under ``PARALLEL_MIN_BYTES``) loads in this process,
     and a thread would share its interpreter lock with that load. On the 30 M-claim year the walk
-    took 2.3-2.6 s as a thread beside the night's load (0.74 s of CPU alone) and 0.9 s as a
+    took 2.3-2.9 s as a thread beside the night's load (0.74 s of CPU alone) and 0.9 s as a
     process; the load step then costs what it costs without a walk (docs/loader-performance.md).
     """
     import subprocess
