@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
+import time
 from pathlib import Path
 
 import psycopg2
@@ -81,34 +83,41 @@ def q(conn, sql, params=None):
         return cur.fetchall() if cur.description else None
 
 
+def build_sample(conn) -> set[str]:
+    """As the transformer: build the sample into a fresh marts_build; returns the mart schemas present before."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "select nspname from pg_namespace where nspname in ('marts', 'marts_build')"
+        )
+        present = {r[0] for r in cur.fetchall()}
+        if "marts_build" in present:
+            cur.execute("drop schema marts_build cascade")
+        cur.execute("create schema marts_build")
+        cur.execute("set local search_path = marts_build")
+        cur.execute(FIXTURE.read_text(encoding="utf-8"))
+        cur.execute(
+            "create view marts_build.v_budget_red as select hospital_code, insurance_type, as_of_date, pace"
+            " from marts_build.fct_budget_consumption where alert_level = 'red'"
+        )
+    return present
+
+
+def swap_sample(conn, present: set[str]) -> None:
+    """The publish transaction (same statements as yibao.pipeline.publish): swap and secure."""
+    with conn, conn.cursor() as cur:
+        if "marts" in present:
+            cur.execute("alter schema marts rename to marts_previous")
+        cur.execute("alter schema marts_build rename to marts")
+        if "marts" in present:
+            cur.execute("alter schema marts_previous rename to marts_build")
+        cur.execute("select audit.apply_marts_security('marts')")
+
+
 def publish_sample(wh: Warehouse) -> None:
     """As the transformer: build the sample into marts_build, then swap and secure in one transaction."""
     conn = psycopg2.connect(wh.admin_url, user="t_dbt")
     try:
-        with conn, conn.cursor() as cur:
-            cur.execute(
-                "select nspname from pg_namespace where nspname in ('marts', 'marts_build')"
-            )
-            present = {r[0] for r in cur.fetchall()}
-            if "marts_build" in present:
-                cur.execute("drop schema marts_build cascade")
-            cur.execute("create schema marts_build")
-            cur.execute("set local search_path = marts_build")
-            cur.execute(FIXTURE.read_text(encoding="utf-8"))
-            cur.execute(
-                "create view marts_build.v_budget_red as select hospital_code, insurance_type, as_of_date, pace"
-                " from marts_build.fct_budget_consumption where alert_level = 'red'"
-            )
-        with (
-            conn,
-            conn.cursor() as cur,
-        ):  # the publish transaction (same statements as yibao.pipeline.publish)
-            if "marts" in present:
-                cur.execute("alter schema marts rename to marts_previous")
-            cur.execute("alter schema marts_build rename to marts")
-            if "marts" in present:
-                cur.execute("alter schema marts_previous rename to marts_build")
-            cur.execute("select audit.apply_marts_security('marts')")
+        swap_sample(conn, build_sample(conn))
     finally:
         conn.close()
 
@@ -489,6 +498,58 @@ def test_security_survives_reapply_and_republish(wh):
     for user in ("t_bi", "t_hq"):
         with pytest.raises(DENIED):
             q(wh.login(user), "select count(*) from marts_build.fct_budget_consumption")
+
+
+def test_publish_waits_for_a_table_lock_instead_of_deadlocking(wh):
+    """An autovacuum of a freshly built table must not deadlock the publish.
+
+    The session below does what an autovacuum's ANALYZE does: it holds SHARE UPDATE EXCLUSIVE on a
+    build table, then changes that table's pg_class row (autovacuum's in-place update of its
+    statistics). If the publish changed the row first (a GRANT) and only then asked for the table's
+    lock (ALTER TABLE), each would wait for the other and PostgreSQL would abort one. The publish
+    locks every table before it changes anything, so it simply waits, and both go through.
+    """
+    dbt = psycopg2.connect(wh.admin_url, user="t_dbt")
+    blocker = psycopg2.connect(wh.admin_url)
+    outcome: dict[str, BaseException | None] = {}
+    try:
+        present = build_sample(dbt)
+        with blocker.cursor() as cur:
+            cur.execute("set statement_timeout = '60s'")
+            cur.execute("lock table marts_build.dim_date in share update exclusive mode")
+
+        def publish() -> None:
+            try:
+                swap_sample(dbt, present)
+                outcome["publish"] = None
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                outcome["publish"] = exc
+
+        swap = threading.Thread(target=publish)
+        swap.start()
+        admin = wh.admin()
+        deadline = time.monotonic() + 30
+        waiting: list = []
+        while not waiting and time.monotonic() < deadline and swap.is_alive():
+            waiting = q(
+                admin,
+                "select pid from pg_stat_activity where usename = 't_dbt'"
+                " and wait_event_type = 'Lock' and %s = any(pg_blocking_pids(pid))",
+                (blocker.get_backend_pid(),),
+            )
+            time.sleep(0.05)
+        assert waiting, f"the publish never waited for the blocker's lock: {outcome}"
+        with blocker.cursor() as cur:  # the blocker's own catalog change, as autovacuum's last step
+            cur.execute("grant select on marts_build.dim_date to bi_reader")
+        blocker.commit()
+        swap.join(60)
+        assert not swap.is_alive()
+        assert outcome == {"publish": None}
+        assert q(admin, "select count(*) from marts.dim_date")[0][0] > 0
+        test_every_mart_table_forces_row_level_security(wh)
+    finally:
+        blocker.close()
+        dbt.close()
 
 
 def test_materialized_views_with_hospital_rows_go_to_bi_only(wh):

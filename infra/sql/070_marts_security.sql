@@ -98,6 +98,8 @@ as $$
 --   * materialized views and foreign tables cannot carry row-level security: those with a
 --     hospital_code or county_code column are granted to bi_reader only (a WARNING is raised);
 --   * GRANT USAGE on the schema to the readers; REVOKE it on marts_build (never readable).
+--   Every table and partitioned table is locked (ACCESS EXCLUSIVE) before
+--   anything changes, so an autovacuum in the way is cancelled instead of deadlocking the publish.
 --   Also refreshes audit.hospital_county (see audit.refresh_hospital_county) and logs a row in
 --   audit.marts_security_log. Runs as the caller (the transformer owns the mart tables).
 --   Returns the number of objects secured. Idempotent; superusers and BYPASSRLS roles are, as
@@ -114,6 +116,20 @@ declare
 begin
     if not exists (select 1 from pg_catalog.pg_namespace where nspname = schema_name) then
         raise exception 'apply_marts_security: schema % does not exist', schema_name;
+    end if;
+    -- Lock every table first, before this transaction changes any of their catalog rows. An
+    -- autovacuum (analyze) of a freshly built table holds a lock that ALTER TABLE below waits for,
+    -- and its last step (an in-place update of the table's pg_class row) would wait for this
+    -- transaction's GRANT on that row: a cycle, and PostgreSQL aborts the publish. Waiting here,
+    -- before any such change, there is no cycle, and an autovacuum in the way is cancelled after
+    -- deadlock_timeout. Only tables: locking a view locks the tables it reads, a materialized view
+    -- cannot be locked, and neither is altered below.
+    select string_agg(format('%I.%I', schema_name, c.relname), ', ' order by c.relname) into rel
+    from pg_catalog.pg_class c
+    join pg_catalog.pg_namespace ns on ns.oid = c.relnamespace
+    where ns.nspname = schema_name and c.relkind in ('r', 'p');
+    if rel is not null then
+        execute 'lock table ' || rel || ' in access exclusive mode';
     end if;
     n_hospitals := audit.refresh_hospital_county(schema_name);
 
