@@ -201,24 +201,20 @@ def discover(
         raise FileNotFoundError(f"landing directory {landing} does not exist")
     files: list[LandingFile] = []
     warnings: list[str] = []
-    append = files.append
-
-    def found(entry: os.DirEntry, rel: str, kind: str, hosp: str | None, day: dt.date | None) -> None:
-        try:
-            st = entry.stat()
-        except FileNotFoundError:  # gone since the folder was listed, or a broken link
-            warnings.append(_gone(rel))
-            return
-        append(LandingFile(entry.path, rel, kind, hosp, day, st.st_size, st.st_mtime_ns))
-
     ref_dir = landing / "reference"
     if reference and ref_dir.is_dir():
         for entry in _entries(ref_dir):
             stem = _stem(entry.name)
-            if stem in REFERENCE and stem not in PACKAGED_REFERENCE:
-                found(entry, f"reference/{entry.name}", f"reference:{stem}", None, None)
-            else:
-                warnings.append(f"ignored reference/{entry.name}: not a known reference file")
+            rel = f"reference/{entry.name}"
+            if stem not in REFERENCE or stem in PACKAGED_REFERENCE:
+                warnings.append(f"ignored {rel}: not a known reference file")
+                continue
+            try:
+                st = entry.stat()
+            except FileNotFoundError:  # gone since the folder was listed, or a broken link
+                warnings.append(_gone(rel))
+                continue
+            files.append(LandingFile(entry.path, rel, f"reference:{stem}", None, None, st.st_size, st.st_mtime_ns))
     # the packaged reference data (the national rule library): every run, like a landing reference
     # file; its ledger row (content hash, then stat) makes it a no-op once loaded
     for name, filename in PACKAGED_REFERENCE.items() if reference else ():
@@ -228,12 +224,11 @@ def discover(
         except FileNotFoundError:
             warnings.append(f"packaged reference {filename} is missing from the installation")
             continue
-        append(LandingFile(str(path), f"{PACKAGED_PREFIX}{filename}", f"reference:{name}", None, None,
-                           st.st_size, st.st_mtime_ns))
-    for entry, rel, kind, hosp, day in _extract_entries(landing, through, since, warnings):
-        found(entry, rel, kind, hosp, day)
+        files.append(LandingFile(str(path), f"{PACKAGED_PREFIX}{filename}", f"reference:{name}", None, None,
+                                 st.st_size, st.st_mtime_ns))
     _load_order(files)
-    return files, sorted(warnings)
+    extracts, _, extract_warnings = discover_unknown(landing, through, since, set())
+    return files + extracts, sorted(warnings + extract_warnings)
 
 
 def discover_unknown(
