@@ -2,7 +2,9 @@
 ### nightly_ingest — 医保 nightly load, build, validate, publish
 
 For business date **D**, every hospital's extracts under `<landing>/<YYYYMMDD>/<hospital_code>/` with
-business date ≤ D that are not yet in the load ledger are loaded (late files are caught up), then:
+business date ≤ D that are not yet in the load ledger are loaded (late files are caught up: those of the
+last 92 business dates every night, older ones at the weekly full walk; `YIBAO_LATE_WINDOW_DAYS`,
+`YIBAO_FULL_WALK_DAYS`), then:
 
 1. **load** — streaming COPY into `raw.*`, bad rows to `raw.quarantine`, bad files rejected in
    `raw.load_ledger`; ID numbers pseudonymised at the door.

@@ -240,7 +240,9 @@ def test_the_nights_folders_load_while_the_earlier_ones_are_walked(clean_warehou
 
     monkeypatch.setattr(loader, "_walk_earlier", walk)
     night = _load(city)
-    assert walks == [(dt.date(2025, 1, 1), None)]  # the ledger's newest date is still 2025-01-02
+    # the ledger's newest date is still 2025-01-02; the first load was a full walk, so this night
+    # lists the late-file window's folders (92 business dates up to the newest)
+    assert walks == [(dt.date(2025, 1, 1), THROUGH - dt.timedelta(days=91))]
     assert night.skipped_earlier == sum(1 for f in first.files if f.file.business_date == dt.date(2025, 1, 1)) - 1
     statuses = _statuses(night)
     assert statuses[late] == "loaded"
@@ -254,6 +256,45 @@ def test_the_nights_folders_load_while_the_earlier_ones_are_walked(clean_warehou
 
     monkeypatch.setattr(loader, "_walk_earlier", lambda *a: (_ for _ in ()).throw(OSError("walk failed")))
     with pytest.raises(OSError, match="walk failed"):  # a walk that fails fails the load step
+        _load(city)
+
+
+def test_a_late_file_older_than_the_window_loads_on_the_next_full_walk(clean_warehouse, city, spy, monkeypatch):
+    """An ordinary night lists only the late-file window's folders; every folder is listed when the
+    last full walk is YIBAO_FULL_WALK_DAYS old, and a late file outside the window loads then."""
+    from yibao import loader
+
+    monkeypatch.setenv("YIBAO_LATE_WINDOW_DAYS", "1")  # the newest date's folders alone
+    monkeypatch.setenv("YIBAO_FULL_WALK_DAYS", "7")
+    late = sorted(city.glob("20250101/*/usage.csv"))[0]
+    rel = str(late.relative_to(city))
+    held_back = late.with_name("held_back")
+    late.rename(held_back)
+    first = _load(city)  # the first load lists every folder: a full walk
+    assert first.walked_from is None and rel not in _statuses(first)
+    held_back.rename(late)  # it lands late, into its business date's folder
+
+    walks = []
+    real = loader._walk_earlier
+    monkeypatch.setattr(loader, "_walk_earlier", lambda *a: walks.append(a[1:3]) or real(*a))
+    s = spy()
+    night = _load(city)  # the next night: the 2025-01-01 folder is outside the window
+    s.stop()
+    assert walks == [] and s.fingerprinted == [] and s.opened == []
+    assert rel not in _statuses(night) and night.skipped_earlier == 0
+    assert (night.walked_from, night.full_walk_due) == (THROUGH, THROUGH + dt.timedelta(days=7))
+    assert "late files looked for in the folders from 2025-01-02 on; every folder on the night of 2025-01-09" in (
+        night.summary_text())
+
+    later = load_landing(city, THROUGH + dt.timedelta(days=7), show_progress=False, workers=1)
+    assert later.walked_from is None and walks == [(dt.date(2025, 1, 1), None)]
+    assert [k for k, v in _statuses(later).items() if v != "skipped"] == [rel]
+    assert _statuses(later)[rel] == "loaded"
+    assert _query("select through, walked_from, files_new from raw.landing_walk order by walked_at") == [
+        (THROUGH, None, len(first.files)), (THROUGH, THROUGH, 0), (THROUGH + dt.timedelta(days=7), None, 1)]
+
+    monkeypatch.setenv("YIBAO_FULL_WALK_DAYS", "a week")
+    with pytest.raises(ValueError, match="YIBAO_FULL_WALK_DAYS must be a whole number of days"):
         _load(city)
 
 

@@ -28,6 +28,18 @@ create unique index if not exists load_ledger_file_uq
 -- the files of the business dates an incremental build has not seen (macro incremental_watermark)
 create index if not exists load_ledger_business_date_idx on raw.load_ledger (business_date);
 
+-- One row per load step: which business-date folders its walk for late and changed files listed.
+-- walked_from null: every folder up to the night (a full walk); an ordinary night lists only the
+-- late-file window's folders and a full walk follows every few nights (yibao.loader.walk_window).
+create table if not exists raw.landing_walk (
+    walked_at   timestamptz   not null default now(),
+    through     date          not null,             -- the night's business date
+    walked_from date,                               -- the first folder listed; null: every folder
+    files_known integer       not null,             -- files the ledger already held as they are
+    files_new   integer       not null,             -- files loaded or rejected by the step
+    seconds     numeric(10, 3)
+);
+
 -- Row-level rejects. raw_value and row_data never hold an ID number: the loader writes the
 -- pseudonym in its place.
 create table if not exists raw.quarantine (

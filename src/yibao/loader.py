@@ -70,6 +70,10 @@ class NightResult:
     # files of business dates before the night's folders that the walk recognised by their stat:
     # skipped like the ``skipped`` results in ``files``, but counted, not listed (a year is ~10⁵)
     skipped_earlier: int = 0
+    # the earliest business-date folder the walk for late and changed files listed: None when it
+    # listed every folder (a full walk; :func:`walk_window`), else the start of the late-file window
+    walked_from: dt.date | None = None
+    full_walk_due: dt.date | None = None  # with ``walked_from``: the night whose walk lists every folder
 
     @property
     def files_skipped(self) -> int:
@@ -95,6 +99,9 @@ class NightResult:
             f"held back in rejected files {held:,}  in {secs:,.1f}s"
             + (f" ({rows / secs:,.0f} rows/s)" if secs else ""),
         ]
+        if self.walked_from is not None:
+            lines.append(f"  late files looked for in the folders from {self.walked_from} on; every folder "
+                         f"on the night of {self.full_walk_due} (YIBAO_LATE_WINDOW_DAYS, YIBAO_FULL_WALK_DAYS)")
         reasons: dict[str, int] = {}
         for f in loaded:
             for r, n in f.reasons.items():
@@ -816,6 +823,62 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+LATE_WINDOW_DAYS = 92  # the late-file window of an ordinary night: a quarter of business dates
+FULL_WALK_DAYS = 7  # a night lists every folder when the last full walk is this many nights old
+
+
+def _days_setting(name: str, default: int) -> int:
+    import os
+
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        days = int(value)
+    except ValueError:
+        days = -1
+    if days < 0:
+        raise ValueError(f"{name} must be a whole number of days ≥ 0, not {value!r}")
+    return days
+
+
+def walk_window(conn, through: dt.date, newest: dt.date) -> tuple[dt.date | None, dt.date | None]:
+    """Which business-date folders before ``newest`` tonight's walk for late and changed files lists:
+    (the first folder's date, the night a full walk is due), or (None, None) for every folder.
+
+    A year of a city's landing zone is ~10⁵ files, and listing them costs ~0.8 s of CPU a year of
+    history (5.7-6.7 s for five years, docs/loader-performance.md): a night that listed every folder
+    would cost more every year. So an ordinary night lists the folders of the last
+    ``YIBAO_LATE_WINDOW_DAYS`` (92) business dates, counting the newest date the ledger holds, and a
+    night lists every folder when the last such full walk (``raw.landing_walk``) is
+    ``YIBAO_FULL_WALK_DAYS`` (7) or more business dates before it, or there has been none: a file
+    delivered late into a folder older than the window loads on that night instead. Either setting
+    at 0 lists every folder every night."""
+    window = _days_setting("YIBAO_LATE_WINDOW_DAYS", LATE_WINDOW_DAYS)
+    every = _days_setting("YIBAO_FULL_WALK_DAYS", FULL_WALK_DAYS)
+    if window == 0 or every == 0:
+        return None, None
+    with conn.cursor() as cur:
+        cur.execute("select max(through) from raw.landing_walk where walked_from is null")
+        last_full = cur.fetchone()[0]
+    if last_full is None or (through - last_full).days >= every:
+        return None, None
+    return newest - dt.timedelta(days=window - 1), last_full + dt.timedelta(days=every)
+
+
+def record_walk(conn, night: NightResult, walked_from: dt.date | None, seconds: float) -> None:
+    """One row in ``raw.landing_walk`` for a load step whose walk finished (``walked_from`` None: every
+    folder up to the night was listed, which :func:`walk_window` counts as a full walk)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "insert into raw.landing_walk (through, walked_from, files_known, files_new, seconds)"
+            " values (%s, %s, %s, %s, %s)",
+            (night.through, walked_from, night.files_skipped,
+             sum(1 for f in night.files if f.status != "skipped"), round(seconds, 3)),
+        )
+    conn.commit()
+
+
 def _size(files: Iterable[LandingFile]) -> int:
     total = 0
     for f in files:
@@ -999,7 +1062,9 @@ def load_landing(
     while a process of its own (waited on by a thread) lists the earlier folders (a year of them is
     ~10⁵ files, one ``stat`` each: ~0.75 s of CPU) and counts the files the ledger knows by their stat
     (``NightResult.skipped_earlier``: not listed in ``files``); their late or changed files load
-    after the night's. The order of loading does not decide which version of a record wins
+    after the night's. Without ``since``, an ordinary night lists only the folders of the late-file
+    window and every few nights one lists them all (:func:`walk_window`), so the walk does not grow
+    with the years of history; each step's walk is a row of ``raw.landing_walk``. The order of loading does not decide which version of a record wins
     (business date first, then load id; see ``macros/latest_version.sql``), so a late file loads
     the same either way.
     """
@@ -1030,13 +1095,20 @@ def load_landing(
         elif r.status == "rejected":
             log.warning("rejected %s: %s (%s)", r.file.relpath, r.reject_reason, r.reject_detail)
 
+    started = time.perf_counter()
     try:
         newest = newest_ledger_date(conn)
-        conn.commit()
         split = newest is not None and (since is None or since < newest)
         recent = newest if split else since
+        walked_from = since
+        if split and since is None:
+            walked_from, night.full_walk_due = walk_window(conn, through, newest)
+            night.walked_from = walked_from
+        conn.commit()
+        if split and walked_from is not None and walked_from >= newest:  # a window of the newest date alone
+            split = False
         if split:  # the folders before the newest loaded date: walked beside the load
-            earlier = pool.submit(_walk_earlier, landing, min(through, newest - dt.timedelta(days=1)), since,
+            earlier = pool.submit(_walk_earlier, landing, min(through, newest - dt.timedelta(days=1)), walked_from,
                                   url or pg.url())
         files, warnings = discover(landing, through, recent)
         if show_progress:
@@ -1058,6 +1130,7 @@ def load_landing(
                                           url=url or pg.url())
             warnings += more_warnings
         night.warnings = sorted(set(warnings))  # the landing root's own notes come from both walks
+        record_walk(conn, night, walked_from, time.perf_counter() - started)
     finally:
         pool.shutdown(wait=True)  # a failed night's walk ends before the step does
         conn.close()
