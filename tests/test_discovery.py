@@ -293,6 +293,10 @@ def test_a_late_file_older_than_the_window_loads_on_the_next_full_walk(clean_war
     assert _query("select through, walked_from, files_new from raw.landing_walk order by walked_at") == [
         (THROUGH, None, len(first.files)), (THROUGH, THROUGH, 0), (THROUGH + dt.timedelta(days=7), None, 1)]
 
+    walks.clear()  # a past night run again (before the newest date) lists every folder
+    assert load_landing(city, THROUGH - dt.timedelta(days=1), show_progress=False, workers=1).walked_from is None
+    assert walks == [(dt.date(2025, 1, 1), None)]
+
     monkeypatch.setenv("YIBAO_FULL_WALK_DAYS", "a week")
     with pytest.raises(ValueError, match="YIBAO_FULL_WALK_DAYS must be a whole number of days"):
         _load(city)

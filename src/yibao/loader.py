@@ -852,8 +852,9 @@ def walk_window(conn, through: dt.date, newest: dt.date) -> tuple[dt.date | None
     ``YIBAO_LATE_WINDOW_DAYS`` (92) business dates, counting the newest date the ledger holds, and a
     night lists every folder when the last such full walk (``raw.landing_walk``) is
     ``YIBAO_FULL_WALK_DAYS`` (7) or more business dates before it, or there has been none: a file
-    delivered late into a folder older than the window loads on that night instead. Either setting
-    at 0 lists every folder every night."""
+    delivered late into a folder older than the window loads on that night instead. A night before
+    the newest date (a past night run again) lists every folder. Either setting at 0 lists every
+    folder every night."""
     window = _days_setting("YIBAO_LATE_WINDOW_DAYS", LATE_WINDOW_DAYS)
     every = _days_setting("YIBAO_FULL_WALK_DAYS", FULL_WALK_DAYS)
     if window == 0 or every == 0:
@@ -861,8 +862,8 @@ def walk_window(conn, through: dt.date, newest: dt.date) -> tuple[dt.date | None
     with conn.cursor() as cur:
         cur.execute("select max(through) from raw.landing_walk where walked_from is null")
         last_full = cur.fetchone()[0]
-    if last_full is None or (through - last_full).days >= every:
-        return None, None
+    if last_full is None or (through - last_full).days >= every or through < newest:
+        return None, None  # (a night before the newest is a re-run by hand: it looks everywhere)
     return newest - dt.timedelta(days=window - 1), last_full + dt.timedelta(days=every)
 
 
