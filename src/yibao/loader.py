@@ -1065,9 +1065,9 @@ def load_landing(
     (``NightResult.skipped_earlier``: not listed in ``files``); their late or changed files load
     after the night's. Without ``since``, an ordinary night lists only the folders of the late-file
     window and every few nights one lists them all (:func:`walk_window`), so the walk does not grow
-    with the years of history; each step's walk is a row of ``raw.landing_walk``. The order of loading does not decide which version of a record wins
-    (business date first, then load id; see ``macros/latest_version.sql``), so a late file loads
-    the same either way.
+    with the years of history; each step's walk is a row of ``raw.landing_walk``. The order of
+    loading does not decide which version of a record wins (business date first, then load id; see
+    ``macros/latest_version.sql``), so a late file loads the same either way.
     """
     from concurrent.futures import ThreadPoolExecutor
 
