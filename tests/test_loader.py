@@ -45,7 +45,8 @@ def _query(sql: str, params=()) -> list[tuple]:
 
 
 def _raw_counts() -> dict[str, int]:
-    tables = [r[0] for r in _query("select table_name from information_schema.tables where table_schema = 'raw'")]
+    tables = [r[0] for r in _query("select table_name from information_schema.tables where table_schema = 'raw'"
+                                   " and table_name <> 'landing_walk'")]  # the loader's log: a row per load step
     return {t: _query(f"select count(*) from raw.{t}")[0][0] for t in sorted(tables)}
 
 
@@ -183,6 +184,11 @@ def test_loading_twice_or_all_nights_again_changes_nothing(clean_warehouse, smal
     day_files = _query("select count(distinct source_file) from raw.load_ledger where business_date = '2025-01-03'")
     assert len(extract_files) + backfill.skipped_earlier == day_files[0][0] > 0
     assert _raw_counts() == first
+    # each load step logged its walk: every folder, then the 92 business dates up to the ledger's
+    # newest (2025-01-02, then 2025-01-04; the full walk is not 7 nights old), then the backfill's date
+    walks = _query("select through, walked_from from raw.landing_walk order by walked_at")
+    assert walks == [(dt.date(2025, 1, 2), None), (dt.date(2025, 1, 4), dt.date(2024, 10, 3)),
+                     (dt.date(2025, 1, 4), dt.date(2024, 10, 5)), (dt.date(2025, 1, 3), dt.date(2025, 1, 3))]
 
 
 def test_late_file_is_caught_up_and_resent_correction_supersedes(clean_warehouse, tmp_path):
