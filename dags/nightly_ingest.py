@@ -25,6 +25,7 @@ Settings are read when the tasks run, never when this file is parsed:
   triggered), but not later than the newest `<YYYYMMDD>/` folder delivered. A night with no
   deliveries succeeds with warnings.
 - conf `fail_fast` (set by `yibao run`): fail at the first error instead of retrying.
+- conf `full_walk` (`yibao run --full-walk`): look for late files in every landing folder tonight.
 
 Logic lives in the `yibao` package, dbt and GX: this file only wires tasks.
 """
@@ -62,6 +63,8 @@ MARTS_PUBLISHED = Asset("yibao://marts/published")
         "through": Param("", type="string", pattern=r"^(\d{4}-\d{2}-\d{2})?$",
                          description="business date YYYY-MM-DD; empty = the day before the run"),
         "fail_fast": Param(False, type="boolean", description="fail at the first error instead of retrying"),
+        "full_walk": Param(False, type="boolean",
+                           description="look for late files in every landing folder tonight, not only the last 92 days'"),
     },
 )
 def nightly_ingest():
@@ -74,7 +77,8 @@ def nightly_ingest():
                 params, getattr(dag_run, "logical_date", None), getattr(dag_run, "run_after", None))
             with pipeline.airflow_connection("yibao_loader"):
                 pipeline.setup()
-                return pipeline.load(landing, through, run_id, warnings=warnings)
+                return pipeline.load(landing, through, run_id, warnings=warnings,
+                                     full_walk=bool((params or {}).get("full_walk")))
 
     @task
     def validate_raw(loaded: dict, params=None, run_id=None) -> dict:

@@ -92,12 +92,19 @@ def test_failed_night_names_the_step_the_error_and_the_log(landing, capsys):
 
 def test_verbose_run_shows_airflow_and_reports_print_their_steps(landing, capsys):
     _budgets(landing, ["0.08"] * 11 + ["0.12"])  # corrected: the night publishes
-    code, out, err = _cli(capsys, "run", "-v", "--landing", str(landing), "--through", "2025-02-28")
+    # the failed night a moment ago walked every folder (its last full walk was 28 nights before);
+    # this one would list only the late-file window's folders, but --full-walk lists them all
+    code, out, err = _cli(capsys, "run", "-v", "--full-walk", "--landing", str(landing), "--through", "2025-02-28")
     assert code == 0, err
     assert any("[DAG TEST] end task task_id=publish" in line for line in out)
     assert len(out) > 100  # everything Airflow said
     assert [m.group(1) for m in map(STEP_LINE.match, out) if m] == NIGHT_STEPS
     assert "Published marts as of 2025-02-28:" in out
+    from yibao import db
+
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute("select through::text, walked_from from raw.landing_walk order by walked_at")
+        assert cur.fetchall() == [("2025-01-31", None), ("2025-02-28", None), ("2025-02-28", None)]
 
     code, out, err = _cli(capsys, "reports", "--month", "2025-01")
     assert code == 0, err

@@ -302,6 +302,21 @@ def test_a_late_file_older_than_the_window_loads_on_the_next_full_walk(clean_war
         _load(city)
 
 
+def test_a_full_walk_asked_for_finds_a_late_file_outside_the_window_tonight(clean_warehouse, city, monkeypatch):
+    """`yibao run --full-walk` (the run's conf ``full_walk``) lists every folder on an ordinary night."""
+    monkeypatch.setenv("YIBAO_LATE_WINDOW_DAYS", "1")
+    late = sorted(city.glob("20250101/*/usage.csv"))[-1]
+    rel = str(late.relative_to(city))
+    held_back = late.with_name("held_back")
+    late.rename(held_back)
+    _load(city)
+    held_back.rename(late)
+    assert rel not in _statuses(_load(city))  # outside the window
+    night = load_landing(city, THROUGH, show_progress=False, workers=1, full_walk=True)
+    assert night.walked_from is None and _statuses(night)[rel] == "loaded"
+    assert _query("select walked_from from raw.landing_walk order by walked_at") == [(None,), (THROUGH,), (None,)]
+
+
 def test_discover_unknown_counts_the_known_files_and_returns_the_others_as_discover_would(city, spy):
     """The walk's listing: what :func:`discover` finds, less the files whose stat key is known,
     which are only counted; the same warnings about what does not fit the layout."""

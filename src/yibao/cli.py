@@ -3,7 +3,7 @@
     yibao db start|stop|reset|status     the embedded PostgreSQL (or report on the external one)
     yibao url [--airflow]                 connection URL of the warehouse (psql, BI tools, outside checks)
     yibao generate --out DIR …            a synthetic city's landing zone
-    yibao run [--landing DIR] [--through D]  the real nightly DAG (Airflow) on the landing root
+    yibao run [--landing DIR] [--through D] [--full-walk]  the real nightly DAG (Airflow) on the landing root
     yibao reports [--month YYYY-MM]       monthly settlement reports (real monthly_settlement DAG)
     yibao load --landing DIR --through D  only the loader (no dbt, no GX, no publish), for debugging
     yibao airflow …                       the airflow CLI with this project's environment
@@ -82,6 +82,8 @@ def cmd_run(args) -> int:
         conf["landing"] = str(landing)
     if args.through:
         conf["through"] = args.through.isoformat()
+    if args.full_walk:
+        conf["full_walk"] = True
     print(f"night through {args.through or '(the configured default)'}: nightly_ingest on"
           f" {conf.get('landing', 'the configured landing root')}")
     result = _run_dag_steps("nightly_ingest", args.through, conf, verbose=args.verbose)
@@ -282,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
                    " landing root: Airflow Variable yibao_landing, else YIBAO_LANDING, else $YIBAO_HOME/landing)")
     p.add_argument("--through", type=_date, help="latest business date to load (default: yesterday in Asia/Shanghai,"
                    " but not later than the newest <YYYYMMDD>/ folder)")
+    p.add_argument("--full-walk", action="store_true",
+                   help="look for late files in every landing folder, not only those of the last 92 business dates"
+                   " (a full walk also happens by itself every 7 nights)")
     p.add_argument("-v", "--verbose", action="store_true", help="show Airflow's whole output, not one line per step")
     p.set_defaults(func=cmd_run)
 

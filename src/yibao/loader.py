@@ -1052,6 +1052,7 @@ def load_landing(
     pseudonymise: Pseudonymiser | None = None,
     show_progress: bool | None = None,
     workers: int | None = None,
+    full_walk: bool = False,
 ) -> NightResult:
     """Load every not-yet-loaded landing file with business date ≤ ``through`` (≥ ``since``).
 
@@ -1064,8 +1065,8 @@ def load_landing(
     ~10⁵ files, one ``stat`` each: ~0.75 s of CPU) and counts the files the ledger knows by their stat
     (``NightResult.skipped_earlier``: not listed in ``files``); their late or changed files load
     after the night's. Without ``since``, an ordinary night lists only the folders of the late-file
-    window and every few nights one lists them all (:func:`walk_window`), so the walk does not grow
-    with the years of history; each step's walk is a row of ``raw.landing_walk``. The order of
+    window and every few nights one lists them all (:func:`walk_window`; ``full_walk`` tonight), so
+    the walk does not grow with the years of history; each step's walk is a row of ``raw.landing_walk``. The order of
     loading does not decide which version of a record wins (business date first, then load id; see
     ``macros/latest_version.sql``), so a late file loads the same either way.
     """
@@ -1102,7 +1103,7 @@ def load_landing(
         split = newest is not None and (since is None or since < newest)
         recent = newest if split else since
         walked_from = since
-        if split and since is None:
+        if split and since is None and not full_walk:
             walked_from, night.full_walk_due = walk_window(conn, through, newest)
             night.walked_from = walked_from
         conn.commit()

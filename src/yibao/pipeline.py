@@ -144,11 +144,11 @@ def setup() -> None:
 
 
 def load(landing: Path, through: dt.date, run_id: str, since: dt.date | None = None,
-         warnings: list[str] | None = None) -> dict:
+         warnings: list[str] | None = None, full_walk: bool = False) -> dict:
     from .loader import load_landing
 
     started = time.perf_counter()
-    night = load_landing(Path(landing), through, since=since)
+    night = load_landing(Path(landing), through, since=since, full_walk=full_walk)
     night.warnings[:0] = list(warnings or [])
     if not any(f.file.business_date == through for f in night.files):
         night.warnings.append(f"no deliveries for business date {through} (no file in {Path(landing) / f'{through:%Y%m%d}'})")
