@@ -39,7 +39,8 @@ Printed: one table with the seconds of each step (load, GX raw, dbt, GX marts, p
 the year's catch-up, the night on the year and the night on nothing, the ratio year/empty of each
 step, and dbt's three slowest models of each run (over every dbt invocation of the step: an
 upgrade's refreshes of stale models included), the eight models whose seconds grew most from the
-night on nothing to the night on the year (and the tests summed), plus the row counts and the
+night on nothing to the night on the year (and the tests summed), the load step's walk of the
+earlier folders (a NOTE: files listed, from which date, seconds), plus the row counts and the
 load average. A
 second table gives the server's I/O in each step of both nights (``pg_stat_io``, ``pg_stat_wal``):
 the pages read from outside shared buffers and the seconds spent waiting for them (the benchmark
@@ -61,6 +62,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 import sys
@@ -299,6 +301,29 @@ def _scalar(url: str, sql: str):
 # ------------------------------------------------------------------------------------- the pipeline
 
 
+class _WalkNotes(logging.Handler):
+    """Keeps the loader's log line on its walk of the earlier folders ("listed N files of business dates
+    before D in S s, beside the night's load: K known …") as a note of the night."""
+
+    def __init__(self, timing: NightTiming):
+        super().__init__(logging.INFO)
+        self.timing = timing
+        self.logger = logging.getLogger("yibao.loader")
+        self.level_before = self.logger.level
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("listed "):
+            self.timing.notes.append("the load step's walk: " + message)
+
+    def close(self) -> None:
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.level_before)
+        super().close()
+
+
 def run_night(label: str, landing: Path, through: dt.date, run_id: str) -> NightTiming:
     """The nightly DAG's steps (yibao.pipeline), each timed; a failed quality gate is reported, not hidden."""
     from yibao import pipeline
@@ -323,7 +348,11 @@ def run_night(label: str, landing: Path, through: dt.date, run_id: str) -> Night
             timing.io[name] = {k: v - io[k] for k, v in _io_counters().items()}
             print(f"  [{label}] {name:<9} {timing.seconds[name]:9.1f} s", flush=True)
 
-    loaded = step("load", lambda: pipeline.load(landing, through, run_id))
+    walk_log = _WalkNotes(timing)  # the loader's line on its walk of the earlier folders, as a note
+    try:
+        loaded = step("load", lambda: pipeline.load(landing, through, run_id))
+    finally:
+        walk_log.close()
     timing.rows_loaded, timing.files_loaded = loaded["rows_loaded"], loaded["files_loaded"]
     step("gx_raw", lambda: pipeline.validate_raw(through, loaded["load_ids"], run_id))
     RUN_RESULTS.unlink(missing_ok=True)

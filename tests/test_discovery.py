@@ -302,8 +302,9 @@ def test_a_late_file_older_than_the_window_loads_on_the_next_full_walk(clean_war
         _load(city)
 
 
-def test_a_full_walk_asked_for_finds_a_late_file_outside_the_window_tonight(clean_warehouse, city, monkeypatch):
-    """`yibao run --full-walk` (the run's conf ``full_walk``) lists every folder on an ordinary night."""
+def test_a_full_walk_asked_for_finds_a_late_file_outside_the_window_tonight(clean_warehouse, city, monkeypatch, capsys):
+    """`yibao load --full-walk` (and `yibao run --full-walk`, the run's conf ``full_walk``) lists every folder
+    on an ordinary night."""
     monkeypatch.setenv("YIBAO_LATE_WINDOW_DAYS", "1")
     late = sorted(city.glob("20250101/*/usage.csv"))[-1]
     rel = str(late.relative_to(city))
@@ -312,8 +313,11 @@ def test_a_full_walk_asked_for_finds_a_late_file_outside_the_window_tonight(clea
     _load(city)
     held_back.rename(late)
     assert rel not in _statuses(_load(city))  # outside the window
-    night = load_landing(city, THROUGH, show_progress=False, workers=1, full_walk=True)
-    assert night.walked_from is None and _statuses(night)[rel] == "loaded"
+    from yibao.cli import main  # `yibao load --full-walk`, as an operator would
+
+    assert main(["load", "--landing", str(city), "--through", str(THROUGH), "--full-walk"]) == 0
+    assert "1 files loaded" in capsys.readouterr().out
+    assert _query("select status from raw.load_ledger where source_file = %s", (rel,)) == [("loaded",)]
     assert _query("select walked_from from raw.landing_walk order by walked_at") == [(None,), (THROUGH,), (None,)]
 
 

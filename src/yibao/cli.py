@@ -230,7 +230,7 @@ def cmd_load(args) -> int:
     from .loader import load_landing
 
     db.bootstrap()
-    night = load_landing(Path(args.landing), args.through, since=args.since)
+    night = load_landing(Path(args.landing), args.through, since=args.since, full_walk=args.full_walk)
     print(night.summary_text())
     return 0
 
@@ -299,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--landing", required=True)
     p.add_argument("--through", type=_date, required=True)
     p.add_argument("--since", type=_date, help="backfill: only business dates from this one")
+    p.add_argument("--full-walk", action="store_true",
+                   help="look for late files in every landing folder, not only those of the last 92 business dates")
     p.set_defaults(func=cmd_load)
 
     p = sub.add_parser("airflow", help="the airflow CLI with this project's environment")
