@@ -1121,9 +1121,10 @@ def load_landing(
         night.files = load_files(conn, files, pseudonymise, progress=progress, workers=n_workers, url=url or pg.url())
         if earlier is not None:
             known, more, more_warnings, seconds = earlier.result()
-            log.info("listed %d files of business dates %sbefore %s in %.2f s, beside the night's load: "
-                     "%d known to the ledger by their stat", known + len(more),
-                     f"from {walked_from} " if walked_from else "(every folder) ", newest, seconds, known)
+            span = (f"the folders from {walked_from} to {newest - dt.timedelta(days=1)}" if walked_from
+                    else f"every folder before {newest}")
+            log.info("listed %d files in %s in %.2f s, beside the night's load: %d known to the ledger by their stat",
+                     known + len(more), span, seconds, known)
             if bar is not None:
                 bar.total += known + len(more)
                 bar.update(known)
