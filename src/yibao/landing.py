@@ -161,8 +161,14 @@ def _extract_entries(landing: Path, through: dt.date, since: dt.date | None, war
                         f"ignored {name}/{hosp}/{fname}: not purchase/usage/claim/fee_detail .csv/.csv.gz/.xlsx")
 
 
-def _gone(rel: str) -> str:
-    return f"ignored {rel}: gone while the folder was read, or a link to nothing"
+def _stat(entry: os.DirEntry, rel: str, warnings: list[str]) -> os.stat_result | None:
+    """The entry's stat, or None with a warning when it is gone since its folder was listed (or is
+    a link to nothing)."""
+    try:
+        return entry.stat()
+    except FileNotFoundError:
+        warnings.append(f"ignored {rel}: gone while the folder was read, or a link to nothing")
+        return None
 
 
 _KIND_ORDER = {"purchase": 0, "usage": 1, "claim": 2, "fee_detail": 3}
@@ -209,10 +215,8 @@ def discover(
             if stem not in REFERENCE or stem in PACKAGED_REFERENCE:
                 warnings.append(f"ignored {rel}: not a known reference file")
                 continue
-            try:
-                st = entry.stat()
-            except FileNotFoundError:  # gone since the folder was listed, or a broken link
-                warnings.append(_gone(rel))
+            st = _stat(entry, rel, warnings)
+            if st is None:
                 continue
             files.append(LandingFile(entry.path, rel, f"reference:{stem}", None, None, st.st_size, st.st_mtime_ns))
     # the packaged reference data (the national rule library): every run, like a landing reference
@@ -249,10 +253,8 @@ def discover_unknown(
     warnings: list[str] = []
     n_known = 0
     for entry, rel, kind, hosp, day in _extract_entries(landing, through, since, warnings):
-        try:
-            st = entry.stat()
-        except FileNotFoundError:
-            warnings.append(_gone(rel))
+        st = _stat(entry, rel, warnings)
+        if st is None:
             continue
         if (rel, st.st_size, st.st_mtime_ns) in known:
             n_known += 1
