@@ -329,6 +329,9 @@ def test_discover_unknown_counts_the_known_files_and_returns_the_others_as_disco
     hospital = sorted(p for p in (city / "20250101").iterdir() if p.is_dir())[0]
     (hospital / "README.txt").write_text("not an extract", encoding="utf-8")
     (city / "2025-01-01").mkdir()
+    broken = next(hospital / n for n in ("fee_detail.csv", "fee_detail.csv.gz", "fee_detail.xlsx")
+                  if not (hospital / n).exists())
+    broken.symlink_to(hospital / "nowhere.csv")  # a link to nothing: a warning, not a file
     files, warnings = discover(city, THROUGH, reference=False)
     unknown = [f for f in files if f.kind == "claim"][::3]
     known = {f.stat_key for f in files if f not in unknown}
@@ -341,6 +344,8 @@ def test_discover_unknown_counts_the_known_files_and_returns_the_others_as_disco
     assert n_known == len(files) - len(unknown)
     assert found_warnings == warnings
     assert any("not a YYYYMMDD" in w for w in warnings) and any("README.txt" in w for w in warnings)
+    assert f"ignored {broken.relative_to(city)}: gone while the folder was read, or a link to nothing" in warnings
+    assert str(broken.relative_to(city)) not in {f.relpath for f in files}
     # the date range is the folders', as for discover
     found, n_known, _ = discover_unknown(city, THROUGH, THROUGH, known)
     assert found == [f for f in unknown if f.business_date == THROUGH]
