@@ -62,7 +62,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import logging
 import os
 import shutil
 import sys
@@ -301,29 +300,6 @@ def _scalar(url: str, sql: str):
 # ------------------------------------------------------------------------------------- the pipeline
 
 
-class _WalkNotes(logging.Handler):
-    """Keeps the loader's log line on its walk of the earlier folders ("listed N files of business dates
-    before D in S s, beside the night's load: K known …") as a note of the night."""
-
-    def __init__(self, timing: NightTiming):
-        super().__init__(logging.INFO)
-        self.timing = timing
-        self.logger = logging.getLogger("yibao.loader")
-        self.level_before = self.logger.level
-        self.logger.setLevel(logging.INFO)
-        self.logger.addHandler(self)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message.startswith("listed "):
-            self.timing.notes.append("the load step's walk: " + message)
-
-    def close(self) -> None:
-        self.logger.removeHandler(self)
-        self.logger.setLevel(self.level_before)
-        super().close()
-
-
 def run_night(label: str, landing: Path, through: dt.date, run_id: str) -> NightTiming:
     """The nightly DAG's steps (yibao.pipeline), each timed; a failed quality gate is reported, not hidden."""
     from yibao import pipeline
@@ -348,12 +324,13 @@ def run_night(label: str, landing: Path, through: dt.date, run_id: str) -> Night
             timing.io[name] = {k: v - io[k] for k, v in _io_counters().items()}
             print(f"  [{label}] {name:<9} {timing.seconds[name]:9.1f} s", flush=True)
 
-    walk_log = _WalkNotes(timing)  # the loader's line on its walk of the earlier folders, as a note
-    try:
-        loaded = step("load", lambda: pipeline.load(landing, through, run_id))
-    finally:
-        walk_log.close()
+    loaded = step("load", lambda: pipeline.load(landing, through, run_id))
     timing.rows_loaded, timing.files_loaded = loaded["rows_loaded"], loaded["files_loaded"]
+    walk = loaded.get("walk")
+    if walk:  # the earlier folders, listed beside the night's load
+        timing.notes.append(f"the load step's walk listed {walk['listed']:,} files of "
+                            f"{'the folders from ' + walk['from'] if walk['from'] else 'every earlier folder'}"
+                            f" in {walk['seconds']:.2f} s ({walk['known']:,} known to the ledger)")
     step("gx_raw", lambda: pipeline.validate_raw(through, loaded["load_ids"], run_id))
     RUN_RESULTS.unlink(missing_ok=True)
     dbt_run = step("dbt", lambda: pipeline.transform(through, run_id))

@@ -134,6 +134,13 @@ def test_a_noop_rerun_reads_no_landing_file(clean_warehouse, city, spy, workers,
     assert s.fingerprinted == []
     assert s.opened == []
     assert _query("select count(*) from raw.load_ledger")[0][0] == len(first.files)
+    assert again.walk_listed == again.skipped_earlier and again.walk_seconds is not None
+    # the load task's answer says what the walk listed (the benchmark prints it)
+    from yibao import pipeline
+
+    walk = pipeline.load(city, THROUGH, "walk-answer")["walk"]
+    assert walk == {"from": str(THROUGH - dt.timedelta(days=91)), "listed": again.skipped_earlier,
+                    "known": again.skipped_earlier, "seconds": walk["seconds"]} and walk["seconds"] > 0
 
 
 def test_touched_identical_file_is_hashed_once_not_reloaded(clean_warehouse, city, spy):
@@ -281,7 +288,7 @@ def test_a_late_file_older_than_the_window_loads_on_the_next_full_walk(clean_war
     night = _load(city)  # the next night: the 2025-01-01 folder is outside the window
     s.stop()
     assert walks == [] and s.fingerprinted == [] and s.opened == []
-    assert rel not in _statuses(night) and night.skipped_earlier == 0
+    assert rel not in _statuses(night) and night.skipped_earlier == 0 and night.walk_seconds is None
     assert (night.walked_from, night.full_walk_due) == (THROUGH, THROUGH + dt.timedelta(days=7))
     assert "late files looked for in the folders from 2025-01-02 on; every folder on the night of 2025-01-09" in (
         night.summary_text())

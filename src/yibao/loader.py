@@ -74,6 +74,8 @@ class NightResult:
     # listed every folder (a full walk; :func:`walk_window`), else the start of the late-file window
     walked_from: dt.date | None = None
     full_walk_due: dt.date | None = None  # with ``walked_from``: the night whose walk lists every folder
+    walk_listed: int = 0  # files the walk of the earlier folders listed (known and new)
+    walk_seconds: float | None = None  # how long that walk took beside the night's load; None: no walk
 
     @property
     def files_skipped(self) -> int:
@@ -1066,9 +1068,10 @@ def load_landing(
     (``NightResult.skipped_earlier``: not listed in ``files``); their late or changed files load
     after the night's. Without ``since``, an ordinary night lists only the folders of the late-file
     window and every few nights one lists them all (:func:`walk_window`; ``full_walk`` tonight), so
-    the walk does not grow with the years of history; each step's walk is a row of ``raw.landing_walk``. The order of
-    loading does not decide which version of a record wins (business date first, then load id; see
-    ``macros/latest_version.sql``), so a late file loads the same either way.
+    the walk does not grow with the years of history; each step's walk is a row of
+    ``raw.landing_walk``. The order of loading does not decide which version of a record wins
+    (business date first, then load id; see ``macros/latest_version.sql``), so a late file loads
+    the same either way.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -1128,7 +1131,7 @@ def load_landing(
             if bar is not None:
                 bar.total += known + len(more)
                 bar.update(known)
-            night.skipped_earlier = known
+            night.skipped_earlier, night.walk_listed, night.walk_seconds = known, known + len(more), seconds
             if more:  # (the walk has already set the known files aside: no second look-up for none)
                 night.files += load_files(conn, more, pseudonymise, progress=progress, workers=n_workers,
                                           url=url or pg.url())

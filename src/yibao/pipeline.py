@@ -162,6 +162,10 @@ def load(landing: Path, through: dt.date, run_id: str, since: dt.date | None = N
         "files_loaded": sum(1 for f in night.files if f.status == "loaded"),
         "files_rejected": sum(1 for f in night.files if f.status == "rejected"),
         "files_skipped": night.files_skipped,
+        # the walk of the folders before the night's, beside its load (None: there was none)
+        "walk": None if night.walk_seconds is None else {
+            "from": night.walked_from.isoformat() if night.walked_from else None,  # None: every folder
+            "listed": night.walk_listed, "known": night.skipped_earlier, "seconds": round(night.walk_seconds, 3)},
         "rows_read": sum(f.rows_read for f in night.files),
         "rows_loaded": sum(f.rows_loaded for f in night.files),
         "rows_quarantined": sum(f.rows_quarantined for f in night.files),
