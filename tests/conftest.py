@@ -58,6 +58,19 @@ def reset_warehouse() -> None:
     db.bootstrap()
 
 
+def render_sql(url: str, jinja: str, as_of) -> str:
+    """The SQL that dbt renders for `jinja` in this project (dbt compile --inline, no model run)."""
+    from dbt.cli.main import dbtRunner
+
+    from yibao import transform
+
+    vars_ = {"marts_schema": "marts_check", "as_of_date": as_of.isoformat()}
+    with transform._environment(transform.connection_env(url)):
+        result = dbtRunner().invoke(["compile", "--inline", jinja, *transform._common_args(vars_), *transform._log_args()])
+    assert result.success, result.exception
+    return result.result.results[0].node.compiled_code
+
+
 @pytest.fixture
 def clean_warehouse(warehouse) -> str:
     """The session warehouse emptied, for a test that loads from scratch."""

@@ -19,7 +19,7 @@ import datetime as dt
 from decimal import Decimal as D
 
 import pytest
-from conftest import reset_warehouse
+from conftest import render_sql, reset_warehouse
 
 from yibao import transform
 
@@ -1466,14 +1466,7 @@ def test_claims_without_budget_fail_the_build(built):
 
 
 def _render(url: str, jinja: str) -> str:
-    """The SQL that dbt renders for `jinja` in this project (dbt compile --inline, no model run)."""
-    from dbt.cli.main import dbtRunner
-
-    vars_ = {"marts_schema": "marts_check", "as_of_date": C.isoformat()}
-    with transform._environment(transform.connection_env(url)):
-        result = dbtRunner().invoke(["compile", "--inline", jinja, *transform._common_args(vars_), *transform._log_args()])
-    assert result.success, result.exception
-    return result.result.results[0].node.compiled_code
+    return render_sql(url, jinja, C)
 
 
 def test_pre_hook_temporary_tables_are_analysed_from_a_small_sample(built):
