@@ -645,21 +645,24 @@ def test_incremental_nights_equal_full_rebuild(built, night, table):
 
 
 def test_window_rule_indexes_are_partial(built):
-    """The (patient_key, rule_id) indexes that only the window rules (R15, R16, R20) read are
-    partial to their rule types (macros/indexes.sql), which the index's comment records:
-    in marts_build after incremental nights, in marts_check and intermediate after the full
-    refresh that ended the fixture."""
+    """The patient x rule indexes that only the window rules (R15, R16, R20) read are partial to
+    their rule types (macros/indexes.sql), which the index's comment records: in marts_build
+    after incremental nights, in marts_check and intermediate after the full refresh that ended
+    the fixture. The matches' index is keyed by charge date too, which bounds each probe to the
+    group's days from its date on."""
     conn = built[0]
     window_types = "WHERE (rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interval_days'::text, 'repeat_exam'::text]))"
     recorded = "yibao partial_index: rule_type in ('daily_quantity', 'min_interval_days', 'repeat_exam')"
-    for table in ("intermediate.int_audit_rule_matches", "marts_build.fct_audit_findings",
-                  "marts_check.fct_audit_findings"):
+    for table, columns in (("intermediate.int_audit_rule_matches", "(patient_key, rule_id, charge_date)"),
+                           ("marts_build.fct_audit_findings", "(patient_key, rule_id)"),
+                           ("marts_check.fct_audit_findings", "(patient_key, rule_id)")):
         defs = _rows(
             conn,
             "select pg_get_indexdef(indexrelid), obj_description(indexrelid, 'pg_class') from pg_index"
             " where indrelid = %s::regclass and pg_get_indexdef(indexrelid) like %s",
-            table, "%(patient_key, rule_id)%",
+            table, "%(patient_key, rule_id%",
         )
+        assert len(defs) == 1 and f"USING btree {columns} WHERE" in defs[0][0], (table, defs)
         assert len(defs) == 1 and defs[0][0].endswith(window_types) and defs[0][1] == recorded, (table, defs)
 
 

@@ -973,7 +973,7 @@ PARTIAL_INDEXES = {  # model: its columns, the post-hook's predicate, that predi
         "hospital_code, patient_key", "medical_category_code = '21'", "(medical_category_code = '21'::text)",
     ),
     "int_audit_rule_matches": (
-        "patient_key, rule_id", WINDOW_TYPES,
+        "patient_key, rule_id, charge_date", WINDOW_TYPES,
         "(rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interval_days'::text, 'repeat_exam'::text]))",
     ),
     "fct_audit_findings": (
@@ -981,6 +981,11 @@ PARTIAL_INDEXES = {  # model: its columns, the post-hook's predicate, that predi
         "(rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interval_days'::text, 'repeat_exam'::text]))",
     ),
 }
+
+
+# the window rules' index of int_audit_rule_matches before 2026-12-05, on exactly these columns
+EARLIER_MATCHES_INDEX = ("select pg_get_expr(indpred, indrelid) from pg_index where indrelid = %s::regclass"
+                         " and pg_get_indexdef(indexrelid) like '%%USING btree (patient_key, rule_id)%%'")
 
 
 def _indexes_on(conn, table, model):
@@ -1060,9 +1065,10 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
         "(hospital_code, quarter_start, hashtextextended(patient_key, (0)::bigint))"
     ]
     assert [(p, c) for _, p, c in _indexes_on(conn, icwd, "int_claims_with_deductions")] == [(None, None)]
-    assert [(p, c) for _, p, c in _indexes_on(conn, matches, "int_audit_rule_matches")] == [
-        ("(rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interval_days'::text]))", None)
+    assert _rows(conn, EARLIER_MATCHES_INDEX, matches) == [
+        ("(rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interval_days'::text]))",)
     ]
+    assert _indexes_on(conn, matches, "int_audit_rule_matches") == []
     # what the earlier version left: the same business columns, no lineage columns
     lineage = [c for (c,) in _rows(
         conn,
@@ -1091,6 +1097,7 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
     assert _rows(conn, kept) == before  # the rest of the night stayed incremental
     for table in (matches, icwd, findings):
         _assert_partial_index(conn, table, table.split(".")[1])
+    assert _rows(conn, EARLIER_MATCHES_INDEX, matches) == []  # replaced by (patient_key, rule_id, charge_date)
     assert _patient_indexes(conn, evaluation) == [EVALUATION_PATIENT_INDEX]
     # fct_audit_findings' index, unchanged, was not rebuilt (its post-hook ran twice: the night ran
     # again after the refresh)

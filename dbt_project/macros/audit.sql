@@ -223,7 +223,7 @@
 
 {#- The matches a window model (R16, R20) reads: of the groups (patient_key, rule_id) its pre-hook
     wrote with from_date (audit_findings_delete_touched), those charged on or after the group's
-    read_from, one probe of the partial (patient_key, rule_id) index per group (a lateral join,
+    read_from, one probe of the partial (patient_key, rule_id, charge_date) index per group (a lateral join,
     `offset 0`: with the date bound in an exists, the planner hashed the groups against every
     window match of the history, 68 s on the 30 M-line city, against 0.35 s probed). Every match
     of the rule type when everything. -#}
@@ -374,7 +374,7 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
       fct_audit_findings needs no window visits: it re-copies the window findings by group
       (patient x rule) from the same date, wherever their visit.
     R17/R18 groups are visits, R11-R14/R19 lines: both covered by the first part. Read through the
-    (_batch_at) and (patient_key, rule_id) indexes of int_audit_rule_matches: only the night's
+    (_batch_at) and (patient_key, rule_id, charge_date) indexes of int_audit_rule_matches: only the night's
     matches and the history of the groups they touch. -#}
 {#- window_groups (with windows): a relation of the touched window groups (patient_key, rule_id,
     from_date), a pre-hook's analysed temporary table. Inlined, its size was misestimated (the prior keys'

@@ -26,9 +26,10 @@
     night on a big table dirties (and logs in full after a checkpoint) about one leaf page per
     row. On a 2.8M-settlement year the full (hospital_code, patient_key) index of
     int_claims_with_deductions was half of the night's insert (3.7 s of which 2.0 s, 25k of 29k
-    full-page WAL images) for its one reader, R22, which only reads inpatient stays. The
-    (patient_key, rule_id) indexes of int_audit_rule_matches and fct_audit_findings are read by
-    the window rules only (docs/scale-out.md §6 and §7). -#}
+    full-page WAL images) for its one reader, R22, which only reads inpatient stays. The patient x
+    rule indexes of int_audit_rule_matches (patient_key, rule_id, charge_date) and of
+    fct_audit_findings (patient_key, rule_id) are read by the window rules only
+    (docs/scale-out.md §6 and §7). -#}
 {% macro partial_index(columns, predicate, include=[], replaces=none) -%}
 {%- set cols = columns | join(', ') -%}
 {%- set included = (' include (' ~ (include | join(', ')) ~ ')') if include else '' -%}

@@ -12,7 +12,7 @@
         "set local enable_mergejoin = off",
     ],
     post_hook=[
-        "{{ partial_index(['patient_key', 'rule_id'], 'rule_type in (' ~ audit_window_rule_types() ~ ')') }}",
+        "{{ partial_index(['patient_key', 'rule_id', 'charge_date'], 'rule_type in (' ~ audit_window_rule_types() ~ ')', replaces=['patient_key', 'rule_id']) }}",
         "{{ partial_index(['hospital_code', 'visit_id', 'fee_line_id'], audit_decided_by_settlement()) }}",
         "{{ partial_index(['hospital_code', 'visit_id', 'rule_id'], audit_visit_partial_predicate()) }}",
         "{{ partial_index(['hospital_code', 'charge_date'], \"rule_type = 'positive_rate'\", include=['exam_class', 'fee_line_id', 'quantity', 'exam_result', 'threshold'], replaces=['rule_type', 'hospital_code', 'charge_date']) }}",
@@ -46,10 +46,13 @@
 -- (rule, visit, patient, charge date) of the line's earlier matches, so that the window rules
 -- downstream also re-derive the groups a corrected line left; a line that no longer matches any
 -- rule leaves one row with rule_id null (a tombstone carrying its _prior_keys).
--- The (patient_key, rule_id) index serves the window rules (R15, R16, R20: patient x rule across
--- hospitals) and is partial to their rule types (macros/indexes.sql): keyed by patient, a
--- full index took every night's match at a random leaf page, for 3.6 % of the matches (10 M-line
--- city) that are ever read through it.
+-- The (patient_key, rule_id, charge_date) index serves the window rules (R15, R16, R20: patient x
+-- rule across hospitals, from a date on) and is partial to their rule types (macros/indexes.sql):
+-- keyed by patient, a full index took every night's match at a random leaf page, for 3.6 % of the
+-- matches (10 M-line city) that are ever read through it. The charge date in the key bounds each
+-- probe to the group's days from its date on (R15: the day itself); keyed (patient_key, rule_id)
+-- as before 2026-12-05, each probe read every match of the group and dropped the earlier ones,
+-- twice the pages (docs/scale-out.md §7.19).
 -- The (hospital_code, visit_id, fee_line_id) index is partial to the matches of the rules decided
 -- on the settlement (R14 inpatient_only, R19 indication: ~1.4 % of the matches), which
 -- int_audit_claim_rules and (their violations) int_audit_deductible_lines read for every touched
