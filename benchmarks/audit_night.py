@@ -450,6 +450,25 @@ def _night(cur, args) -> None:
     cur.execute("analyze raw.claim")
 
 
+def _night_before(cur, args) -> int:
+    """--night-before: an ordinary night of the history's last day (not timed), before the timed
+    one: new visits of another id range, charged over the 30 days before it, with their claims,
+    half the timed night's size. Run on the history only, after its copy: a bureau's warehouse
+    comes to a night from the night before, whose pages (the upper levels of the indexes the
+    night probes, the recent heap pages) are still in shared buffers; a fresh copy of the
+    template has none. The empty side needs none: every page it reads was written in the same
+    minute. Returns the rows written."""
+    new_visits = (args.night // 2) // LINES_PER_VISIT
+    first = _history_visits(args.history) + 5_000_000
+    insert_visits(cur, HISTORY_DAY, "select generate_series(%(v0)s::bigint, %(v1)s::bigint)",
+                  HISTORY_DAY - dt.timedelta(days=30), 30, _pool(args), "before",
+                  ids="after" if args.night_ids == "after" else "history",
+                  v0=first, v1=first + new_visits - 1)
+    cur.execute("analyze raw.fee_detail")
+    cur.execute("analyze raw.claim")
+    return new_visits * LINES_PER_VISIT
+
+
 def run_night(args) -> dict:
     template = f"yibao_audit_bench_{args.history}"
     results = {}
@@ -460,6 +479,10 @@ def run_night(args) -> dict:
             pg.admin_sql([f'drop database if exists "{database}"',
                           f'create database "{database}" template "{template}" strategy file_copy'])
             url, conn = _connect(database)
+            if args.night_before:
+                rows = _night_before(conn.cursor(), args)
+                before = _run(HISTORY_DAY, url, full=False)
+                print(f"  the night before ({HISTORY_DAY}, {rows:,} fee lines; not timed): {before:.1f} s", flush=True)
         else:
             url, conn = _create_empty(database)
             seconds = _run(HISTORY_DAY, url, full=True)
@@ -666,6 +689,9 @@ def main() -> None:
                     help="night: the ids of the night's new visits, lines and settlements sort after every "
                          "id of the history, as a HIS's serial numbers do (after, default), or among them "
                          "(interleaved: the runs before 2026-12-03 afternoon, docs/scale-out.md §7.7)")
+    ap.add_argument("--night-before", action="store_true",
+                    help="night: on the history, an ordinary night of its last day (half the night's size, not "
+                         "timed) before the timed one, so that it starts from a night before, as a bureau's does")
     ap.add_argument("--verbose", action="store_true", help="explain: print the plans")
     ap.add_argument("--models", help="explain: only these models (comma-separated)")
     ap.add_argument("--analyze", action="store_true",
