@@ -430,17 +430,21 @@ def build_history(args) -> None:
     conn.close()
 
 
+def _new_visits(cur, args, day: dt.date, first: int, count: int, name: str) -> None:
+    """`count` new visits numbered from `first`, charged over the 30 days before `day`, with their
+    claims, delivered on `day` (a night's, or --night-before's)."""
+    insert_visits(cur, day, "select generate_series(%(v0)s::bigint, %(v1)s::bigint)", day - dt.timedelta(days=30),
+                  30, _pool(args), name, ids="after" if args.night_ids == "after" else "history",
+                  v0=first, v1=first + count - 1)
+
+
 def _night(cur, args) -> None:
     """The night: new visits charged over the 30 days before it (with their claims), and on 1 %
     of its size of the history's visits a late line and a refund each (the same rows whatever
     the history holds: numbered from the history's size, never read from it)."""
     history, night = args.history, args.night
     late = night // 100
-    new_visits = (night - 2 * late) // LINES_PER_VISIT
-    first = _history_visits(history) + 10_000_000
-    insert_visits(cur, NIGHT_DAY, "select generate_series(%(v0)s::bigint, %(v1)s::bigint)", NIGHT_DAY - dt.timedelta(days=30),
-                  30, _pool(args), "night", ids="after" if args.night_ids == "after" else "history",
-                  v0=first, v1=first + new_visits - 1)
+    _new_visits(cur, args, NIGHT_DAY, _history_visits(history) + 10_000_000, (night - 2 * late) // LINES_PER_VISIT, "night")
     if late and _history_visits(history):
         insert_visits(cur, NIGHT_DAY,
                       "select distinct (g::bigint * 104729) %% %(hv)s from generate_series(1, %(late)s) as g",
@@ -459,11 +463,7 @@ def _night_before(cur, args) -> int:
     template has none. The empty side needs none: every page it reads was written in the same
     minute. Returns the rows written."""
     new_visits = (args.night // 2) // LINES_PER_VISIT
-    first = _history_visits(args.history) + 5_000_000
-    insert_visits(cur, HISTORY_DAY, "select generate_series(%(v0)s::bigint, %(v1)s::bigint)",
-                  HISTORY_DAY - dt.timedelta(days=30), 30, _pool(args), "before",
-                  ids="after" if args.night_ids == "after" else "history",
-                  v0=first, v1=first + new_visits - 1)
+    _new_visits(cur, args, HISTORY_DAY, _history_visits(args.history) + 5_000_000, new_visits, "before")
     cur.execute("analyze raw.fee_detail")
     cur.execute("analyze raw.claim")
     return new_visits * LINES_PER_VISIT

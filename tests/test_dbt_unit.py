@@ -1472,10 +1472,6 @@ def test_claims_without_budget_fail_the_build(built):
     assert err.value.failures[0].status == "fail"
 
 
-def _render(url: str, jinja: str) -> str:
-    return render_sql(url, jinja, C)
-
-
 def test_pre_hook_temporary_tables_are_analysed_from_a_small_sample(built):
     """A pre-hook hands the night's rows or the touched keys to its model as an analysed temporary
     table (macro analysed_temp_table). The planner needs its size and its columns' null and
@@ -1484,7 +1480,7 @@ def test_pre_hook_temporary_tables_are_analysed_from_a_small_sample(built):
     rows on a 1 M-line night) where 3,000 do. The lower target is local to that ANALYZE: the
     session's default is back afterwards (the models' own tables keep theirs)."""
     conn, _runs, url = built
-    sql = _render(url, "{{ analysed_temp_table('sample_check', 'select g, g % 7 as k from generate_series(1, 50000) as g') }}")
+    sql = render_sql(url, "{{ analysed_temp_table('sample_check', 'select g, g % 7 as k from generate_series(1, 50000) as g') }}", C)
     with conn.cursor() as cur:
         cur.execute("show default_statistics_target")
         (before,) = cur.fetchone()
@@ -1497,12 +1493,12 @@ def test_pre_hook_temporary_tables_are_analysed_from_a_small_sample(built):
 
 def _probed_delete_insert(url: str, night: str) -> str:
     """The SQL of strategy delete_insert_probed for probe_check.target and the night's table."""
-    return _render(url, (
+    return render_sql(url, (
         "{%- set t = api.Relation.create(database=target.database, schema='probe_check', identifier='target') -%}"
         "{%- set n = api.Relation.create(database=target.database, schema='probe_check', identifier='" + night + "') -%}"
         "{{ get_incremental_delete_insert_probed_sql({'target_relation': t, 'temp_relation': n,"
         " 'unique_key': ['hospital_code', 'settlement_id'], 'dest_columns': adapter.get_columns_in_relation(t),"
-        " 'incremental_predicates': none}) }}"))
+        " 'incremental_predicates': none}) }}"), C)
 
 
 def test_delete_insert_probes_the_stored_rows_of_a_small_night(built):
