@@ -234,6 +234,8 @@ EXTRA = {"F12", "F13", "RA1", "RB1", "RA2", "RB2", "RA1R"}
 WINDOW_EXTRA = {"W1", "W2", "W3", "L1", "L2", "L3", "L4", "D1", "D2", "D3", "E1", "E2", "E3"}
 # another patient's two inpatient stays at H3 (R22), the first corrected to another patient in night C
 STAY_EXTRA = {"X1", "X2"}
+# EXTRA: a visit whose claim is corrected after its findings were written, and nothing else of it
+CLAIM_EXTRA = {"Y1"}
 
 
 def night_b(cur):
@@ -333,6 +335,12 @@ def night_c(cur):
     load_extract(cur, "claim", H3, dt.date(2025, 6, 1), [
         claim("X1", "VX1", ts(5, 5), "5000.00", "3500.00", category="21", patient="PK_OTHER",
               diagnosis="K35.800", admission=dt.date(2025, 5, 1), discharge=dt.date(2025, 5, 5))])
+    # EXTRA: an inpatient-only drug on an outpatient visit, settled: R14 on Y1, deducted on SY
+    # (until night_c_late corrects SY)
+    load_extract(cur, "fee_detail", H3, dt.date(2025, 6, 1), [
+        fee("Y1", "VY", ts(5, 2, 9), INP_DRUG, "1", "45.50", patient="PK_Y", item_type="11")])
+    load_extract(cur, "claim", H3, dt.date(2025, 6, 1), [
+        claim("SY", "VY", ts(5, 2, 18), "300.00", "150.00", patient="PK_Y")])
 
 
 def night_c_late(cur):
@@ -350,6 +358,11 @@ def night_c_late(cur):
         fee("F13", "VT", ts(3, 3, 9), SEX_ITEM, "1", "10.00"),
         fee("RA1R", "VR", ts(3, 3, 14), INC_A, "-1", "100.00"),
     ])
+    # EXTRA: SY corrected to an inpatient stay, nothing of its visit's lines re-sent: Y1's R14
+    # finding goes (the findings mart re-copies the R14/R19 findings of a re-settled visit)
+    load_extract(cur, "claim", H3, dt.date(2025, 6, 2), [
+        claim("SY", "VY", ts(5, 2, 18), "300.00", "150.00", category="21", patient="PK_Y",
+              diagnosis="K35.800", admission=dt.date(2025, 5, 1), discharge=dt.date(2025, 5, 2))])
 
 
 def night_d(cur):
@@ -386,6 +399,7 @@ def built(warehouse, tmp_path_factory):
     # findings mart by difference): the next build must not subtract the findings written by this
     # one and deleted by the next, which the summary never counted
     transform.run_dbt(["run", "--select", "+fct_audit_findings"], as_of=B, marts_schema="marts_build", url=url)
+    snapshots["C_stopped"] = _findings(conn), None
     night_c_late(cur)
     transform.build(B, marts_schema="marts_build", url=url)
     snapshots["C"] = _findings(conn), _deductions(conn)
@@ -472,7 +486,7 @@ def _deductions(conn, schema="marts_build"):
 
 
 def _worked(findings):
-    return {k: v for k, v in findings.items() if k[1] not in EXTRA | WINDOW_EXTRA | STAY_EXTRA}
+    return {k: v for k, v in findings.items() if k[1] not in EXTRA | WINDOW_EXTRA | STAY_EXTRA | CLAIM_EXTRA}
 
 
 def test_night_a_no_claim_yet_no_r14(built):
@@ -577,6 +591,12 @@ def test_night_c_corrections_rederive_their_groups(built):
     # deduction list holds deducted settlements only; int_audit_deductible_lines logs the visits
     # of the rows it deletes for int_claims_with_deductions)
     assert "SI10" not in deductions
+    # EXTRA: the claim corrected to an inpatient stay takes Y1's R14 finding and SY's deduction
+    # with it, although no line of its visit changed
+    stopped = built[1]["C_stopped"][0]
+    assert stopped[("INP-1", "Y1")][:2] == ("inpatient_only", "violation")
+    assert not {k for k in findings if k[1] in CLAIM_EXTRA}
+    assert "SY" not in deductions
 
 
 def test_night_d_rule_removed(built):

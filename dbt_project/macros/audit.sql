@@ -863,8 +863,23 @@ rule_type in ('inpatient_only', 'indication')
     the deleted and the re-copied findings are the same ones. -#}
 {% macro audit_mart_touched_visits(wm) -%}
     {{ audit_touched_visits(wm, windows=false) }}
-    union
-    {{ audit_claims_touched(wm, ['hospital_code', 'visit_id']) }}
+{%- endmacro %}
+
+{#- The visits re-settled since wm (int_claims_with_deductions) that the night's matches do not
+    touch: only their findings decided on the settlement (R14/R19, int_audit_claim_rules) can have
+    changed with the settlement; no other finding model reads a visit's claim (R22 follows the
+    settlements by patient and by settlement). Re-copying every finding model's findings of these
+    visits probed eight models and the mart once per re-settled visit: on a night of 100k claims
+    without fee lines that was the mart's whole second (docs/scale-out.md §6). -#}
+{% macro audit_mart_touched_claim_visits(wm) -%}
+    select claims.hospital_code, claims.visit_id
+    from ({{ audit_claims_touched(wm, ['hospital_code', 'visit_id']) }}) as claims
+    where not exists (
+        select 1
+        from pg_temp.fct_audit_findings__touched_visits as touched
+        where touched.hospital_code = claims.hospital_code
+          and touched.visit_id = claims.visit_id
+    )
 {%- endmacro %}
 
 {% macro audit_mart_touched_windows(wm) -%}
@@ -895,6 +910,7 @@ rule_type in ('inpatient_only', 'indication')
 {% macro audit_findings_mart_keys() -%}
     {%- set t = 'pg_temp.fct_audit_findings__' -%}
     {%- set by_visit = "subject_type = 'fee_line' and (hospital_code, visit_id) in (select hospital_code, visit_id from " ~ t ~ "touched_visits)" -%}
+    {%- set by_claim_visit = "subject_type = 'fee_line' and " ~ audit_decided_by_settlement() ~ " and (hospital_code, visit_id) in (select hospital_code, visit_id from " ~ t ~ "touched_claim_visits)" -%}
     {%- set by_line = "rule_type in ('sex', 'age', 'hospital_level') and (hospital_code, subject_id) in (select hospital_code, fee_line_id from " ~ t ~ "touched_lines)" -%}
     {%- set by_window = "rule_type in (" ~ audit_window_rule_types() ~ ") and exists (select 1 from " ~ t ~ "touched_windows as windows where windows.patient_key = finding.patient_key and windows.rule_id = finding.rule_id and finding.charge_date >= windows.from_date)" -%}
     {%- set by_stay = "rule_type = 'readmission' and (hospital_code, patient_key) in (select hospital_code, patient_key from " ~ t ~ "touched_stays)" -%}
@@ -904,13 +920,14 @@ rule_type in ('inpatient_only', 'indication')
         'sets': {
             'touched_windows': audit_mart_touched_windows,
             'touched_visits': audit_mart_touched_visits,
+            'touched_claim_visits': audit_mart_touched_claim_visits,
             'touched_lines': audit_mart_touched_lines,
             'touched_stays': audit_mart_touched_stays,
             'touched_settlements': audit_mart_touched_settlements,
         },
         'models': {
             'int_audit_line_rules': [by_visit, by_line],
-            'int_audit_claim_rules': [by_visit],
+            'int_audit_claim_rules': [by_visit, by_claim_visit],
             'int_audit_daily_quantity': [by_visit, by_window],
             'int_audit_min_interval': [by_visit, by_window],
             'int_audit_course_days': [by_visit],
@@ -918,8 +935,8 @@ rule_type in ('inpatient_only', 'indication')
             'int_audit_repeat_exam': [by_visit, by_window],
             'int_audit_readmission': [by_stay, by_settlement],
         },
-        'predicates': [by_visit, by_line, by_window, by_stay, by_settlement],
-        'probed': [by_visit],
+        'predicates': [by_visit, by_claim_visit, by_line, by_window, by_stay, by_settlement],
+        'probed': [by_visit, by_claim_visit],
     }) -}}
 {%- endmacro %}
 

@@ -25,8 +25,9 @@
 -- the stored findings of the same keys, to two analysed temporary tables; it deletes the stored
 -- ones the night does not hold as they are, and this query inserts the night's ones not stored as
 -- they are (macros audit_findings_mart_keys, audit_findings_mart_delete_touched). The keys: the fee-line findings of every visit of the night's matches and of their prior keys
--- (audit_touched_visits without its window groups) and of the visits re-settled since (R11-R13
--- with them; by line only a line without a visit, which the loader never writes); R15/R16/R20
+-- (audit_touched_visits without its window groups; R11-R13 with them, by line only a line
+-- without a visit, which the loader never writes); R14/R19 (int_audit_claim_rules, the only
+-- fee-line findings decided on the claim) also of the visits re-settled since; R15/R16/R20
 -- by patient x rule, the window groups the night touches, from the earliest date it touches
 -- each at (no finding dated before it can change), wherever the visit of their findings
 -- (a re-walk can move a finding to another visit: re-copying every finding of every visit
