@@ -743,6 +743,10 @@ WINDOW_PREDICATE = "(rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interva
      "(rule_type = 'readmission'::text)", "rule_type = 'readmission'"),
     ("marts_check.fct_audit_findings", "hospital_code, patient_key",
      "(rule_type = 'readmission'::text)", "rule_type = 'readmission'"),
+    # the findings mart's R14/R19 reads of the visits re-settled without a touched line
+    ("marts_build.fct_audit_findings", "hospital_code, visit_id, subject_id",
+     "(rule_type = ANY (ARRAY['inpatient_only'::text, 'indication'::text]))",
+     "rule_type in ('inpatient_only', 'indication')"),
     # the deductible base's delete of the window rules' rows of the window groups' visits
     ("intermediate.int_audit_deductible_lines", "hospital_code, visit_id, rule_type",
      WINDOW_PREDICATE, "rule_type in ('daily_quantity', 'min_interval_days', 'repeat_exam')"),

@@ -871,8 +871,11 @@ rule_type in ('inpatient_only', 'indication')
     touch: only their findings decided on the settlement (R14/R19, int_audit_claim_rules) can have
     changed with the settlement; no other finding model reads a visit's claim (R22 follows the
     settlements by patient and by settlement). Re-copying every finding model's findings of these
-    visits probed eight models and the mart once per re-settled visit: on a night of 100k claims
-    without fee lines that was the mart's whole second (docs/scale-out.md §6). -#}
+    visits probed seven finding models and the mart's full visit index once per visit: for 50k
+    visits of the 30 M-line city, 0.98-1.02 s for the copy and 0.68-0.75 s for the stored read,
+    against 0.12 s and 0.12-0.14 s from int_audit_claim_rules and the mart's index partial to the
+    R14/R19 findings (docs/scale-out.md §7.20). A claim arriving after its visit's lines (an
+    inpatient stay settled at discharge) is such a visit. -#}
 {% macro audit_mart_touched_claim_visits(wm) -%}
     select claims.hospital_code, claims.visit_id
     from ({{ audit_claims_touched(wm, ['hospital_code', 'visit_id']) }}) as claims

@@ -12,6 +12,7 @@
         "{{ audit_findings_deletions_table(this) }}",
         "{{ partial_index(['patient_key', 'rule_id'], 'rule_type in (' ~ audit_window_rule_types() ~ ')') }}",
         "{{ partial_index(['hospital_code', 'patient_key'], \"rule_type = 'readmission'\") }}",
+        "{{ partial_index(['hospital_code', 'visit_id', 'subject_id'], audit_decided_by_settlement()) }}",
     ]
 ) }}
 
@@ -36,7 +37,8 @@
 -- index of the finding model. The pre-hook's delete by patient x rule reads the window rules'
 -- findings only, so that index is partial to their rule types (macros/indexes.sql); its R22
 -- deletes read the readmission findings (~1 %) through a (hospital_code, patient_key) index partial
--- to them, where they scanned the whole mart. Everything when the rule library or the hospital
+-- to them, where they scanned the whole mart; its R14/R19 reads of the re-settled visits read
+-- their findings (~6 %) through a (hospital_code, visit_id, subject_id) index partial to them. Everything when the rule library or the hospital
 -- registry changed. Each delete logs what it deleted, counted by fct_audit_summary_monthly's grain, in
 -- the table fct_audit_findings__deletions beside this one (macro audit_findings_delete_logged): the
 -- summary follows this table by difference (the night's findings, less the deleted ones).
