@@ -251,8 +251,10 @@
     finding model (R17, R18), from its pre-hook's pg_temp.<model>__touched: one
     (hospital_code, visit_id) index probe per touched visit (a lateral join), not one per visit x
     rule (a visit touches ~9 R18 rules, each probe read all the visit's matches), read once for
-    every CTE of the model. Every match of the rule types when everything. -#}
-{% macro audit_visit_group_matches(everything, rule_types) -%}
+    every CTE of the model. by_rule=false (R18): the touched groups are whole visits
+    (hospital_code, visit_id), every match of the rule types of each. Every match of the rule types
+    when everything. -#}
+{% macro audit_visit_group_matches(everything, rule_types, by_rule=true) -%}
     {%- set types = audit_sql_list(rule_types) -%}
     {#- every rule type read has its matches in the partial index: probe through it -#}
     {%- set use_partial = rule_types | reject('in', audit_visit_partial_rule_types(as_list=true)) | list | length == 0 -%}
@@ -277,9 +279,11 @@
           and visit_matches.rule_type in ({{ types }})
         offset 0
     ) as matches
+    {%- if by_rule %}
     where (matches.hospital_code, matches.visit_id, matches.rule_id) in (
         select hospital_code, visit_id, rule_id from pg_temp.{{ this.identifier }}__touched
     )
+    {%- endif %}
     {%- endif -%}
 {%- endmacro %}
 
@@ -337,6 +341,25 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
             {%- set touched = audit_touched_groups(wm, rule_types, group_columns, current_keys) %}
             {%- endif %}
             {{ analysed_temp_table(this.identifier ~ '__touched', touched) }};
+            {%- if group_columns == ['hospital_code', 'visit_id'] %}
+            {#- whole visits (R18): one probe of the model's (hospital_code, visit_id) index per
+                visit (`offset 0`: never a hash join); the planner hashed ~30k visits against a
+                sequential scan of every finding, 0.28-0.41 s on a 30 M-line history and growing
+                with it, against 0.12-0.16 s probed (docs/scale-out.md §7.21) -#}
+            delete from {{ this }}
+            where ctid = any (array(
+                select found.ctid
+                from pg_temp.{{ this.identifier }}__touched as groups
+                cross join lateral (
+                    select stored.ctid
+                    from {{ this }} as stored
+                    where stored.hospital_code = groups.hospital_code
+                      and stored.visit_id = groups.visit_id
+                      and stored.rule_type in ({{ audit_sql_list(rule_types) }})
+                    offset 0
+                ) as found
+            ))
+            {%- else %}
             delete from {{ this }} as stored
             using pg_temp.{{ this.identifier }}__touched as groups
             where {% for c in group_columns -%}
@@ -347,6 +370,7 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
               {%- if from_date %}
               and stored.charge_date >= groups.from_date
               {%- endif %}
+            {%- endif %}
         {%- endif -%}
     {%- else -%}
         select 1
