@@ -343,22 +343,11 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
             {{ analysed_temp_table(this.identifier ~ '__touched', touched) }};
             {%- if group_columns == ['hospital_code', 'visit_id'] %}
             {#- whole visits (R18): one probe of the model's (hospital_code, visit_id) index per
-                visit (`offset 0`: never a hash join); the planner hashed ~30k visits against a
+                visit (macro probed_delete); as a join, the planner hashed ~30k visits against a
                 sequential scan of every finding, 0.28-0.41 s on a 30 M-line history and growing
                 with it, against 0.12-0.16 s probed (docs/scale-out.md §7.21) -#}
-            delete from {{ this }}
-            where ctid = any (array(
-                select found.ctid
-                from pg_temp.{{ this.identifier }}__touched as groups
-                cross join lateral (
-                    select stored.ctid
-                    from {{ this }} as stored
-                    where stored.hospital_code = groups.hospital_code
-                      and stored.visit_id = groups.visit_id
-                      and stored.rule_type in ({{ audit_sql_list(rule_types) }})
-                    offset 0
-                ) as found
-            ))
+            {{ probed_delete(this, 'pg_temp.' ~ this.identifier ~ '__touched', group_columns,
+                             'candidate.rule_type in (' ~ audit_sql_list(rule_types) ~ ')') }}
             {%- else %}
             delete from {{ this }} as stored
             using pg_temp.{{ this.identifier }}__touched as groups

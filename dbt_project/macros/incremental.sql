@@ -266,19 +266,28 @@ $last_batch_statistics$
     {%- set night_rows, stored_rows, probe = sizes.rows[0] if execute else (none, none, false) -%}
     {%- if probe %}
     -- probed: {{ night_rows }} rows tonight, about {{ stored_rows }} stored
-    delete from {{ target }} as stored
-    where stored.ctid = any (array(
-        select found.ctid
-        from (select distinct {{ keys | join(', ') }} from {{ source }}) as night
-        cross join lateral (
-            select candidate.ctid
-            from {{ target }} as candidate
-            where {% for k in keys %}candidate.{{ k }} = night.{{ k }}{{ ' and ' if not loop.last }}{% endfor %}
-            offset 0
-        ) as found
-    ));
+    {{ probed_delete(target, '(select distinct ' ~ (keys | join(', ')) ~ ' from ' ~ source ~ ')', keys) }};
     {{ get_insert_into_sql(target, source, arg_dict['dest_columns']) }}
     {%- else %}
     {{ get_delete_insert_merge_sql(target, source, unique_key, arg_dict['dest_columns'], none) }}
     {%- endif %}
+{%- endmacro %}
+
+{#- Delete from target the rows whose keys are in keys_relation (and, if given, that satisfy
+    filter, on the alias `candidate`): one probe of target's index on the keys per row of
+    keys_relation (a lateral `offset 0` subquery, never pulled up into a hash join against a scan of
+    the whole target), the rows found deleted by ctid. keys_relation should hold distinct keys. -#}
+{% macro probed_delete(target, keys_relation, keys, filter=none) -%}
+    delete from {{ target }} as stored
+    where stored.ctid = any (array(
+        select found.ctid
+        from {{ keys_relation }} as night
+        cross join lateral (
+            select candidate.ctid
+            from {{ target }} as candidate
+            where {% for k in keys %}candidate.{{ k }} = night.{{ k }}{{ ' and ' if not loop.last }}{% endfor %}
+              {%- if filter %} and {{ filter }}{% endif %}
+            offset 0
+        ) as found
+    ))
 {%- endmacro %}
