@@ -738,6 +738,10 @@ WINDOW_PREDICATE = "(rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interva
     # with the columns it reads included (an index-only scan)
     ("intermediate.int_audit_rule_matches", "hospital_code, charge_date",
      "(rule_type = 'positive_rate'::text)", "rule_type = 'positive_rate' include " + R21_INCLUDED),
+    # R17 (int_audit_course_days) reads each touched visit's course_days matches: ~7 % of the matches,
+    # with what it numbers a course with included (an index-only scan of a history visit)
+    ("intermediate.int_audit_rule_matches", "hospital_code, visit_id, rule_id, charge_date",
+     "(rule_type = 'course_days'::text)", "rule_type in ('course_days') include (quantity, days)"),
     # the findings mart's R22 deletes (by hospital x patient, by settlement), in every marts schema
     ("marts_build.fct_audit_findings", "hospital_code, patient_key",
      "(rule_type = 'readmission'::text)", "rule_type = 'readmission'"),
@@ -793,6 +797,41 @@ def test_r21_reads_a_hospital_month_from_the_index_alone(built):
     assert plan["Node Type"] == "Index Only Scan", plan
     assert plan["Index Cond"].startswith("((hospital_code = "), plan["Index Cond"]
     assert "charge_date >= " in plan["Index Cond"], plan["Index Cond"]
+
+
+R17_VISIT = """
+    select hospital_code, visit_id, rule_id, charge_date, quantity, days
+    from intermediate.int_audit_rule_matches
+    where rule_type in ('course_days') and hospital_code = %s and visit_id = %s
+"""
+
+
+def test_r17_numbers_a_visit_course_from_the_index_alone(built, warehouse):
+    """R17 numbers each touched visit's course from its course_days matches: their partial index
+    includes every column that takes (docs/scale-out.md §7.23), so a history visit's probe reads no
+    heap page. A warehouse built before has the (hospital_code, visit_id, rule_id) index: the
+    model's next build drops it (partial_index's `replaces`)."""
+    conn = built[0]
+    with conn.cursor() as cur:
+        cur.execute("begin")
+        try:
+            cur.execute("set local enable_seqscan = off")
+            cur.execute("set local enable_bitmapscan = off")
+            cur.execute("explain (format json) " + R17_VISIT, (H1, "V1"))
+            plan = cur.fetchone()[0][0]["Plan"]
+        finally:
+            cur.execute("rollback")
+    assert plan["Node Type"] == "Index Only Scan", plan
+    old = "%USING btree (hospital_code, visit_id, rule_id) WHERE%"
+    with conn.cursor() as cur:
+        cur.execute("create index on intermediate.int_audit_rule_matches (hospital_code, visit_id, rule_id)"
+                    " where rule_type in ('course_days')")
+    found = "select count(*) from pg_index where indrelid = 'intermediate.int_audit_rule_matches'::regclass" \
+            " and pg_get_indexdef(indexrelid) like %s"
+    assert _rows(conn, found, old) == [(1,)]
+    transform.run_dbt(["run", "--select", "int_audit_rule_matches"], as_of=B, marts_schema="marts_build", url=warehouse)
+    assert _rows(conn, found, old) == [(0,)]
+    assert _rows(conn, found, "%USING btree (hospital_code, visit_id, rule_id, charge_date) INCLUDE (quantity, days) WHERE%") == [(1,)]
 
 
 def test_r21_index_of_an_earlier_version_is_replaced(built, warehouse):

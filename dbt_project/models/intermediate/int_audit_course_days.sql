@@ -14,16 +14,19 @@
 -- k > days flags the whole line.
 --
 -- Incremental: re-derives the groups (hospital_code, visit_id, rule_id) touched by matches written since this
--- table was (macros/audit.sql), one probe per touched visit (macro audit_visit_group_matches).
+-- table was (macros/audit.sql), one probe per touched visit (macro audit_visit_group_matches)
+-- that reads the columns a course is numbered with from int_audit_rule_matches' partial index
+-- alone (it includes them); only the lines past their course, a few, are then read whole, by
+-- date (docs/scale-out.md §7.23). A full build does the same over every course_days match.
 
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
 {%- set everything = audit_findings_everything(wm, []) %}
 
 with
 
-matches as (
+group_lines as (
 
-    select *
+    select hospital_code, visit_id, rule_id, charge_date, quantity, days
     from ({{ audit_visit_group_matches(everything, ['course_days']) }}) as group_matches
     where visit_id is not null
       and days is not null
@@ -33,16 +36,40 @@ matches as (
 numbered as (
 
     select
-        matches.*,
+        hospital_code,
+        visit_id,
+        rule_id,
+        charge_date,
+        days,
         charge_date - min(charge_date) filter (where quantity > 0) over (
             partition by hospital_code, visit_id, rule_id
         ) + 1 as course_day
-    from matches
+    from group_lines
+
+),
+
+days_past_course as (
+
+    select distinct hospital_code, visit_id, rule_id, charge_date, course_day
+    from numbered
+    where course_day > days
 
 )
 
 select
-    {{ audit_fee_line_finding_columns('numbered') }},
+    {{ audit_fee_line_finding_columns('lines') }},
     {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
-from numbered
-where course_day > days
+from days_past_course
+cross join lateral (
+    select *
+    from {{ ref('int_audit_rule_matches') }} as day_matches
+    where day_matches.hospital_code = days_past_course.hospital_code
+      and day_matches.visit_id = days_past_course.visit_id
+      and day_matches.rule_id = days_past_course.rule_id
+      and day_matches.charge_date = days_past_course.charge_date
+      -- the predicate of the partial (hospital_code, visit_id, rule_id, charge_date) index, verbatim
+      and {{ audit_visit_partial_predicate() }}
+      and day_matches.days is not null
+    offset 0
+) as lines
+where days_past_course.course_day > lines.days

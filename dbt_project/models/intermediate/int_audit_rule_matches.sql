@@ -14,7 +14,7 @@
     post_hook=[
         "{{ partial_index(['patient_key', 'rule_id', 'charge_date'], 'rule_type in (' ~ audit_window_rule_types() ~ ')', replaces=['patient_key', 'rule_id']) }}",
         "{{ partial_index(['hospital_code', 'visit_id', 'fee_line_id'], audit_decided_by_settlement()) }}",
-        "{{ partial_index(['hospital_code', 'visit_id', 'rule_id'], audit_visit_partial_predicate()) }}",
+        "{{ partial_index(['hospital_code', 'visit_id', 'rule_id', 'charge_date'], audit_visit_partial_predicate(), include=['quantity', 'days'], replaces=['hospital_code', 'visit_id', 'rule_id']) }}",
         "{{ partial_index(['hospital_code', 'charge_date'], \"rule_type = 'positive_rate'\", include=['exam_class', 'fee_line_id', 'quantity', 'exam_result', 'threshold'], replaces=['rule_type', 'hospital_code', 'charge_date']) }}",
         "{{ analyze_night_rows() }}",
     ],
@@ -59,9 +59,12 @@
 -- visit: through the full (hospital_code, visit_id) index each probe read the visit's ~19 matches
 -- to keep none (16.8 s, 3.1 M pages for 220k visits on a 30 M-line city, docs/scale-out.md §7.4;
 -- R14/R19 96 s cold, §7.5).
--- The (hospital_code, visit_id, rule_id) index is partial to R17's course_days matches (~7 %;
--- macro audit_visit_partial_predicate), which int_audit_course_days probes for every touched
--- visit: through the full index each probe fetched all the visit's matches.
+-- The (hospital_code, visit_id, rule_id, charge_date) index is partial to R17's course_days
+-- matches (~7 %; macro audit_visit_partial_predicate), which int_audit_course_days probes for
+-- every touched visit: through the full index each probe fetched all the visit's matches. It
+-- includes quantity and days, the rest of what R17 numbers a course with, so that a history
+-- visit's probe reads no heap page (the night's own rows, not yet all-visible, still do); the
+-- rows of the few lines past their course are fetched by date (docs/scale-out.md §7.23).
 -- The (hospital_code, charge_date) index is partial to R21's positive_rate matches (~3 %), which
 -- int_exam_results reads by hospital x month: a full index took every night's match. It includes
 -- the other columns R21 reads (exam_class, fee_line_id, quantity, exam_result, threshold), so the
