@@ -822,29 +822,30 @@ def test_r17_numbers_a_visit_course_from_the_index_alone(built, warehouse):
         finally:
             cur.execute("rollback")
     assert plan["Node Type"] == "Index Only Scan", plan
-    old = "%USING btree (hospital_code, visit_id, rule_id) WHERE%"
+    _assert_matches_index_replaced(
+        conn, warehouse, "(hospital_code, visit_id, rule_id) where rule_type in ('course_days')",
+        "%USING btree (hospital_code, visit_id, rule_id) WHERE%",
+        "%USING btree (hospital_code, visit_id, rule_id, charge_date) INCLUDE (quantity, days) WHERE%")
+
+
+def _assert_matches_index_replaced(conn, warehouse, old_index, old, new):
+    """An index of int_audit_rule_matches an earlier version had (created here: `old_index`,
+    columns and predicate) is dropped by the model's next build, which keeps only the new one
+    (pg_get_indexdef patterns `old`, `new`)."""
     with conn.cursor() as cur:
-        cur.execute("create index on intermediate.int_audit_rule_matches (hospital_code, visit_id, rule_id)"
-                    " where rule_type in ('course_days')")
+        cur.execute("create index on intermediate.int_audit_rule_matches " + old_index)
     found = "select count(*) from pg_index where indrelid = 'intermediate.int_audit_rule_matches'::regclass" \
             " and pg_get_indexdef(indexrelid) like %s"
     assert _rows(conn, found, old) == [(1,)]
     transform.run_dbt(["run", "--select", "int_audit_rule_matches"], as_of=B, marts_schema="marts_build", url=warehouse)
     assert _rows(conn, found, old) == [(0,)]
-    assert _rows(conn, found, "%USING btree (hospital_code, visit_id, rule_id, charge_date) INCLUDE (quantity, days) WHERE%") == [(1,)]
+    assert _rows(conn, found, new) == [(1,)]
 
 
 def test_r21_index_of_an_earlier_version_is_replaced(built, warehouse):
     """A warehouse built before the index changed has the (rule_type, hospital_code, charge_date)
     one: the model's next build drops it (partial_index's `replaces`) and keeps only the new one."""
-    conn = built[0]
-    old = "%USING btree (rule_type, hospital_code, charge_date)%"
-    with conn.cursor() as cur:
-        cur.execute("create index on intermediate.int_audit_rule_matches (rule_type, hospital_code, charge_date)"
-                    " where rule_type = 'positive_rate'")
-    found = "select count(*) from pg_index where indrelid = 'intermediate.int_audit_rule_matches'::regclass" \
-            " and pg_get_indexdef(indexrelid) like %s"
-    assert _rows(conn, found, old) == [(1,)]
-    transform.run_dbt(["run", "--select", "int_audit_rule_matches"], as_of=B, marts_schema="marts_build", url=warehouse)
-    assert _rows(conn, found, old) == [(0,)]
-    assert _rows(conn, found, "%USING btree (hospital_code, charge_date) INCLUDE " + R21_INCLUDED + " WHERE%") == [(1,)]
+    _assert_matches_index_replaced(
+        built[0], warehouse, "(rule_type, hospital_code, charge_date) where rule_type = 'positive_rate'",
+        "%USING btree (rule_type, hospital_code, charge_date)%",
+        "%USING btree (hospital_code, charge_date) INCLUDE " + R21_INCLUDED + " WHERE%")
