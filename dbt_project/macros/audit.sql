@@ -221,6 +221,22 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- The body of a lateral join that probes int_audit_rule_matches once per row of `outer`: the
+    matches (alias probed) whose `keys` equal that row's, under `conditions` (SQL; a partial
+    index's predicate verbatim, so that the planner can use that index). `offset 0` keeps it one
+    index probe per row: as a join the planner hashed the outer rows against every match of the
+    history, or a partial index whole (docs/scale-out.md §7.5, §7.19, §7.22). -#}
+{% macro audit_matches_probe(outer, keys, conditions=[]) -%}
+    select *
+    from {{ ref('int_audit_rule_matches') }} as probed
+    where {% for k in keys %}probed.{{ k }} = {{ outer }}.{{ k }}{% if not loop.last %}
+      and {% endif %}{% endfor %}
+      {%- for condition in conditions %}
+      and {{ condition }}
+      {%- endfor %}
+    offset 0
+{%- endmacro %}
+
 {#- The matches a window model (R16, R20) reads: of the groups (patient_key, rule_id) its pre-hook
     wrote with from_date (audit_findings_delete_touched), those charged on or after the group's
     read_from, one probe of the partial (patient_key, rule_id, charge_date) index per group (a lateral join,
@@ -236,13 +252,8 @@
     select group_matches.*
     from pg_temp.{{ this.identifier }}__touched as groups
     cross join lateral (
-        select *
-        from {{ ref('int_audit_rule_matches') }} as matches
-        where matches.patient_key = groups.patient_key
-          and matches.rule_id = groups.rule_id
-          and matches.rule_type = '{{ rule_type }}'
-          and matches.charge_date >= groups.read_from
-        offset 0
+        {{ audit_matches_probe('groups', ['patient_key', 'rule_id'],
+                               ["probed.rule_type = '" ~ rule_type ~ "'", 'probed.charge_date >= groups.read_from']) }}
     ) as group_matches
     {%- endif -%}
 {%- endmacro %}
@@ -266,16 +277,10 @@
         select distinct hospital_code, visit_id from pg_temp.{{ this.identifier }}__touched
     ) as touched_visits
     cross join lateral (
-        select *
-        from {{ ref('int_audit_rule_matches') }} as visit_matches
-        where visit_matches.hospital_code = touched_visits.hospital_code
-          and visit_matches.visit_id = touched_visits.visit_id
-          {%- if use_partial %}
-          -- the predicate of the partial (hospital_code, visit_id, rule_id) index, verbatim
-          and {{ audit_visit_partial_predicate() }}
-          {%- endif %}
-          and visit_matches.rule_type in ({{ types }})
-        offset 0
+        {#- the predicate of the partial (hospital_code, visit_id, rule_id, charge_date) index, verbatim -#}
+        {{ audit_matches_probe('touched_visits', ['hospital_code', 'visit_id'],
+                               ([audit_visit_partial_predicate()] if use_partial else [])
+                               + ['probed.rule_type in (' ~ types ~ ')']) }}
     ) as matches
     where (matches.hospital_code, matches.visit_id, matches.rule_id) in (
         select hospital_code, visit_id, rule_id from pg_temp.{{ this.identifier }}__touched

@@ -55,12 +55,7 @@ matches as (
     select visit_matches.*
     from touched_visits
     cross join lateral (
-        select *
-        from {{ ref('int_audit_rule_matches') }} as visit_matches
-        where visit_matches.hospital_code = touched_visits.hospital_code
-          and visit_matches.visit_id = touched_visits.visit_id
-          and {{ audit_decided_by_settlement() }}
-        offset 0
+        {{ audit_matches_probe('touched_visits', ['hospital_code', 'visit_id'], [audit_decided_by_settlement()]) }}
     ) as visit_matches
     {% endif %}
 

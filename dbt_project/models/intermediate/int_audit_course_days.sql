@@ -61,15 +61,8 @@ select
     {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
 from days_past_course
 cross join lateral (
-    select *
-    from {{ ref('int_audit_rule_matches') }} as day_matches
-    where day_matches.hospital_code = days_past_course.hospital_code
-      and day_matches.visit_id = days_past_course.visit_id
-      and day_matches.rule_id = days_past_course.rule_id
-      and day_matches.charge_date = days_past_course.charge_date
-      -- the predicate of the partial (hospital_code, visit_id, rule_id, charge_date) index, verbatim
-      and {{ audit_visit_partial_predicate() }}
-      and day_matches.days is not null
-    offset 0
+    -- through the partial (hospital_code, visit_id, rule_id, charge_date) index, its predicate verbatim
+    {{ audit_matches_probe('days_past_course', ['hospital_code', 'visit_id', 'rule_id', 'charge_date'],
+                           [audit_visit_partial_predicate(), 'probed.days is not null']) }}
 ) as lines
 where days_past_course.course_day > lines.days

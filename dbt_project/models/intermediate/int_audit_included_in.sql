@@ -42,9 +42,7 @@ from (
 ) as touched_visits
 cross join lateral (
     {{ audit_included_in_findings(
-        "select * from " ~ ref('int_audit_rule_matches') ~ " as visit_matches
-        where visit_matches.hospital_code = touched_visits.hospital_code
-          and visit_matches.visit_id = touched_visits.visit_id
-          and visit_matches.rule_type = 'included_in'", false) }}
+        audit_matches_probe('touched_visits', ['hospital_code', 'visit_id'], ["probed.rule_type = 'included_in'"]),
+        false) }}
 ) as b_lines
 {%- endif %}
