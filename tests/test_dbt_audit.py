@@ -669,22 +669,25 @@ def test_window_rule_indexes_are_partial(built):
     their rule types (macros/indexes.sql), which the index's comment records: in marts_build
     after incremental nights, in marts_check and intermediate after the full refresh that ended
     the fixture. The matches' index is keyed by charge date too, which bounds each probe to the
-    group's days from its date on."""
+    group's days from its date on, and includes what R16 and R20 read of a group's matches."""
     conn = built[0]
     window_types = "WHERE (rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interval_days'::text, 'repeat_exam'::text]))"
     recorded = "yibao partial_index: rule_type in ('daily_quantity', 'min_interval_days', 'repeat_exam')"
-    for table, columns in (("intermediate.int_audit_rule_matches", "(patient_key, rule_id, charge_date)"),
-                           ("marts_build.fct_audit_findings", "(patient_key, rule_id)"),
-                           ("marts_check.fct_audit_findings", "(patient_key, rule_id)")):
+    for table, columns, included in (
+        ("intermediate.int_audit_rule_matches", "(patient_key, rule_id, charge_date)", WINDOW_INCLUDED),
+        ("marts_build.fct_audit_findings", "(patient_key, rule_id)", ""),
+        ("marts_check.fct_audit_findings", "(patient_key, rule_id)", ""),
+    ):
         defs = _rows(
             conn,
             "select pg_get_indexdef(indexrelid), obj_description(indexrelid, 'pg_class') from pg_index"
             " where indrelid = %s::regclass and pg_get_indexdef(indexrelid) like %s",
             table, "%(patient_key, rule_id%",
         )
-        assert len(defs) == 1 and f"USING btree {columns} WHERE" in defs[0][0], (table, defs)
-        assert len(defs) == 1 and defs[0][0].endswith(window_types) and defs[0][1] == recorded, (table, defs)
-
+        index_include = f" INCLUDE {included}" if included else ""
+        comment_include = f" include {included}" if included else ""
+        assert len(defs) == 1 and f"USING btree {columns}{index_include} WHERE" in defs[0][0], (table, defs)
+        assert defs[0][0].endswith(window_types) and defs[0][1] == recorded + comment_include, (table, defs)
 
 
 def _plan_nodes(node):
@@ -826,6 +829,34 @@ def test_r17_numbers_a_visit_course_from_the_index_alone(built, warehouse):
         conn, warehouse, "(hospital_code, visit_id, rule_id) where rule_type in ('course_days')",
         "%USING btree (hospital_code, visit_id, rule_id) WHERE%",
         "%USING btree (hospital_code, visit_id, rule_id, charge_date) INCLUDE (quantity, days) WHERE%")
+
+
+WINDOW_INCLUDED = "(rule_type, hospital_code, quantity, days)"
+R16_R20_GROUP = """
+    select patient_key, rule_id, charge_date, hospital_code, quantity, days
+    from intermediate.int_audit_rule_matches
+    where patient_key = %s and rule_id = %s and rule_type = %s and charge_date >= %s
+"""
+
+
+@pytest.mark.parametrize("rule_type", ["min_interval_days", "repeat_exam"])
+def test_r16_r20_read_a_group_from_the_index_alone(built, rule_type):
+    """R16 and R20 find a touched group's charge days (R16) or (date, hospital) pairs (R20) from
+    its window matches: their partial (patient_key, rule_id, charge_date) index includes every
+    column that takes (docs/scale-out.md §7.24), so a history group's probe reads no heap page;
+    only the lines of the days they flag are read whole."""
+    conn = built[0]
+    with conn.cursor() as cur:
+        cur.execute("begin")
+        try:
+            cur.execute("set local enable_seqscan = off")
+            cur.execute("set local enable_bitmapscan = off")
+            cur.execute("explain (format json) " + R16_R20_GROUP, ("P1", "R1", rule_type, dt.date(2025, 1, 1)))
+            plan = cur.fetchone()[0][0]["Plan"]
+        finally:
+            cur.execute("rollback")
+    assert plan["Node Type"] == "Index Only Scan", plan
+    assert "charge_date >= " in plan["Index Cond"], plan["Index Cond"]
 
 
 def _assert_matches_index_replaced(conn, warehouse, old_index, old, new):

@@ -968,12 +968,14 @@ def test_quarter_patient_count_kept_by_difference(built):
 
 
 WINDOW_TYPES = "rule_type in ('daily_quantity', 'min_interval_days', 'repeat_exam')"
-PARTIAL_INDEXES = {  # model: its columns, the post-hook's predicate, that predicate as PostgreSQL stores it
+# model: its columns, what its comment records (the post-hook's predicate, its included columns),
+# that predicate as PostgreSQL stores it
+PARTIAL_INDEXES = {
     "int_claims_with_deductions": (
         "hospital_code, patient_key", "medical_category_code = '21'", "(medical_category_code = '21'::text)",
     ),
     "int_audit_rule_matches": (
-        "patient_key, rule_id, charge_date", WINDOW_TYPES,
+        "patient_key, rule_id, charge_date", WINDOW_TYPES + " include (rule_type, hospital_code, quantity, days)",
         "(rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interval_days'::text, 'repeat_exam'::text]))",
     ),
     "fct_audit_findings": (
@@ -1001,11 +1003,11 @@ def _indexes_on(conn, table, model):
 
 def _assert_partial_index(conn, table, model) -> int:
     """The table has one index on the model's columns, partial to the current predicate, which
-    its comment records (macros/indexes.sql); returns its OID."""
-    _, predicate, stored = PARTIAL_INDEXES[model]
+    its comment records with its included columns (macros/indexes.sql); returns its OID."""
+    _, recorded, stored = PARTIAL_INDEXES[model]
     found = _indexes_on(conn, table, model)
     assert [p for _, p, _ in found] == [stored], (table, found)
-    assert found[0][2] == f"yibao partial_index: {predicate}", (table, found)
+    assert found[0][2] == f"yibao partial_index: {recorded}", (table, found)
     return found[0][0]
 
 

@@ -23,7 +23,10 @@
 -- before it, which is the latest charge day in [read_from, from_date) without a stored finding
 -- (read_from = from_date less the rule's days; a last payable day before read_from makes the
 -- first day payable, as no last payable day does). Only the matches charged on or after read_from
--- are read, and the days before from_date keep their stored findings.
+-- are read, and the days before from_date keep their stored findings. The charge days are found
+-- from the columns the matches' partial (patient_key, rule_id, charge_date) index includes
+-- (quantity, days), so that a history group's probe reads no heap page; only the lines of the
+-- non-payable days are then read whole, one probe per day (docs/scale-out.md §7.24).
 
 -- depends_on: {{ ref('stg_audit_rules') }} (the rules' days, in the pre-hook)
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
@@ -33,8 +36,9 @@ with
 
 matches as (
 
-    select *
-    from ({{ audit_window_group_matches(everything, 'min_interval_days') }}) as matches
+    -- only what the index includes (an index-only scan of a history group)
+    select patient_key, rule_id, charge_date, quantity, days
+    from ({{ audit_window_group_matches(everything, 'min_interval_days') }}) as group_matches
     where patient_key is not null
       and days is not null
 
@@ -163,10 +167,11 @@ not_payable as (
 )
 
 select
-    {{ audit_fee_line_finding_columns('matches') }},
+    {{ audit_fee_line_finding_columns('lines') }},
     {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
-from matches
-inner join not_payable
-    on matches.patient_key = not_payable.patient_key
-   and matches.rule_id = not_payable.rule_id
-   and matches.charge_date = not_payable.charge_date
+from not_payable
+cross join lateral (
+    -- the day's lines, whole, through the partial (patient_key, rule_id, charge_date) index
+    {{ audit_matches_probe('not_payable', ['patient_key', 'rule_id', 'charge_date'],
+                           ["probed.rule_type = 'min_interval_days'", 'probed.days is not null']) }}
+) as lines

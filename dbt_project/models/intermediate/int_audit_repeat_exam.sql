@@ -19,7 +19,10 @@
 -- table was (macros/audit.sql), from the earliest date the night touches each at (from_date): its
 -- repeats charged on or after from_date, from its matches charged on or after read_from = from_date
 -- less the rule's days (a pair's previous pair further back is more than days before it: no
--- repeat either way).
+-- repeat either way). The pairs are found from the columns the matches' partial (patient_key,
+-- rule_id, charge_date) index includes (hospital_code, quantity, days), so that a history group's
+-- probe reads no heap page; only the lines of the repeats are then read whole, one probe per
+-- repeat (docs/scale-out.md §7.24). A full build does the same over every repeat_exam match.
 
 -- depends_on: {{ ref('stg_audit_rules') }} (the rules' days, in the pre-hook)
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
@@ -29,8 +32,9 @@ with
 
 matches as (
 
-    select *
-    from ({{ audit_window_group_matches(everything, 'repeat_exam') }}) as matches
+    -- only what the index includes (an index-only scan of a history group)
+    select patient_key, rule_id, charge_date, hospital_code, quantity, days
+    from ({{ audit_window_group_matches(everything, 'repeat_exam') }}) as group_matches
     where patient_key is not null
       and days is not null
 
@@ -71,11 +75,11 @@ repeats as (
 
 select
     {{ audit_fee_line_finding_columns(
-        'matches', is_cross_hospital='repeats.hospital_code <> repeats.previous_hospital_code') }},
+        'lines', is_cross_hospital='repeats.hospital_code <> repeats.previous_hospital_code') }},
     {{ incremental_lineage_columns(ref('stg_load_ledger')) }}
-from matches
-inner join repeats
-    on matches.patient_key = repeats.patient_key
-   and matches.rule_id = repeats.rule_id
-   and matches.charge_date = repeats.charge_date
-   and matches.hospital_code = repeats.hospital_code
+from repeats
+cross join lateral (
+    -- the repeat's lines, whole, through the partial (patient_key, rule_id, charge_date) index
+    {{ audit_matches_probe('repeats', ['patient_key', 'rule_id', 'charge_date', 'hospital_code'],
+                           ["probed.rule_type = 'repeat_exam'", 'probed.days is not null']) }}
+) as lines
