@@ -122,13 +122,21 @@ def _split(sql: str) -> list[str]:
     return [p for p in parts if _head(p)]
 
 
+def _of_model(text: str, model: str) -> bool:
+    """Whether a logged statement is the model's: dbt's query comment names its node (the model's
+    query reads other relations only, e.g. `create temporary table <model>__dbt_tmp as ...`);
+    a statement without one (a hook's) when it names the model's relation."""
+    node = NODE.search(text)
+    return node.group(1) == model if node else f'."{model}"' in text
+
+
 def replay(args) -> None:
     import psycopg2
 
     from yibao import pg
 
     statements = [(ms, text) for db, ms, text in _entries(args.log, args.from_line)
-                  if db == args.database and f'."{args.model}"' in text]
+                  if db == args.database and _of_model(text, args.model)]
     if args.after:
         first = next((i for i, (_, text) in enumerate(statements) if re.search(args.after, text)), None)
         if first is None:
