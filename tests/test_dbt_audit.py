@@ -831,27 +831,35 @@ def test_r17_numbers_a_visit_course_from_the_index_alone(built, warehouse):
         "%USING btree (hospital_code, visit_id, rule_id, charge_date) INCLUDE (quantity, days) WHERE%")
 
 
-WINDOW_INCLUDED = "(rule_type, hospital_code, quantity, days)"
-R16_R20_GROUP = """
-    select patient_key, rule_id, charge_date, hospital_code, quantity, days
-    from intermediate.int_audit_rule_matches
-    where patient_key = %s and rule_id = %s and rule_type = %s and charge_date >= %s
-"""
+WINDOW_INCLUDED = "(rule_type, severity, hospital_code, visit_id, quantity, days)"
+WINDOW_GROUP_READS = {
+    # R16 and R20: a touched group's matches from the date the night touches it at, less the days
+    "r16": ("select patient_key, rule_id, charge_date, quantity, days from intermediate.int_audit_rule_matches"
+            " where patient_key = %s and rule_id = %s and rule_type = 'min_interval_days' and charge_date >= %s"),
+    "r20": ("select patient_key, rule_id, charge_date, hospital_code, quantity, days from intermediate.int_audit_rule_matches"
+            " where patient_key = %s and rule_id = %s and rule_type = 'repeat_exam' and charge_date >= %s"),
+    # the deductible base: the visits of a window group's violation matches (macro audit_touched_visits)
+    "window visits": ("select hospital_code, visit_id from intermediate.int_audit_rule_matches"
+                      " where patient_key = %s and rule_id = %s"
+                      " and rule_type in ('daily_quantity', 'min_interval_days', 'repeat_exam')"
+                      " and severity = 'violation' and visit_id is not null and charge_date >= %s"),
+}
 
 
-@pytest.mark.parametrize("rule_type", ["min_interval_days", "repeat_exam"])
-def test_r16_r20_read_a_group_from_the_index_alone(built, rule_type):
-    """R16 and R20 find a touched group's charge days (R16) or (date, hospital) pairs (R20) from
-    its window matches: their partial (patient_key, rule_id, charge_date) index includes every
-    column that takes (docs/scale-out.md §7.24), so a history group's probe reads no heap page;
-    only the lines of the days they flag are read whole."""
+@pytest.mark.parametrize("read", sorted(WINDOW_GROUP_READS))
+def test_window_groups_are_read_from_the_index_alone(built, read):
+    """R16's charge days, R20's (date, hospital) pairs and the window groups' visits of the
+    deductible base are read from a touched group's window matches: their partial (patient_key,
+    rule_id, charge_date) index includes every column these take (docs/scale-out.md §7.24), so a
+    history group's probe reads no heap page; R16 and R20 then read whole only the lines of the
+    days they flag."""
     conn = built[0]
     with conn.cursor() as cur:
         cur.execute("begin")
         try:
             cur.execute("set local enable_seqscan = off")
             cur.execute("set local enable_bitmapscan = off")
-            cur.execute("explain (format json) " + R16_R20_GROUP, ("P1", "R1", rule_type, dt.date(2025, 1, 1)))
+            cur.execute("explain (format json) " + WINDOW_GROUP_READS[read], ("P1", "R1", dt.date(2025, 1, 1)))
             plan = cur.fetchone()[0][0]["Plan"]
         finally:
             cur.execute("rollback")

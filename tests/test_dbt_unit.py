@@ -975,7 +975,7 @@ PARTIAL_INDEXES = {
         "hospital_code, patient_key", "medical_category_code = '21'", "(medical_category_code = '21'::text)",
     ),
     "int_audit_rule_matches": (
-        "patient_key, rule_id, charge_date", WINDOW_TYPES + " include (rule_type, hospital_code, quantity, days)",
+        "patient_key, rule_id, charge_date", WINDOW_TYPES + " include (rule_type, severity, hospital_code, visit_id, quantity, days)",
         "(rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interval_days'::text, 'repeat_exam'::text]))",
     ),
     "fct_audit_findings": (

@@ -12,7 +12,7 @@
         "set local enable_mergejoin = off",
     ],
     post_hook=[
-        "{{ partial_index(['patient_key', 'rule_id', 'charge_date'], 'rule_type in (' ~ audit_window_rule_types() ~ ')', include=['rule_type', 'hospital_code', 'quantity', 'days'], replaces=['patient_key', 'rule_id']) }}",
+        "{{ partial_index(['patient_key', 'rule_id', 'charge_date'], 'rule_type in (' ~ audit_window_rule_types() ~ ')', include=['rule_type', 'severity', 'hospital_code', 'visit_id', 'quantity', 'days'], replaces=['patient_key', 'rule_id']) }}",
         "{{ partial_index(['hospital_code', 'visit_id', 'fee_line_id'], audit_decided_by_settlement()) }}",
         "{{ partial_index(['hospital_code', 'visit_id', 'rule_id', 'charge_date'], audit_visit_partial_predicate(), include=['quantity', 'days'], replaces=['hospital_code', 'visit_id', 'rule_id']) }}",
         "{{ partial_index(['hospital_code', 'charge_date'], \"rule_type = 'positive_rate'\", include=['exam_class', 'fee_line_id', 'quantity', 'exam_result', 'threshold'], replaces=['rule_type', 'hospital_code', 'charge_date']) }}",
@@ -52,10 +52,11 @@
 -- matches (10 M-line city) that are ever read through it. The charge date in the key bounds each
 -- probe to the group's days from its date on (R15: the day itself); keyed (patient_key, rule_id)
 -- as before 2026-12-05, each probe read every match of the group and dropped the earlier ones,
--- twice the pages (docs/scale-out.md §7.19). It includes rule_type, hospital_code, quantity and
--- days, all that R16 and R20 take to find a group's charge days (R16) or (date, hospital) pairs
--- (R20), so that a history group's probe reads no heap page; they read whole only the lines of
--- the days they flag (docs/scale-out.md §7.24).
+-- twice the pages (docs/scale-out.md §7.19). It includes rule_type, severity, hospital_code,
+-- visit_id, quantity and days: all that R16 and R20 take to find a group's charge days (R16) or
+-- (date, hospital) pairs (R20), and that the deductible base takes to find the visits of a window
+-- group (macro audit_touched_visits), so that a history group's probe reads no heap page; R16 and
+-- R20 read whole only the lines of the days they flag (docs/scale-out.md §7.24).
 -- The (hospital_code, visit_id, fee_line_id) index is partial to the matches of the rules decided
 -- on the settlement (R14 inpatient_only, R19 indication: ~1.4 % of the matches), which
 -- int_audit_claim_rules and (their violations) int_audit_deductible_lines read for every touched
