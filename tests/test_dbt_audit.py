@@ -779,6 +779,20 @@ R21_MONTH = """
 """
 
 
+def _index_plan(conn, sql, params):
+    """The top plan node of `sql` with sequential and bitmap scans off: the test city is small
+    enough for a sequential scan, and what the callers assert is the shape of an index."""
+    with conn.cursor() as cur:
+        cur.execute("begin")
+        try:
+            cur.execute("set local enable_seqscan = off")
+            cur.execute("set local enable_bitmapscan = off")
+            cur.execute("explain (format json) " + sql, params)
+            return cur.fetchone()[0][0]["Plan"]
+        finally:
+            cur.execute("rollback")
+
+
 def test_r21_reads_a_hospital_month_from_the_index_alone(built):
     """R21 re-counts each (hospital, month) the night touches from its positive_rate matches. Their
     index is keyed (hospital_code, charge_date), so the read is bounded by the hospital and the
@@ -786,17 +800,7 @@ def test_r21_reads_a_hospital_month_from_the_index_alone(built):
     (one page a row, read cold on a 30 M-line history: docs/scale-out.md §7.15). Keyed (rule_type,
     hospital_code, charge_date) as before, the planner dropped rule_type (implied by the partial
     predicate) and read the whole index once per hospital-month."""
-    conn = built[0]
-    with conn.cursor() as cur:
-        cur.execute("begin")
-        try:
-            # the test city is small enough for a sequential scan; what is asserted is the index's shape
-            cur.execute("set local enable_seqscan = off")
-            cur.execute("set local enable_bitmapscan = off")
-            cur.execute("explain (format json) " + R21_MONTH, (H1,))
-            plan = cur.fetchone()[0][0]["Plan"]
-        finally:
-            cur.execute("rollback")
+    plan = _index_plan(built[0], R21_MONTH, (H1,))
     assert plan["Node Type"] == "Index Only Scan", plan
     assert plan["Index Cond"].startswith("((hospital_code = "), plan["Index Cond"]
     assert "charge_date >= " in plan["Index Cond"], plan["Index Cond"]
@@ -815,15 +819,7 @@ def test_r17_numbers_a_visit_course_from_the_index_alone(built, warehouse):
     heap page. A warehouse built before has the (hospital_code, visit_id, rule_id) index: the
     model's next build drops it (partial_index's `replaces`)."""
     conn = built[0]
-    with conn.cursor() as cur:
-        cur.execute("begin")
-        try:
-            cur.execute("set local enable_seqscan = off")
-            cur.execute("set local enable_bitmapscan = off")
-            cur.execute("explain (format json) " + R17_VISIT, (H1, "V1"))
-            plan = cur.fetchone()[0][0]["Plan"]
-        finally:
-            cur.execute("rollback")
+    plan = _index_plan(conn, R17_VISIT, (H1, "V1"))
     assert plan["Node Type"] == "Index Only Scan", plan
     _assert_matches_index_replaced(
         conn, warehouse, "(hospital_code, visit_id, rule_id) where rule_type in ('course_days')",
@@ -853,16 +849,7 @@ def test_window_groups_are_read_from_the_index_alone(built, read):
     rule_id, charge_date) index includes every column these take (docs/scale-out.md §7.24), so a
     history group's probe reads no heap page; R16 and R20 then read whole only the lines of the
     days they flag."""
-    conn = built[0]
-    with conn.cursor() as cur:
-        cur.execute("begin")
-        try:
-            cur.execute("set local enable_seqscan = off")
-            cur.execute("set local enable_bitmapscan = off")
-            cur.execute("explain (format json) " + WINDOW_GROUP_READS[read], ("P1", "R1", dt.date(2025, 1, 1)))
-            plan = cur.fetchone()[0][0]["Plan"]
-        finally:
-            cur.execute("rollback")
+    plan = _index_plan(built[0], WINDOW_GROUP_READS[read], ("P1", "R1", dt.date(2025, 1, 1)))
     assert plan["Node Type"] == "Index Only Scan", plan
     assert "charge_date >= " in plan["Index Cond"], plan["Index Cond"]
 
