@@ -24,6 +24,7 @@ change must be re-derived although its claim did not change).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal as D
 
 import pytest
@@ -852,6 +853,34 @@ def test_window_groups_are_read_from_the_index_alone(built, read):
     plan = _index_plan(built[0], WINDOW_GROUP_READS[read], ("P1", "R1", dt.date(2025, 1, 1)))
     assert plan["Node Type"] == "Index Only Scan", plan
     assert "charge_date >= " in plan["Index Cond"], plan["Index Cond"]
+
+
+PRIOR_KEYS_READ = """
+    select changed.hospital_code, prior.key ->> 'visit_id'
+    from intermediate.int_audit_rule_matches as changed
+    cross join lateral jsonb_array_elements(changed._prior_keys) as prior (key)
+    where changed._batch_at > %s
+      and (changed._prior_keys <> '[]'::jsonb or changed.visit_id is null)
+"""
+
+
+def test_the_night_s_prior_keys_are_read_through_their_partial_index(built):
+    """The readers of the night's prior keys (every finding model's touched groups or visits)
+    read only the rows that name some, through the small (_batch_at, hospital_code, fee_line_id)
+    index partial to them (macro audit_prior_keys_present), instead of expanding the empty jsonb
+    of every one of the night's matches (docs/scale-out.md §7.25)."""
+    conn = built[0]
+    [(definition, comment)] = _rows(
+        conn,
+        "select pg_get_indexdef(indexrelid), obj_description(indexrelid, 'pg_class') from pg_index"
+        " where indrelid = 'intermediate.int_audit_rule_matches'::regclass"
+        " and pg_get_indexdef(indexrelid) like '%%USING btree (_batch_at, hospital_code, fee_line_id)%%'",
+    )
+    assert definition.endswith("WHERE ((_prior_keys <> '[]'::jsonb) OR (visit_id IS NULL))"), definition
+    assert comment == "yibao partial_index: (_prior_keys <> '[]'::jsonb or visit_id is null)", comment
+    index = definition.split("INDEX ")[1].split(" ON ")[0].strip('"')
+    plan = json.dumps(_index_plan(conn, PRIOR_KEYS_READ, (dt.datetime(2025, 1, 1, tzinfo=dt.UTC),)))
+    assert f'"Index Name": "{index}"' in plan, plan
 
 
 def _assert_matches_index_replaced(conn, warehouse, old_index, old, new):

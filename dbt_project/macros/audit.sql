@@ -145,6 +145,17 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- The rows of int_audit_rule_matches that name prior keys (a re-matched line's earlier matches)
+    or have no visit: the predicate of that table's small partial (_batch_at, hospital_code,
+    fee_line_id) index (alias '': as the post-hook writes it), and the condition, implied by the
+    readers' own, that the night's prior-key reads add so that they go through it. Most of a
+    night's matches are new lines with '[]': each reader expanded the jsonb of all of them, ~0.3 s
+    per reader for a 1 M-line night, in ~10 readers (docs/scale-out.md §7.25). -#}
+{% macro audit_prior_keys_present(alias='') -%}
+    {%- set p = (alias ~ '.') if alias else '' -%}
+    ({{ p }}_prior_keys <> '[]'::jsonb or {{ p }}visit_id is null)
+{%- endmacro %}
+
 {#- A list of rule types (constants of this project) as SQL text literals: 'a', 'b'. -#}
 {% macro audit_sql_list(values) -%}
     '{{ values | join("', '") }}'
@@ -186,6 +197,7 @@
         from {{ ref('int_audit_rule_matches') }} as matches
         cross join lateral jsonb_array_elements(matches._prior_keys) as prior (key)
         where matches._batch_at > '{{ wm.batch_at }}'::timestamptz
+          and {{ audit_prior_keys_present('matches') }}
           and prior.key ->> 'rule_type' in ({{ types }})
     ) as touched
     {%- if from_date %}
@@ -465,6 +477,7 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
         from {{ ref('int_audit_rule_matches') }} as changed
         cross join lateral jsonb_array_elements(changed._prior_keys) as prior (key)
         where changed._batch_at > '{{ wm.batch_at }}'::timestamptz
+          and {{ audit_prior_keys_present('changed') }}
           and prior.key ->> 'visit_id' is not null
     ) as direct
     group by hospital_code, visit_id
@@ -659,6 +672,7 @@ rule_type in ('inpatient_only', 'indication')
     from {{ ref('int_audit_rule_matches') }} as changed
     cross join lateral jsonb_array_elements(changed._prior_keys) as prior (key)
     where changed._batch_at > '{{ wm.batch_at }}'::timestamptz
+      and {{ audit_prior_keys_present('changed') }}
       and prior.key ->> 'rule_type' = 'positive_rate'
       and prior.key ->> 'charge_date' is not null
 {%- endmacro %}
@@ -959,6 +973,7 @@ rule_type in ('inpatient_only', 'indication')
     select hospital_code, fee_line_id
     from {{ ref('int_audit_rule_matches') }}
     where _batch_at > '{{ wm.batch_at }}'::timestamptz
+      and {{ audit_prior_keys_present() }}
       and (visit_id is null or jsonb_path_exists(_prior_keys, '$[*] ? (@.visit_id == null)'))
 {%- endmacro %}
 

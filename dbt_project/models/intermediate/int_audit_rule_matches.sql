@@ -16,6 +16,7 @@
         "{{ partial_index(['hospital_code', 'visit_id', 'fee_line_id'], audit_decided_by_settlement()) }}",
         "{{ partial_index(['hospital_code', 'visit_id', 'rule_id', 'charge_date'], audit_visit_partial_predicate(), include=['quantity', 'days'], replaces=['hospital_code', 'visit_id', 'rule_id']) }}",
         "{{ partial_index(['hospital_code', 'charge_date'], \"rule_type = 'positive_rate'\", include=['exam_class', 'fee_line_id', 'quantity', 'exam_result', 'threshold'], replaces=['rule_type', 'hospital_code', 'charge_date']) }}",
+        "{{ partial_index(['_batch_at', 'hospital_code', 'fee_line_id'], audit_prior_keys_present()) }}",
         "{{ analyze_night_rows() }}",
     ],
 ) }}
@@ -74,6 +75,11 @@
 -- the other columns R21 reads (exam_class, fee_line_id, quantity, exam_result, threshold), so the
 -- read is an index-only scan: a month's exam matches lie on as many heap pages as they have rows,
 -- which a night on a 30 M-line history read cold (docs/scale-out.md §7.15).
+-- The (_batch_at, hospital_code, fee_line_id) index is partial to the rows that name prior keys
+-- or have no visit (macro audit_prior_keys_present): the re-matched lines of a re-send, a few of a
+-- night's rows. The readers of the night's prior keys (the touched groups and visits of every
+-- finding model, R21's months, the findings mart's lines without a visit) read those through it
+-- instead of expanding the '[]' of every one of the night's matches (docs/scale-out.md §7.25).
 -- Analyzed after every build: the models downstream select the night's matches by _batch_at,
 -- which stale statistics estimate at one row (then a nested loop rescans a subquery per line).
 
