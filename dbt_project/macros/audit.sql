@@ -156,6 +156,16 @@
     ({{ p }}_prior_keys <> '[]'::jsonb or {{ p }}visit_id is null)
 {%- endmacro %}
 
+{#- The from and where clauses of a read of the prior keys of the matches written since wm: one
+    row per prior key (prior.key, a jsonb object), the matches aliased `alias`, through the
+    partial index above. A caller adds its own conditions (`and ...`). -#}
+{% macro audit_night_prior_keys(wm, alias) -%}
+    from {{ ref('int_audit_rule_matches') }} as {{ alias }}
+    cross join lateral jsonb_array_elements({{ alias }}._prior_keys) as prior (key)
+    where {{ alias }}._batch_at > '{{ wm.batch_at }}'::timestamptz
+      and {{ audit_prior_keys_present(alias) }}
+{%- endmacro %}
+
 {#- A list of rule types (constants of this project) as SQL text literals: 'a', 'b'. -#}
 {% macro audit_sql_list(values) -%}
     '{{ values | join("', '") }}'
@@ -194,10 +204,7 @@
 
         select
             {% for c in group_columns + date_columns %}{{ audit_prior_key_column(c) }} as {{ c }}{% if not loop.last %}, {% endif %}{% endfor %}
-        from {{ ref('int_audit_rule_matches') }} as matches
-        cross join lateral jsonb_array_elements(matches._prior_keys) as prior (key)
-        where matches._batch_at > '{{ wm.batch_at }}'::timestamptz
-          and {{ audit_prior_keys_present('matches') }}
+        {{ audit_night_prior_keys(wm, 'matches') }}
           and prior.key ->> 'rule_type' in ({{ types }})
     ) as touched
     {%- if from_date %}
@@ -474,10 +481,7 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
         union all
 
         select changed.hospital_code, prior.key ->> 'visit_id'
-        from {{ ref('int_audit_rule_matches') }} as changed
-        cross join lateral jsonb_array_elements(changed._prior_keys) as prior (key)
-        where changed._batch_at > '{{ wm.batch_at }}'::timestamptz
-          and {{ audit_prior_keys_present('changed') }}
+        {{ audit_night_prior_keys(wm, 'changed') }}
           and prior.key ->> 'visit_id' is not null
     ) as direct
     group by hospital_code, visit_id
@@ -669,10 +673,7 @@ rule_type in ('inpatient_only', 'indication')
     union
 
     select changed.hospital_code, date_trunc('month', (prior.key ->> 'charge_date')::date)::date
-    from {{ ref('int_audit_rule_matches') }} as changed
-    cross join lateral jsonb_array_elements(changed._prior_keys) as prior (key)
-    where changed._batch_at > '{{ wm.batch_at }}'::timestamptz
-      and {{ audit_prior_keys_present('changed') }}
+    {{ audit_night_prior_keys(wm, 'changed') }}
       and prior.key ->> 'rule_type' = 'positive_rate'
       and prior.key ->> 'charge_date' is not null
 {%- endmacro %}
