@@ -20,7 +20,8 @@ to any history:
   each visit of two is a CT or 彩超 examination with a result P/N (R20, R21); the lines of the
   history are spread over the months before its last day;
 - the night: new visits charged over the 30 days before the night (late lines into the history's
-  months) with their claims, plus late lines and refunds on visits of the history.
+  months) with their claims, plus late lines and refunds on visits of the history (1 % of the
+  night's lines each; --late-percent).
 
 Steps, so that the history is built once and the timed night runs on a fresh copy of it:
 
@@ -441,9 +442,11 @@ def _new_visits(cur, args, day: dt.date, first: int, count: int, name: str) -> N
 def _night(cur, args) -> None:
     """The night: new visits charged over the 30 days before it (with their claims), and on 1 %
     of its size of the history's visits a late line and a refund each (the same rows whatever
-    the history holds: numbered from the history's size, never read from it)."""
+    the history holds: numbered from the history's size, never read from it; --late-percent sets
+    the 1 %: 0 makes every line of the night a new visit's, so that the history is read only
+    through the night's patients and their window groups)."""
     history, night = args.history, args.night
-    late = night // 100
+    late = round(night * args.late_percent / 100)
     _new_visits(cur, args, NIGHT_DAY, _history_visits(history) + 10_000_000, (night - 2 * late) // LINES_PER_VISIT, "night")
     if late and _history_visits(history):
         insert_visits(cur, NIGHT_DAY,
@@ -698,6 +701,9 @@ def main() -> None:
                     help="explain: EXPLAIN (ANALYZE, BUFFERS), i.e. run the queries (times, rows, pages)")
     ap.add_argument("--visits-per-patient", type=float, default=VISITS_PER_PATIENT_YEAR,
                     help="visits per patient and year of the realistic patient pool")
+    ap.add_argument("--late-percent", type=float, default=1.0,
+                    help="night: visits of the history given a late line and a refund each, in percent of "
+                         "the night's lines (default 1; 0: the night's lines are all new visits')")
     ap.add_argument("--legacy-patients", action="store_true",
                     help="the 2026-11 pool: (history + 1 M) / 150 patients, no follow-ups")
     args = ap.parse_args()
