@@ -904,3 +904,31 @@ def test_r21_index_of_an_earlier_version_is_replaced(built, warehouse):
         built[0], warehouse, "(rule_type, hospital_code, charge_date) where rule_type = 'positive_rate'",
         "%USING btree (rule_type, hospital_code, charge_date)%",
         "%USING btree (hospital_code, charge_date) INCLUDE " + R21_INCLUDED + " WHERE%")
+
+
+def test_line_rules_followers_after_line_rules_alone_was_rebuilt(built, warehouse):
+    """The findings mart and the deductible base take R11-R13 as the rows int_audit_line_rules
+    wrote since they were written. After a --full-refresh of that model alone every row of it is
+    newer than both: the next night, with nothing new, must re-derive everything in both (macro
+    audit_line_rules_followers_everything) instead of taking the rebuilt rows again beside the
+    stored ones, and end as they were after night D (one row per rule x subject, and line x rule)."""
+    conn = built[0]
+    transform.run_dbt(["run", "--full-refresh", "--select", "int_audit_line_rules"], as_of=B,
+                      marts_schema="marts_build", url=warehouse)
+    transform.build(B, marts_schema="marts_build", url=warehouse)
+    for table, key in (("marts_build.fct_audit_findings", "rule_id, hospital_code, subject_id"),
+                       ("intermediate.int_audit_deductible_lines", "hospital_code, fee_line_id, rule_id")):
+        duplicated = _rows(conn, f"select {key}, count(*) from {table} group by {key} having count(*) > 1")
+        assert duplicated == [], table
+    assert _findings(conn) == _findings(conn, schema="audit_incremental_d")
+    assert len(_findings(conn)) > 0
+    columns = "hospital_code, visit_id, fee_line_id, rule_id, rule_type, diagnosis_prefixes, flagged_amount"
+    diff = _rows(
+        conn,
+        f"""(select {columns} from intermediate.int_audit_deductible_lines
+             except all select {columns} from audit_incremental_d.int_audit_deductible_lines)
+            union all
+            (select {columns} from audit_incremental_d.int_audit_deductible_lines
+             except all select {columns} from intermediate.int_audit_deductible_lines)""",
+    )
+    assert diff == []

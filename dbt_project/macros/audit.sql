@@ -700,8 +700,9 @@ rule_type in ('inpatient_only', 'indication')
 {#- int_audit_deductible_lines: the fee-line findings that can be deducted, as the model selects
     them: from every finding model, or, when not everything, only the rows of the visits its
     pre-hook found touched (audit_touched_visits_tables: every row of pg_temp.<model>__visits, the
-    window rules' rows of pg_temp.<model>__window_visits too). -#}
-{% macro audit_deductible_lines_select(everything) -%}
+    window rules' rows of pg_temp.<model>__window_visits too), but R11-R13: the rows
+    int_audit_line_rules wrote since wm. -#}
+{% macro audit_deductible_lines_select(everything, wm=none) -%}
     {%- set decided = [
         'int_audit_line_rules', 'int_audit_daily_quantity', 'int_audit_min_interval',
         'int_audit_course_days', 'int_audit_included_in', 'int_audit_repeat_exam',
@@ -710,7 +711,25 @@ rule_type in ('inpatient_only', 'indication')
     {%- set visits = 'select hospital_code, visit_id from ' ~ audit_touched_visits_relation() -%}
     {%- set window_visits = visits ~ ' union select hospital_code, visit_id from ' ~ audit_touched_visits_relation(windows=true) -%}
     {% for model in decided %}
-    {%- if everything or model in window_models %}
+    {%- if not everything and model == 'int_audit_line_rules' %}
+    -- R11-R13 by line: the rows int_audit_line_rules wrote since (the lines matched tonight),
+    -- through its _batch_at index; a late line in a visit of the history changes none of the
+    -- visit's other lines' R11-R13 findings, which one probe per touched visit read again
+    -- (docs/scale-out.md §7.26). The stored side reads the re-matched lines' rows
+    -- (audit_deductible_stored_rows).
+    select
+        hospital_code,
+        visit_id,
+        subject_id as fee_line_id,
+        rule_id,
+        rule_type,
+        null::text as diagnosis_prefixes,
+        flagged_amount
+    from {{ ref(model) }}
+    where severity = 'violation'
+      and visit_id is not null
+      and {{ audit_line_rules_written_since(wm) }}
+    {%- elif everything or model in window_models %}
     select
         hospital_code,
         visit_id,
@@ -805,6 +824,11 @@ rule_type in ('inpatient_only', 'indication')
               and visit_rows.visit_id = touched.visit_id
               {%- if rule_types %}
               and visit_rows.rule_type in ({{ audit_sql_list(rule_types) }})
+              {%- else %}
+              -- R11-R13 rows only of the lines the night re-matched (audit_deductible_lines_select)
+              and (visit_rows.rule_type not in ({{ audit_line_rule_types() }})
+                   or (visit_rows.hospital_code, visit_rows.fee_line_id) in (
+                       select hospital_code, fee_line_id from pg_temp.{{ this.identifier }}__touched_lines))
               {%- endif %}
             offset 0
         ) as candidate
@@ -853,18 +877,22 @@ rule_type in ('inpatient_only', 'indication')
     written again, so the rows written since a reader's watermark, with the log, are exactly the
     visits whose deductible base changed: on a 30 M-line city about one in ten of the ~100k visits
     re-derived (most are the visits of the window groups the night touches, re-walked to the same
-    findings; docs/scale-out.md §7.9). Everything (the rule library or the hospital registry
-    changed): every row deleted, the re-derivation logged as a row without a visit. -#}
+    findings; docs/scale-out.md §7.9). R11-R13 rows by line: the lines the night re-matched
+    (pg_temp.<model>__touched_lines), the rest of a touched visit's R11-R13 rows left as they are
+    (audit_deductible_lines_select). Everything (the rule library or the hospital registry
+    changed, or int_audit_line_rules alone was rebuilt: audit_line_rules_followers_everything):
+    every row deleted, the re-derivation logged as a row without a visit. -#}
 {% macro audit_deductible_lines_diff() -%}
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
         {{ audit_deductible_changes_table(this) }};
-        {%- if audit_everything_since(wm) %}
+        {%- if audit_line_rules_followers_everything(wm) %}
         delete from {{ this }};
         insert into {{ audit_deductible_changes(this) }} values (null, null, now())
         {%- else %}
         {{ audit_touched_visits_tables(wm) }};
-        {{ analysed_temp_table(this.identifier ~ '__lines', audit_deductible_lines_select(false)) }};
+        {{ analysed_temp_table(this.identifier ~ '__touched_lines', audit_rematched_lines(wm)) }};
+        {{ analysed_temp_table(this.identifier ~ '__lines', audit_deductible_lines_select(false, wm)) }};
         {{ audit_deductible_stored_rows() }};
         {{ audit_deductible_delete_changed() }}
         {%- endif -%}
@@ -964,18 +992,51 @@ rule_type in ('inpatient_only', 'indication')
     {{ audit_touched_groups(wm, audit_window_rule_types(as_list=true), ['patient_key', 'rule_id'], from_date=true) }}
 {%- endmacro %}
 
-{#- The lines whose R11-R13 findings by_visit cannot reach: a finding of a line with a visit is
-    re-copied with that visit (the visits of the night's matches, current and prior keys), so only
-    lines without a visit, now or in an earlier version, are re-copied by line. The loader never
-    writes one (visit_id is a required fee_detail column), so this set is empty and the night does
-    not probe the mart and int_audit_line_rules once per line: on a 30 M-line city every one of the
-    night's ~880k matched lines was probed twice (docs/scale-out.md §7.5). -#}
-{% macro audit_mart_touched_lines(wm) -%}
-    select hospital_code, fee_line_id
+{#- The lines whose stored R11-R13 findings may have changed: the lines the night re-matched (their
+    matches name prior keys; a line's R11-R13 findings come from its own matches only, so a line
+    with stored findings had stored matches, and a new line has no stored finding), and lines
+    without a visit (the loader never writes one). Read through the small partial index of the
+    night's prior keys. The findings mart and the deductible base take R11-R13 by line, not by
+    visit: a late line in a visit of the history changes none of the findings of the visit's other
+    lines, and re-copying them probed int_audit_line_rules once per touched visit, ~1.2 s for the
+    59k visits of a 1 M-line night on a 30 M-line city in the mart alone (docs/scale-out.md §7.26). -#}
+{% macro audit_rematched_lines(wm) -%}
+    select distinct hospital_code, fee_line_id
     from {{ ref('int_audit_rule_matches') }}
     where _batch_at > '{{ wm.batch_at }}'::timestamptz
       and {{ audit_prior_keys_present() }}
-      and (visit_id is null or jsonb_path_exists(_prior_keys, '$[*] ? (@.visit_id == null)'))
+{%- endmacro %}
+
+{#- The rule types of int_audit_line_rules (R11-R13), which its followers take by line. -#}
+{% macro audit_line_rule_types() -%}
+    'sex', 'age', 'hospital_level'
+{%- endmacro %}
+
+{#- True when a model that follows int_audit_line_rules' writes (the findings mart, the deductible
+    base: they take R11-R13 as the rows that model wrote since their watermark wm, and compare
+    them with their stored rows of the lines the night re-matched) must re-derive everything: a
+    reference file that re-derives every finding changed (audit_everything_since), or
+    int_audit_line_rules was rebuilt since (every row of it written since wm while this model
+    holds R11-R13 rows: a --full-refresh of that model alone), whose rows would otherwise be
+    taken again beside the stored ones. -#}
+{% macro audit_line_rules_followers_everything(wm) -%}
+    {%- if audit_everything_since(wm) -%}
+        {{- return(true) -}}
+    {%- endif -%}
+    {%- set line_rules = ref('int_audit_line_rules') -%}
+    {%- set query -%}
+        select exists (select 1 from {{ line_rules }} where _batch_at > '{{ wm.batch_at }}'::timestamptz)
+           and not exists (select 1 from {{ line_rules }} where _batch_at <= '{{ wm.batch_at }}'::timestamptz)
+           and exists (select 1 from {{ this }} where rule_type in ({{ audit_line_rule_types() }}))
+    {%- endset -%}
+    {{- return(run_query(query).rows[0][0]) -}}
+{%- endmacro %}
+
+{#- The rows int_audit_line_rules wrote since wm (a predicate on it): exactly the R11-R13 findings
+    of the lines matched since, new or re-matched (its groups are lines, and
+    int_audit_rule_matches rewrites every row of a line it re-matches). -#}
+{% macro audit_line_rules_written_since(wm) -%}
+    _batch_at > '{{ wm.batch_at }}'::timestamptz
 {%- endmacro %}
 
 {% macro audit_mart_touched_stays(wm) -%}
@@ -986,11 +1047,16 @@ rule_type in ('inpatient_only', 'indication')
     {{ audit_claims_touched(wm, ['hospital_code', 'settlement_id']) }}
 {%- endmacro %}
 
-{% macro audit_findings_mart_keys() -%}
+{% macro audit_findings_mart_keys(wm) -%}
     {%- set t = 'pg_temp.fct_audit_findings__' -%}
-    {%- set by_visit = "subject_type = 'fee_line' and (hospital_code, visit_id) in (select hospital_code, visit_id from " ~ t ~ "touched_visits)" -%}
+    {%- set line_types = "rule_type in (" ~ audit_line_rule_types() ~ ")" -%}
+    {%- set by_visit = "subject_type = 'fee_line' and not " ~ line_types ~ " and (hospital_code, visit_id) in (select hospital_code, visit_id from " ~ t ~ "touched_visits)" -%}
     {%- set by_claim_visit = "subject_type = 'fee_line' and " ~ audit_decided_by_settlement() ~ " and (hospital_code, visit_id) in (select hospital_code, visit_id from " ~ t ~ "touched_claim_visits)" -%}
-    {%- set by_line = "rule_type in ('sex', 'age', 'hospital_level') and (hospital_code, subject_id) in (select hospital_code, fee_line_id from " ~ t ~ "touched_lines)" -%}
+    {%- set by_line = line_types ~ " and (hospital_code, subject_id) in (select hospital_code, fee_line_id from " ~ t ~ "touched_lines)" -%}
+    {#- int_audit_line_rules re-derives exactly the lines the night matched (new or re-matched):
+        its rows written since wm, read through its _batch_at index; the stored side reads the
+        re-matched ones by_line -#}
+    {%- set written = audit_line_rules_written_since(wm) if wm is not none else "true" -%}
     {%- set by_window = "rule_type in (" ~ audit_window_rule_types() ~ ") and exists (select 1 from " ~ t ~ "touched_windows as windows where windows.patient_key = finding.patient_key and windows.rule_id = finding.rule_id and finding.charge_date >= windows.from_date)" -%}
     {%- set by_stay = "rule_type = 'readmission' and (hospital_code, patient_key) in (select hospital_code, patient_key from " ~ t ~ "touched_stays)" -%}
     {%- set by_settlement = "rule_type = 'readmission' and (hospital_code, subject_id) in (select hospital_code, settlement_id from " ~ t ~ "touched_settlements)" -%}
@@ -1000,12 +1066,12 @@ rule_type in ('inpatient_only', 'indication')
             'touched_windows': audit_mart_touched_windows,
             'touched_visits': audit_mart_touched_visits,
             'touched_claim_visits': audit_mart_touched_claim_visits,
-            'touched_lines': audit_mart_touched_lines,
+            'touched_lines': audit_rematched_lines,
             'touched_stays': audit_mart_touched_stays,
             'touched_settlements': audit_mart_touched_settlements,
         },
         'models': {
-            'int_audit_line_rules': [by_visit, by_line],
+            'int_audit_line_rules': [written],
             'int_audit_claim_rules': [by_visit, by_claim_visit],
             'int_audit_daily_quantity': [by_visit, by_window],
             'int_audit_min_interval': [by_visit, by_window],
@@ -1021,8 +1087,8 @@ rule_type in ('inpatient_only', 'indication')
 
 {#- fct_audit_findings' rows without their lineage columns: every finding of the finding models
     (everything), or those the key predicates select (from the pre-hook's key sets). -#}
-{% macro audit_findings_mart_select(everything) -%}
-    {%- set keys = audit_findings_mart_keys() -%}
+{% macro audit_findings_mart_select(everything, wm=none) -%}
+    {%- set keys = audit_findings_mart_keys(wm) -%}
     with
 
     findings as (
@@ -1147,16 +1213,16 @@ rule_type in ('inpatient_only', 'indication')
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
         {{ audit_findings_deletions_table(this) }};
-        {%- if audit_everything_since(wm) %}
+        {%- if audit_line_rules_followers_everything(wm) %}
         {#- not logged: fct_audit_summary_monthly counts everything again after a rebuild -#}
         delete from {{ this }}
         {%- else -%}
-            {%- set keys = audit_findings_mart_keys() -%}
+            {%- set keys = audit_findings_mart_keys(wm) -%}
             {% for name, sql in keys.sets.items() -%}
             {{ analysed_temp_table(keys.temp_prefix ~ name, sql(wm)) }};
             {% endfor -%}
             set local random_page_cost = 1.1;
-            {{ analysed_temp_table(keys.temp_prefix ~ 'night', audit_findings_mart_select(false)) }};
+            {{ analysed_temp_table(keys.temp_prefix ~ 'night', audit_findings_mart_select(false, wm)) }};
             set local random_page_cost to default;
             drop table if exists pg_temp.{{ keys.temp_prefix }}stored;
             create temporary table {{ keys.temp_prefix }}stored as

@@ -26,8 +26,10 @@
 -- the stored findings of the same keys, to two analysed temporary tables; it deletes the stored
 -- ones the night does not hold as they are, and this query inserts the night's ones not stored as
 -- they are (macros audit_findings_mart_keys, audit_findings_mart_delete_touched). The keys: the fee-line findings of every visit of the night's matches and of their prior keys
--- (audit_touched_visits without its window groups; R11-R13 with them, by line only a line
--- without a visit, which the loader never writes); R14/R19 (int_audit_claim_rules, the only
+-- (audit_touched_visits without its window groups), but R11-R13: those by line, the rows
+-- int_audit_line_rules wrote since (the lines the night matched) against the stored ones of
+-- the lines it re-matched (a late line changes no other line's R11-R13 finding; everything
+-- when that model alone was rebuilt since); R14/R19 (int_audit_claim_rules, the only
 -- fee-line findings decided on the claim) also of the visits re-settled since; R15/R16/R20
 -- by patient x rule, the window groups the night touches, from the earliest date it touches
 -- each at (no finding dated before it can change), wherever the visit of their findings
@@ -48,7 +50,7 @@
 -- depends_on: {{ ref('stg_audit_rules') }}
 -- depends_on: {{ ref('stg_hospitals') }}
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
-{%- set everything = audit_everything_since(wm) %}
+{%- set everything = audit_line_rules_followers_everything(wm) if wm is not none else true %}
 
 {% if not everything %}
 -- the touched keys' findings, copied by the pre-hook, less the ones it found stored as they are
