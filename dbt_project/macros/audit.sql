@@ -711,12 +711,7 @@ rule_type in ('inpatient_only', 'indication')
     {%- set visits = 'select hospital_code, visit_id from ' ~ audit_touched_visits_relation() -%}
     {%- set window_visits = visits ~ ' union select hospital_code, visit_id from ' ~ audit_touched_visits_relation(windows=true) -%}
     {% for model in decided %}
-    {%- if not everything and model == 'int_audit_line_rules' %}
-    -- R11-R13 by line: the rows int_audit_line_rules wrote since (the lines matched tonight),
-    -- through its _batch_at index; a late line in a visit of the history changes none of the
-    -- visit's other lines' R11-R13 findings, which one probe per touched visit read again
-    -- (docs/scale-out.md §7.26). The stored side reads the re-matched lines' rows
-    -- (audit_deductible_stored_rows).
+    {%- if everything or model in window_models or model == 'int_audit_line_rules' %}
     select
         hospital_code,
         visit_id,
@@ -728,27 +723,22 @@ rule_type in ('inpatient_only', 'indication')
     from {{ ref(model) }}
     where severity = 'violation'
       and visit_id is not null
+      {%- if everything %}
+      {%- elif model == 'int_audit_line_rules' %}
+      -- R11-R13 by line: the rows int_audit_line_rules wrote since (the lines matched tonight),
+      -- through its _batch_at index; a late line in a visit of the history changes none of the
+      -- visit's other lines' R11-R13 findings, which one probe per touched visit read again
+      -- (docs/scale-out.md §7.26). The stored side reads the re-matched lines' rows
+      -- (audit_deductible_stored_rows).
       and {{ audit_line_rules_written_since(wm) }}
-    {%- elif everything or model in window_models %}
-    select
-        hospital_code,
-        visit_id,
-        subject_id as fee_line_id,
-        rule_id,
-        rule_type,
-        null::text as diagnosis_prefixes,
-        flagged_amount
-    from {{ ref(model) }}
-    where severity = 'violation'
-      and visit_id is not null
-      {%- if not everything %}
+      {%- else %}
       and (hospital_code, visit_id) in ({{ window_visits }})
       {%- endif %}
     {%- else %}
     -- one (hospital_code, visit_id) probe per touched visit (`offset 0`): as a semi-join the
-    -- planner hashed the visits against a scan of the whole model (int_audit_line_rules: 3.4 M
-    -- findings, 1.9 s, on a 30 M-line city). The window rules' models above are small, and
-    -- hashed against the visits of their groups.
+    -- planner hashed the visits against a scan of the whole model (int_audit_line_rules, when
+    -- it was read by visit: 3.4 M findings, 1.9 s, on a 30 M-line city). The window rules'
+    -- models above are small, and hashed against the visits of their groups.
     select
         findings.hospital_code,
         findings.visit_id,
