@@ -906,14 +906,16 @@ def test_r21_index_of_an_earlier_version_is_replaced(built, warehouse):
         "%USING btree (hospital_code, charge_date) INCLUDE " + R21_INCLUDED + " WHERE%")
 
 
-def test_line_rules_followers_after_line_rules_alone_was_rebuilt(built, warehouse):
-    """The findings mart and the deductible base take R11-R13 as the rows int_audit_line_rules
-    wrote since they were written. After a --full-refresh of that model alone every row of it is
-    newer than both: the next night, with nothing new, must re-derive everything in both (macro
-    audit_line_rules_followers_everything) instead of taking the rebuilt rows again beside the
-    stored ones, and end as they were after night D (one row per rule x subject, and line x rule)."""
+@pytest.mark.parametrize("model", ["int_audit_line_rules", "int_audit_claim_rules"])
+def test_followers_after_a_finding_model_alone_was_rebuilt(built, warehouse, model):
+    """The findings mart takes R11-R13 and R14/R19 as the rows int_audit_line_rules and
+    int_audit_claim_rules wrote since it was written, the deductible base R11-R13. After a
+    --full-refresh of one of those models alone every row of it is newer than both: the next
+    night, with nothing new, must re-derive everything where that model is followed (macro
+    audit_followers_everything) instead of taking the rebuilt rows again beside the stored ones,
+    and end as after night D (one row per rule x subject, and line x rule)."""
     conn = built[0]
-    transform.run_dbt(["run", "--full-refresh", "--select", "int_audit_line_rules"], as_of=B,
+    transform.run_dbt(["run", "--full-refresh", "--select", model], as_of=B,
                       marts_schema="marts_build", url=warehouse)
     transform.build(B, marts_schema="marts_build", url=warehouse)
     for table, key in (("marts_build.fct_audit_findings", "rule_id, hospital_code, subject_id"),

@@ -561,7 +561,11 @@ rule_type in ({{ audit_visit_partial_rule_types() }})
     visit_id) index its probe read each touched visit's ~19 matches to keep none (96 s cold for 59k
     visits on a 30 M-line city, 1.2 s through this index; docs/scale-out.md §7.5). -#}
 {% macro audit_decided_by_settlement() -%}
-rule_type in ('inpatient_only', 'indication')
+rule_type in ({{ audit_decided_by_settlement_types() }})
+{%- endmacro %}
+
+{% macro audit_decided_by_settlement_types() -%}
+'inpatient_only', 'indication'
 {%- endmacro %}
 
 {#- The rule types decided over a patient's window (R15 per day, R16, R20 across hospitals). -#}
@@ -730,7 +734,7 @@ rule_type in ('inpatient_only', 'indication')
       -- visit's other lines' R11-R13 findings, which one probe per touched visit read again
       -- (docs/scale-out.md §7.26). The stored side reads the re-matched lines' rows
       -- (audit_deductible_stored_rows).
-      and {{ audit_line_rules_written_since(wm) }}
+      and {{ audit_written_since(wm) }}
       {%- else %}
       and (hospital_code, visit_id) in ({{ window_visits }})
       {%- endif %}
@@ -870,13 +874,13 @@ rule_type in ('inpatient_only', 'indication')
     findings; docs/scale-out.md §7.9). R11-R13 rows by line: the lines the night re-matched
     (pg_temp.<model>__touched_lines), the rest of a touched visit's R11-R13 rows left as they are
     (audit_deductible_lines_select). Everything (the rule library or the hospital registry
-    changed, or int_audit_line_rules alone was rebuilt: audit_line_rules_followers_everything):
+    changed, or int_audit_line_rules alone was rebuilt: audit_followers_everything):
     every row deleted, the re-derivation logged as a row without a visit. -#}
 {% macro audit_deductible_lines_diff() -%}
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
         {{ audit_deductible_changes_table(this) }};
-        {%- if audit_line_rules_followers_everything(wm) %}
+        {%- if audit_followers_everything(wm, audit_deductible_lines_followed()) %}
         delete from {{ this }};
         insert into {{ audit_deductible_changes(this) }} values (null, null, now())
         {%- else %}
@@ -1002,30 +1006,44 @@ rule_type in ('inpatient_only', 'indication')
     'sex', 'age', 'hospital_level'
 {%- endmacro %}
 
-{#- True when a model that follows int_audit_line_rules' writes (the findings mart, the deductible
-    base: they take R11-R13 as the rows that model wrote since their watermark wm, and compare
-    them with their stored rows of the lines the night re-matched) must re-derive everything: a
-    reference file that re-derives every finding changed (audit_everything_since), or
-    int_audit_line_rules was rebuilt since (every row of it written since wm while this model
-    holds R11-R13 rows: a --full-refresh of that model alone), whose rows would otherwise be
-    taken again beside the stored ones. -#}
-{% macro audit_line_rules_followers_everything(wm) -%}
+{#- True when a model that follows finding models' writes (the findings mart: R11-R13 and R14/R19;
+    the deductible base: R11-R13) must re-derive everything. They take those findings as the rows
+    the followed models (`followed`: model -> SQL list of its rule types) wrote since their
+    watermark wm, and compare them with their stored rows of the keys the night touched. So:
+    everything when a reference file that re-derives every finding changed
+    (audit_everything_since), or when a followed model was rebuilt since (every row of it
+    written since wm while this model holds rows of its rule types: a --full-refresh of that
+    model alone), whose rows would otherwise be taken again beside the stored ones. -#}
+{% macro audit_followers_everything(wm, followed) -%}
     {%- if audit_everything_since(wm) -%}
         {{- return(true) -}}
     {%- endif -%}
-    {%- set line_rules = ref('int_audit_line_rules') -%}
     {%- set query -%}
-        select exists (select 1 from {{ line_rules }} where _batch_at > '{{ wm.batch_at }}'::timestamptz)
-           and not exists (select 1 from {{ line_rules }} where _batch_at <= '{{ wm.batch_at }}'::timestamptz)
-           and exists (select 1 from {{ this }} where rule_type in ({{ audit_line_rule_types() }}))
+        select false
+        {%- for model, rule_types in followed.items() %}
+            or (exists (select 1 from {{ ref(model) }} where _batch_at > '{{ wm.batch_at }}'::timestamptz)
+                and not exists (select 1 from {{ ref(model) }} where _batch_at <= '{{ wm.batch_at }}'::timestamptz)
+                and exists (select 1 from {{ this }} where rule_type in ({{ rule_types }})))
+        {%- endfor %}
     {%- endset -%}
     {{- return(run_query(query).rows[0][0]) -}}
 {%- endmacro %}
 
-{#- The rows int_audit_line_rules wrote since wm (a predicate on it): exactly the R11-R13 findings
-    of the lines matched since, new or re-matched (its groups are lines, and
-    int_audit_rule_matches rewrites every row of a line it re-matches). -#}
-{% macro audit_line_rules_written_since(wm) -%}
+{#- The followed models of the findings mart and of the deductible base (audit_followers_everything). -#}
+{% macro audit_findings_mart_followed() -%}
+    {{- return({'int_audit_line_rules': audit_line_rule_types(), 'int_audit_claim_rules': audit_decided_by_settlement_types()}) -}}
+{%- endmacro %}
+
+{% macro audit_deductible_lines_followed() -%}
+    {{- return({'int_audit_line_rules': audit_line_rule_types()}) -}}
+{%- endmacro %}
+
+{#- The rows a finding model wrote since wm (a predicate on it). For int_audit_line_rules exactly
+    the R11-R13 findings of the lines matched since, new or re-matched (its groups are lines, and
+    int_audit_rule_matches rewrites every row of a line it re-matches); for int_audit_claim_rules
+    the R14/R19 findings of the visits the night's matches touch (current and prior keys) and of
+    the visits re-settled since: the findings mart's by_visit and by_claim_visit keys. -#}
+{% macro audit_written_since(wm) -%}
     _batch_at > '{{ wm.batch_at }}'::timestamptz
 {%- endmacro %}
 
@@ -1045,8 +1063,10 @@ rule_type in ('inpatient_only', 'indication')
     {%- set by_line = line_types ~ " and (hospital_code, subject_id) in (select hospital_code, fee_line_id from " ~ t ~ "touched_lines)" -%}
     {#- int_audit_line_rules re-derives exactly the lines the night matched (new or re-matched):
         its rows written since wm, read through its _batch_at index; the stored side reads the
-        re-matched ones by_line -#}
-    {%- set written = audit_line_rules_written_since(wm) if wm is not none else "true" -%}
+        re-matched ones by_line. int_audit_claim_rules re-derives exactly the visits of by_visit
+        and by_claim_visit (its pre-hook's touched visits, with the claims): its rows written
+        since too, where the visits were hashed against a scan of all its findings -#}
+    {%- set written = audit_written_since(wm) if wm is not none else "true" -%}
     {%- set by_window = "rule_type in (" ~ audit_window_rule_types() ~ ") and exists (select 1 from " ~ t ~ "touched_windows as windows where windows.patient_key = finding.patient_key and windows.rule_id = finding.rule_id and finding.charge_date >= windows.from_date)" -%}
     {%- set by_stay = "rule_type = 'readmission' and (hospital_code, patient_key) in (select hospital_code, patient_key from " ~ t ~ "touched_stays)" -%}
     {%- set by_settlement = "rule_type = 'readmission' and (hospital_code, subject_id) in (select hospital_code, settlement_id from " ~ t ~ "touched_settlements)" -%}
@@ -1062,7 +1082,7 @@ rule_type in ('inpatient_only', 'indication')
         },
         'models': {
             'int_audit_line_rules': [written],
-            'int_audit_claim_rules': [by_visit, by_claim_visit],
+            'int_audit_claim_rules': [written],
             'int_audit_daily_quantity': [by_visit, by_window],
             'int_audit_min_interval': [by_visit, by_window],
             'int_audit_course_days': [by_visit],
@@ -1203,7 +1223,7 @@ rule_type in ('inpatient_only', 'indication')
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
         {{ audit_findings_deletions_table(this) }};
-        {%- if audit_line_rules_followers_everything(wm) %}
+        {%- if audit_followers_everything(wm, audit_findings_mart_followed()) %}
         {#- not logged: fct_audit_summary_monthly counts everything again after a rebuild -#}
         delete from {{ this }}
         {%- else -%}

@@ -30,7 +30,8 @@
 -- int_audit_line_rules wrote since (the lines the night matched) against the stored ones of
 -- the lines it re-matched (a late line changes no other line's R11-R13 finding; everything
 -- when that model alone was rebuilt since); R14/R19 (int_audit_claim_rules, the only
--- fee-line findings decided on the claim) also of the visits re-settled since; R15/R16/R20
+-- fee-line findings decided on the claim) also of the visits re-settled since, copied as the
+-- rows int_audit_claim_rules wrote since (it re-derives exactly those visits); R15/R16/R20
 -- by patient x rule, the window groups the night touches, from the earliest date it touches
 -- each at (no finding dated before it can change), wherever the visit of their findings
 -- (a re-walk can move a finding to another visit: re-copying every finding of every visit
@@ -41,7 +42,7 @@
 -- deletes read the readmission findings (~1 %) through a (hospital_code, patient_key) index partial
 -- to them, where they scanned the whole mart; its R14/R19 reads of the re-settled visits read
 -- their findings (~6 %) through a (hospital_code, visit_id, subject_id) index partial to them. Everything when the rule library or the hospital
--- registry changed. Each delete logs what it deleted, counted by fct_audit_summary_monthly's grain, in
+-- registry changed, or int_audit_line_rules or int_audit_claim_rules alone was rebuilt since. Each delete logs what it deleted, counted by fct_audit_summary_monthly's grain, in
 -- the table fct_audit_findings__deletions beside this one (macro audit_findings_delete_logged): the
 -- summary follows this table by difference (the night's findings, less the deleted ones).
 
@@ -50,7 +51,7 @@
 -- depends_on: {{ ref('stg_audit_rules') }}
 -- depends_on: {{ ref('stg_hospitals') }}
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
-{%- set everything = audit_line_rules_followers_everything(wm) if wm is not none else true %}
+{%- set everything = audit_followers_everything(wm, audit_findings_mart_followed()) if wm is not none else true %}
 
 {% if not everything %}
 -- the touched keys' findings, copied by the pre-hook, less the ones it found stored as they are
