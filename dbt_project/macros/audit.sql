@@ -1013,7 +1013,8 @@ rule_type in ({{ audit_decided_by_settlement_types() }})
     everything when a reference file that re-derives every finding changed
     (audit_everything_since), or when a followed model was rebuilt since (every row of it
     written since wm while this model holds rows of its rule types: a --full-refresh of that
-    model alone), whose rows would otherwise be taken again beside the stored ones. -#}
+    model alone), whose rows would otherwise be taken again beside the stored ones. True without
+    a watermark (a first build; audit_everything_since), before any query. -#}
 {% macro audit_followers_everything(wm, followed) -%}
     {%- if audit_everything_since(wm) -%}
         {{- return(true) -}}

@@ -51,7 +51,7 @@
 -- depends_on: {{ ref('stg_audit_rules') }}
 -- depends_on: {{ ref('stg_hospitals') }}
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
-{%- set everything = audit_followers_everything(wm, audit_findings_mart_followed()) if wm is not none else true %}
+{%- set everything = audit_followers_everything(wm, audit_findings_mart_followed()) %}
 
 {% if not everything %}
 -- the touched keys' findings, copied by the pre-hook, less the ones it found stored as they are
