@@ -755,6 +755,11 @@ WINDOW_PREDICATE = "(rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interva
     ("marts_build.fct_audit_findings", "hospital_code, visit_id, subject_id",
      "(rule_type = ANY (ARRAY['inpatient_only'::text, 'indication'::text]))",
      "rule_type in ('inpatient_only', 'indication')"),
+    # the findings mart's stored read of the touched visits (every fee-line finding but R11-R13,
+    # which it reads by line): R11-R13 are ~75 % of the findings
+    ("marts_build.fct_audit_findings", "hospital_code, visit_id",
+     "((subject_type = 'fee_line'::text) AND (rule_type <> ALL (ARRAY['sex'::text, 'age'::text, 'hospital_level'::text])))",
+     "subject_type = 'fee_line' and rule_type not in ('sex', 'age', 'hospital_level')"),
     # the deductible base's delete of the window rules' rows of the window groups' visits
     ("intermediate.int_audit_deductible_lines", "hospital_code, visit_id, rule_type",
      WINDOW_PREDICATE, "rule_type in ('daily_quantity', 'min_interval_days', 'repeat_exam')"),
@@ -826,6 +831,32 @@ def test_r17_numbers_a_visit_course_from_the_index_alone(built, warehouse):
         conn, warehouse, "(hospital_code, visit_id, rule_id) where rule_type in ('course_days')",
         "%USING btree (hospital_code, visit_id, rule_id) WHERE%",
         "%USING btree (hospital_code, visit_id, rule_id, charge_date) INCLUDE (quantity, days) WHERE%")
+
+
+# the findings mart's stored read of a touched visit (macro audit_findings_mart_keys, by_visit), as
+# the pre-hook writes it
+MART_VISIT_READ = """
+    select ctid, * from marts_build.fct_audit_findings as finding
+    where subject_type = 'fee_line' and rule_type not in ('sex', 'age', 'hospital_level')
+      and hospital_code = %s and visit_id = %s
+"""
+
+
+def test_mart_reads_a_touched_visit_without_its_line_rules(built):
+    """The findings mart reads a touched visit's stored findings but R11-R13 (those by line)
+    through its (hospital_code, visit_id) index partial to them: with a full index the probe
+    fetched every R11-R13 finding of the visit (~75 % of the findings) to filter it out
+    (docs/scale-out.md §7.27)."""
+    conn = built[0]
+    [(partial,)] = _rows(
+        conn,
+        "select indexrelid::regclass::text from pg_index where indrelid = 'marts_build.fct_audit_findings'::regclass"
+        " and pg_get_indexdef(indexrelid) like '%%USING btree (hospital_code, visit_id)%%'",
+    )
+    plan = _index_plan(conn, MART_VISIT_READ, (H1, "V1"))
+    assert plan["Node Type"] == "Index Scan", plan
+    assert plan["Index Name"] == partial.split(".")[-1].strip('"'), (plan, partial)
+    assert "Filter" not in plan, plan  # the rule types are the index's predicate: no row read to be dropped
 
 
 WINDOW_INCLUDED = "(rule_type, severity, hospital_code, visit_id, quantity, days)"

@@ -985,6 +985,15 @@ PARTIAL_INDEXES = {
 }
 
 
+# fct_audit_findings' (hospital_code, visit_id) index: full before 2026-12-06 (fourth session), now
+# partial to the findings the mart re-reads by touched visit (all but R11-R13, read by line)
+MART_VISIT_INDEX = ("select pg_get_expr(indpred, indrelid) from pg_index where indrelid = %s::regclass"
+                    " and pg_get_indexdef(indexrelid) like '%%USING btree (hospital_code, visit_id)%%'")
+LINE_RULES = "intermediate.int_audit_line_rules"  # read by visit before 2026-12-06 (fourth session)
+MART_VISIT_PREDICATE = ("((subject_type = 'fee_line'::text)"
+                        " AND (rule_type <> ALL (ARRAY['sex'::text, 'age'::text, 'hospital_level'::text])))")
+
+
 # the window rules' index of int_audit_rule_matches before 2026-12-05, on exactly these columns
 EARLIER_MATCHES_INDEX = ("select pg_get_expr(indpred, indrelid) from pg_index where indrelid = %s::regclass"
                          " and pg_get_indexdef(indexrelid) like '%%USING btree (patient_key, rule_id)%%'")
@@ -1038,7 +1047,9 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
     full (hospital_code, patient_key) index of int_claims_with_deductions, and a (patient_key,
     rule_id) index of int_audit_rule_matches partial to fewer window rule types, without a
     recorded predicate, each by one index partial to the current predicate, recorded in its
-    comment; fct_audit_findings' index, unchanged, is kept (same OID); a full refresh keeps them.
+    comment; fct_audit_findings' index, unchanged, is kept (same OID), and its full (hospital_code,
+    visit_id) index is replaced by one partial to all but R11-R13, and int_audit_line_rules' one
+    dropped; a full refresh keeps them.
     And the index on the patient key's 64-bit hash that 4c27d94 gave int_evaluation_settlements by
     its (hospital_code, quarter_start, patient_key) index again."""
     conn, _, url = built
@@ -1063,6 +1074,15 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
         cur.execute(f"drop index {cur.fetchone()[0]}")
         cur.execute("create index on intermediate.int_evaluation_settlements"
                     " (hospital_code, quarter_start, hashtextextended(patient_key, 0))")
+        assert _rows(conn, MART_VISIT_INDEX, findings) == [(MART_VISIT_PREDICATE,)]
+        cur.execute(MART_VISIT_INDEX.replace("pg_get_expr(indpred, indrelid)", "indexrelid::regclass::text"),
+                    (findings,))
+        cur.execute(f"drop index {cur.fetchone()[0]}")
+        cur.execute("create index on marts_build.fct_audit_findings (hospital_code, visit_id)")
+        assert _rows(conn, MART_VISIT_INDEX, LINE_RULES) == []  # built without it
+        cur.execute(f"create index on {LINE_RULES} (hospital_code, visit_id)")  # as earlier versions were
+    assert _rows(conn, MART_VISIT_INDEX, findings) == [(None,)]
+    assert _rows(conn, MART_VISIT_INDEX, LINE_RULES) == [(None,)]
     assert _patient_indexes(conn, evaluation) == [
         "(hospital_code, quarter_start, hashtextextended(patient_key, (0)::bigint))"
     ]
@@ -1104,6 +1124,8 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
     # fct_audit_findings' index, unchanged, was not rebuilt (its post-hook ran twice: the night ran
     # again after the refresh)
     assert _assert_partial_index(conn, findings, "fct_audit_findings") == oids[findings]
+    assert _rows(conn, MART_VISIT_INDEX, findings) == [(MART_VISIT_PREDICATE,)]  # the full one replaced
+    assert _rows(conn, MART_VISIT_INDEX, LINE_RULES) == []  # dropped: nothing reads it by visit
     assert transform.build(C, marts_schema="marts_check", url=url, full_refresh=True).full_refreshed == ["*"]
     _assert_marts_equal(conn, "marts_build", "marts_check")
     for table in (matches, icwd, "marts_check.fct_audit_findings"):

@@ -1056,10 +1056,21 @@ rule_type in ({{ audit_decided_by_settlement_types() }})
     {{ audit_claims_touched(wm, ['hospital_code', 'settlement_id']) }}
 {%- endmacro %}
 
+{#- The findings the findings mart re-reads by touched visit: the fee-line findings but R11-R13
+    (those by line, audit_rematched_lines). Also the predicate of the mart's (hospital_code,
+    visit_id) index, partial to them (the same text, so that the planner sees the implication):
+    R11-R13 are ~75 % of the findings, and with the full index the stored read of the night's
+    ~59k touched visits fetched every R11-R13 finding of a re-opened visit to filter it out, and
+    the night's insert wrote each of its R11-R13 findings to a random leaf of that index
+    (docs/scale-out.md §7.27). -#}
+{% macro audit_mart_by_visit_types() -%}
+    subject_type = 'fee_line' and rule_type not in ({{ audit_line_rule_types() }})
+{%- endmacro %}
+
 {% macro audit_findings_mart_keys(wm) -%}
     {%- set t = 'pg_temp.fct_audit_findings__' -%}
     {%- set line_types = "rule_type in (" ~ audit_line_rule_types() ~ ")" -%}
-    {%- set by_visit = "subject_type = 'fee_line' and not " ~ line_types ~ " and (hospital_code, visit_id) in (select hospital_code, visit_id from " ~ t ~ "touched_visits)" -%}
+    {%- set by_visit = audit_mart_by_visit_types() ~ " and (hospital_code, visit_id) in (select hospital_code, visit_id from " ~ t ~ "touched_visits)" -%}
     {%- set by_claim_visit = "subject_type = 'fee_line' and " ~ audit_decided_by_settlement() ~ " and (hospital_code, visit_id) in (select hospital_code, visit_id from " ~ t ~ "touched_claim_visits)" -%}
     {%- set by_line = line_types ~ " and (hospital_code, subject_id) in (select hospital_code, fee_line_id from " ~ t ~ "touched_lines)" -%}
     {#- int_audit_line_rules re-derives exactly the lines the night matched (new or re-matched):

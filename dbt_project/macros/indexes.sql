@@ -91,6 +91,20 @@ end
 $ensure_index$
 {%- endmacro %}
 
+{#- Post-hook: drop every B-tree index of this model's table on exactly `columns`, partial or not:
+    one an earlier version of the model had and nothing reads any more, to which every night's
+    insert still wrote a row per new row (a random leaf of a history-sized index). One catalog
+    query when there is none. -#}
+{% macro drop_index_on(columns) -%}
+do $drop_index_on$
+declare
+    earlier record;
+begin
+    {{ _drop_indexes_on(columns, 'earlier') }}
+end
+$drop_index_on$
+{%- endmacro %}
+
 {#- PL/pgSQL (inside a do block declaring the record `var`): drop every index of this model's
     table on exactly `columns` (an earlier version's index; ensure_index's and partial_index's
     `replaces`). -#}

@@ -3,7 +3,6 @@
     incremental_strategy='append',
     on_schema_change='fail',
     indexes=[
-        {'columns': ['hospital_code', 'visit_id']},
         {'columns': ['hospital_code', 'subject_id']},
         {'columns': ['_batch_at']},
     ],
@@ -13,6 +12,7 @@
         "{{ partial_index(['patient_key', 'rule_id'], 'rule_type in (' ~ audit_window_rule_types() ~ ')') }}",
         "{{ partial_index(['hospital_code', 'patient_key'], \"rule_type = 'readmission'\") }}",
         "{{ partial_index(['hospital_code', 'visit_id', 'subject_id'], audit_decided_by_settlement()) }}",
+        "{{ partial_index(['hospital_code', 'visit_id'], audit_mart_by_visit_types()) }}",
     ]
 ) }}
 
@@ -41,7 +41,11 @@
 -- findings only, so that index is partial to their rule types (macros/indexes.sql); its R22
 -- deletes read the readmission findings (~1 %) through a (hospital_code, patient_key) index partial
 -- to them, where they scanned the whole mart; its R14/R19 reads of the re-settled visits read
--- their findings (~6 %) through a (hospital_code, visit_id, subject_id) index partial to them. Everything when the rule library or the hospital
+-- their findings (~6 %) through a (hospital_code, visit_id, subject_id) index partial to them; its
+-- reads of the touched visits read their findings but R11-R13 (read by line) through a
+-- (hospital_code, visit_id) index partial to them (macro audit_mart_by_visit_types): a full one
+-- fetched every R11-R13 finding of a re-opened visit to filter it out, and took a random leaf
+-- write for each of the night's R11-R13 findings (~75 % of the findings). Everything when the rule library or the hospital
 -- registry changed, or int_audit_line_rules or int_audit_claim_rules alone was rebuilt since. Each delete logs what it deleted, counted by fct_audit_summary_monthly's grain, in
 -- the table fct_audit_findings__deletions beside this one (macro audit_findings_delete_logged): the
 -- summary follows this table by difference (the night's findings, less the deleted ones).
