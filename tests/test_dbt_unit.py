@@ -1572,6 +1572,64 @@ def test_delete_insert_probes_the_stored_rows_of_a_small_night(built):
             cur.execute("drop schema probe_check cascade")
 
 
+def _probe_loops(plan: dict, index: str) -> list[int]:
+    """The actual loops of every scan of `index` in an EXPLAIN (ANALYZE, FORMAT JSON) plan tree
+    that looks a key up (an equality on its last key column; not the bound's backward scan)."""
+    found = []
+    if plan.get("Index Name") == index and "=" in plan.get("Index Cond", "") and plan.get("Scan Direction") != "Backward":
+        found.append(plan["Actual Loops"])
+    for child in plan.get("Plans", []):
+        found += _probe_loops(child, index)
+    return found
+
+
+def test_probes_skip_the_keys_after_every_stored_key(built):
+    """A night's keys are mostly new, and a HIS numbers its settlements, visits and lines in order:
+    the new keys sort after every stored key of their hospital. The probes of the night's keys
+    (probed_delete here; int_claims_with_deductions' and int_evaluation_settlements' probes of the
+    stored settlements) descend a year-sized index for nothing. Each probe is now gated by the
+    greatest stored key of its hospital (macros stored_key_bounds, below_stored_max: one backward
+    index scan per hospital): a key above it is not looked up. Exact in any order: keys that sort
+    among the stored ones are probed, and the rows left are the same."""
+    conn, _runs, url = built
+    with conn.cursor() as cur:
+        cur.execute("drop schema if exists probe_check cascade; create schema probe_check")
+        # serial numbers, as a HIS writes them: S + 8 digits, per hospital in order
+        cur.execute("create table probe_check.target as select 'H' || (g % 3) as hospital_code,"
+                    " 'S' || lpad(g::text, 8, '0') as settlement_id, g::numeric as amount from generate_series(1, 20000) as g")
+        cur.execute("create unique index target_key on probe_check.target (hospital_code, settlement_id)")
+        cur.execute("analyze probe_check.target")
+        # 300 stored settlements re-sent (some old, some recent) and 700 new ones; then a night whose
+        # new keys sort among the stored ones (another numbering: every key probed)
+        cur.execute("create table probe_check.serial as select 'H' || (g % 3) as hospital_code,"
+                    " 'S' || lpad(g::text, 8, '0') as settlement_id, -g::numeric as amount"
+                    " from generate_series(1, 19800) as g where g % 99 = 0"
+                    " union all select 'H' || (g % 3), 'S' || lpad(g::text, 8, '0'), -g::numeric"
+                    " from generate_series(19901, 20700) as g")
+        cur.execute("create table probe_check.interleaved as select 'H' || (g % 3) as hospital_code,"
+                    " 'S' || lpad(g::text, 8, '0') || 'X' as settlement_id, -g::numeric as amount"
+                    " from generate_series(1, 1000) as g")
+        cur.execute("analyze probe_check.serial; analyze probe_check.interleaved")
+        try:
+            cur.execute("select count(*), count(*) filter (where settlement_id <= 'S00020000') from probe_check.serial")
+            night, stored_keys = cur.fetchone()
+            assert (night, stored_keys) == (1000, 300)
+            for table, probed, deleted in (("serial", stored_keys, stored_keys), ("interleaved", 1000, 0)):
+                delete = _probed_delete_insert(url, table).split(";")[0]
+                assert "ctid = any" in delete
+                cur.execute("begin")
+                try:
+                    cur.execute("explain (analyze, format json) " + delete)
+                    plan = cur.fetchone()[0][0]["Plan"]
+                    assert sum(_probe_loops(plan, "target_key")) == probed, (table, plan)
+                    cur.execute("select count(*) from probe_check.target")
+                    assert cur.fetchone() == (20000 - deleted,)
+                finally:
+                    cur.execute("rollback")
+        finally:
+            cur.execute("drop schema probe_check cascade")
+
+
 def _check_sample_statistics(cur, sql: str, default_target: str) -> None:
     cur.execute(sql)
     cur.execute("select reltuples from pg_class where oid = 'pg_temp.sample_check'::regclass")

@@ -276,18 +276,58 @@ $last_batch_statistics$
 {#- Delete from target the rows whose keys are in keys_relation (and, if given, that satisfy
     filter, on the alias `candidate`): one probe of target's index on the keys per row of
     keys_relation (a lateral `offset 0` subquery, never pulled up into a hash join against a scan of
-    the whole target), the rows found deleted by ctid. keys_relation should hold distinct keys. -#}
+    the whole target), the rows found deleted by ctid. keys_relation should hold distinct keys. A
+    key whose last column sorts after every stored value of its prefix (the other key columns) is
+    not probed (stored_key_bounds below; the index leading with the keys serves the bound too). -#}
 {% macro probed_delete(target, keys_relation, keys, filter=none) -%}
+    {%- set prefix = keys[:-1] -%}
     delete from {{ target }} as stored
     where stored.ctid = any (array(
         select found.ctid
         from {{ keys_relation }} as night
+        left join ({{ stored_key_bounds(target, keys_relation, prefix, [keys[-1]]) }}) as bound
+            on {% for p in prefix %}bound.{{ p }} = night.{{ p }} and {% endfor %}true
         cross join lateral (
             select candidate.ctid
             from {{ target }} as candidate
             where {% for k in keys %}candidate.{{ k }} = night.{{ k }}{{ ' and ' if not loop.last }}{% endfor %}
               {%- if filter %} and {{ filter }}{% endif %}
+              and {{ below_stored_max('night.' ~ keys[-1], 'bound', keys[-1], prefix) }}
             offset 0
         ) as found
     ))
+{%- endmacro %}
+
+{#- The probes of a night's keys into a year-sized index mostly find nothing: a HIS's serial
+    numbers (settlement, visit, line ids) grow, so most of a night's keys sort after every key of
+    their hospital stored before. stored_key_bounds selects, per distinct value of the prefix
+    columns in keys_relation (none: one row), the greatest stored value in relation of each of
+    columns: one backward probe of an index leading with the prefix and the column per prefix
+    (PostgreSQL plans max() as the last entry of an index scan). below_stored_max is the gate a
+    lateral probe adds for a key value against that bound (joined as `bound`, a left join on the
+    prefix): it refers to the outer row only, so PostgreSQL plans it as a one-time filter and a key
+    above its prefix's maximum is not looked up at all. Exact whatever order the keys come in: a
+    value above the greatest stored value equals none of them; a prefix with nothing stored has a
+    null maximum (nothing to find); a key whose prefix has no bound row is probed. -#}
+{% macro stored_key_bounds(relation, keys_relation, prefix, columns) -%}
+    select
+        {%- for p in prefix %}
+        night_prefix.{{ p }},
+        {%- endfor %}
+        {%- for c in columns %}
+        (
+            select max(bound.{{ c }})
+            from {{ relation }} as bound
+            {%- for p in prefix %}
+            {{ 'where' if loop.first else 'and' }} bound.{{ p }} = night_prefix.{{ p }}
+            {%- endfor %}
+        ) as stored_max_{{ c }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    {%- if prefix %}
+    from (select distinct {{ prefix | join(', ') }} from {{ keys_relation }} as night_keys) as night_prefix
+    {%- endif %}
+{%- endmacro %}
+
+{% macro below_stored_max(value, bound, column, prefix) -%}
+    coalesce({{ value }} <= {{ bound }}.stored_max_{{ column }}, {{ bound ~ '.' ~ prefix[0] ~ ' is null' if prefix else 'false' }})
 {%- endmacro %}

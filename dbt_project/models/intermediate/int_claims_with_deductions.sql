@@ -166,6 +166,15 @@ touched_visits as (
 
 ),
 
+stored_bounds as (
+
+    -- the greatest visit_id and reversal_of stored per hospital of the touched visits (every
+    -- hospital of the re-classified settlements): the night's new visits and settlements sort
+    -- after them, and their probes below are skipped (macro stored_key_bounds)
+    {{ stored_key_bounds(this, 'touched_visits', ['hospital_code'], ['visit_id', 'reversal_of']) }}
+
+),
+
 claims as (
 
     select
@@ -203,7 +212,8 @@ claims as (
 
     -- the stored settlements of the touched visits, probed per visit through the
     -- (hospital_code, visit_id) index (`offset 0`: never flattened into a join the planner could
-    -- turn into a scan of every stored settlement), less the ones changed tonight
+    -- turn into a scan of every stored settlement) unless the visit sorts after every stored one
+    -- of its hospital (a new visit, most of a night), less the ones changed tonight
     select
         {% for c in claim_columns %}stored.{{ c }},
         {% endfor -%}
@@ -216,11 +226,14 @@ claims as (
         {% for c, t in stored_derived %}stored.{{ c }} as _stored_{{ c }}{% if not loop.last %},
         {% endif %}{% endfor %}
     from touched_visits
+    left join stored_bounds as bound
+        on touched_visits.hospital_code = bound.hospital_code
     cross join lateral (
         select *
         from {{ this }} as stored
         where stored.hospital_code = touched_visits.hospital_code
           and stored.visit_id = touched_visits.visit_id
+          and {{ below_stored_max('touched_visits.visit_id', 'bound', 'visit_id', ['hospital_code']) }}
         offset 0
     ) as stored
     left join changed_claims
@@ -235,7 +248,8 @@ reversed_settlements as materialized (
     -- every settlement reversed after this build, among those re-classified: the reversal
     -- links of the changed settlements, and the stored reversals of the re-classified
     -- settlements that did not change tonight. The stored ones are probed from each
-    -- re-classified settlement through the (hospital_code, reversal_of) index: `offset 0`
+    -- re-classified settlement through the (hospital_code, reversal_of) index, unless it sorts
+    -- after every settlement a stored reversal of its hospital names: `offset 0`
     -- keeps the lateral a parameterised index scan per row whatever the planner guesses of
     -- the night's size (with the night estimated at one row it walked every stored settlement
     -- in a merge anti-join on hospital_code alone: quadratic). The stored reversals superseded
@@ -253,11 +267,14 @@ reversed_settlements as materialized (
         from (
             select claims.hospital_code, claims.settlement_id, stored_reversal.settlement_id as reversal_id
             from claims
+            left join stored_bounds as bound
+                on claims.hospital_code = bound.hospital_code
             cross join lateral (
                 select stored.settlement_id
                 from {{ this }} as stored
                 where stored.hospital_code = claims.hospital_code
                   and stored.reversal_of = claims.settlement_id
+                  and {{ below_stored_max('claims.settlement_id', 'bound', 'reversal_of', ['hospital_code']) }}
                 offset 0
             ) as stored_reversal
         ) as stored_links

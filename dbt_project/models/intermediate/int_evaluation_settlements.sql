@@ -104,12 +104,17 @@ select
 from current_contributions
 {% if is_incremental() %}
 -- the stored row of each settlement, probed through the unique index (`offset 0`: never turned
--- into a scan of the whole table, whatever the planner guesses of the night's size)
+-- into a scan of the whole table, whatever the planner guesses of the night's size), unless the
+-- settlement sorts after every stored one of its hospital (a new settlement, most of a night;
+-- macro stored_key_bounds)
+left join ({{ stored_key_bounds(this, 'current_contributions', ['hospital_code'], ['settlement_id']) }}) as bound
+    on current_contributions.hospital_code = bound.hospital_code
 left join lateral (
     select *
     from {{ this }} as stored
     where stored.hospital_code = current_contributions.hospital_code
       and stored.settlement_id = current_contributions.settlement_id
+      and {{ below_stored_max('current_contributions.settlement_id', 'bound', 'settlement_id', ['hospital_code']) }}
     offset 0
 ) as stored on true
 {% endif %}
