@@ -859,6 +859,46 @@ def test_mart_reads_a_touched_visit_without_its_line_rules(built):
     assert "Filter" not in plan, plan  # the rule types are the index's predicate: no row read to be dropped
 
 
+# the bound of that read (macro stored_key_bounds, with the read's finding types): the mart's
+# greatest stored visit of a hospital among those findings
+MART_VISIT_BOUNDS = {
+    "by visit": ("select max(bound.visit_id) from marts_build.fct_audit_findings as bound where true"
+                 " and bound.hospital_code = %s and subject_type = 'fee_line' and rule_type not in ('sex', 'age', 'hospital_level')",
+                 "%USING btree (hospital_code, visit_id) WHERE%"),
+    "re-settled visits": ("select max(bound.visit_id) from marts_build.fct_audit_findings as bound where true"
+                          " and bound.hospital_code = %s and rule_type in ('inpatient_only', 'indication')",
+                          "%USING btree (hospital_code, visit_id, subject_id) WHERE%"),
+}
+
+
+def _plan_nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+@pytest.mark.parametrize("read", sorted(MART_VISIT_BOUNDS))
+def test_mart_bounds_its_visit_reads_from_their_partial_index(built, read):
+    """Before reading the stored findings of the touched visits, the findings mart drops the visits
+    that sort after its greatest stored visit of their hospital (a new visit, most of a night: no
+    probe). That greatest visit is read from the read's own partial index for the hospital (on a
+    big city its last entry, one backward step): the bound repeats the index's predicate, so that
+    the planner can use the index, where without it it would read every finding of the hospital."""
+    conn = built[0]
+    sql, index_like = MART_VISIT_BOUNDS[read]
+    [(index,)] = _rows(
+        conn,
+        "select indexrelid::regclass::text from pg_index where indrelid = 'marts_build.fct_audit_findings'::regclass"
+        " and pg_get_indexdef(indexrelid) like %s",
+        index_like,
+    )
+    scans = [node for node in _plan_nodes(_index_plan(conn, sql, (H1,))) if "Index Name" in node]
+    # the scan's direction is the planner's choice by size (backward for the last entry; forward,
+    # aggregated, over the few R14/R19 findings of this small city); the index is what is asserted
+    assert [n["Index Name"] for n in scans] == [index.split(".")[-1].strip('"')], scans
+    assert "(hospital_code = " in scans[0]["Index Cond"], scans
+
+
 WINDOW_INCLUDED = "(rule_type, severity, hospital_code, visit_id, quantity, days)"
 WINDOW_GROUP_READS = {
     # R16 and R20: a touched group's matches from the date the night touches it at, less the days

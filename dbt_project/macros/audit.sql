@@ -1074,8 +1074,10 @@ rule_type in ({{ audit_decided_by_settlement_types() }})
 {% macro audit_findings_mart_keys(wm) -%}
     {%- set t = 'pg_temp.fct_audit_findings__' -%}
     {%- set line_types = "rule_type in (" ~ audit_line_rule_types() ~ ")" -%}
-    {%- set by_visit = audit_mart_by_visit_types() ~ " and (hospital_code, visit_id) in (select hospital_code, visit_id from " ~ t ~ "touched_visits)" -%}
-    {%- set by_claim_visit = "subject_type = 'fee_line' and " ~ audit_decided_by_settlement() ~ " and (hospital_code, visit_id) in (select hospital_code, visit_id from " ~ t ~ "touched_claim_visits)" -%}
+    {%- set visit_types = audit_mart_by_visit_types() -%}
+    {%- set claim_visit_types = "subject_type = 'fee_line' and " ~ audit_decided_by_settlement() -%}
+    {%- set by_visit = visit_types ~ " and (hospital_code, visit_id) in (select hospital_code, visit_id from " ~ t ~ "touched_visits)" -%}
+    {%- set by_claim_visit = claim_visit_types ~ " and (hospital_code, visit_id) in (select hospital_code, visit_id from " ~ t ~ "touched_claim_visits)" -%}
     {%- set by_line = line_types ~ " and (hospital_code, subject_id) in (select hospital_code, fee_line_id from " ~ t ~ "touched_lines)" -%}
     {#- int_audit_line_rules re-derives exactly the lines the night matched (new or re-matched):
         its rows written since wm, read through its _batch_at index; the stored side reads the
@@ -1083,6 +1085,12 @@ rule_type in ({{ audit_decided_by_settlement_types() }})
         and by_claim_visit (its pre-hook's touched visits, with the claims): its rows written
         since too, where the visits were hashed against a scan of all its findings -#}
     {%- set written = audit_written_since(wm) if wm is not none else "true" -%}
+    {#- probed_sets: for each probed predicate, its key set, its findings' types, and the predicate
+        of the partial index its read goes through; the stored read probes only the visits of the
+        set that do not sort after the mart's greatest stored visit of their hospital among that
+        index's findings (a new visit has nothing stored: macro stored_key_bounds;
+        audit_findings_mart_delete_touched). The bound repeats the index's predicate alone, so
+        that the planner reads it from that index (its last entry for the hospital). -#}
     {%- set by_window = "rule_type in (" ~ audit_window_rule_types() ~ ") and exists (select 1 from " ~ t ~ "touched_windows as windows where windows.patient_key = finding.patient_key and windows.rule_id = finding.rule_id and finding.charge_date >= windows.from_date)" -%}
     {%- set by_stay = "rule_type = 'readmission' and (hospital_code, patient_key) in (select hospital_code, patient_key from " ~ t ~ "touched_stays)" -%}
     {%- set by_settlement = "rule_type = 'readmission' and (hospital_code, subject_id) in (select hospital_code, settlement_id from " ~ t ~ "touched_settlements)" -%}
@@ -1108,6 +1116,10 @@ rule_type in ({{ audit_decided_by_settlement_types() }})
         },
         'predicates': [by_visit, by_claim_visit, by_line, by_window, by_stay, by_settlement],
         'probed': [by_visit, by_claim_visit],
+        'probed_sets': {
+            by_visit: ('touched_visits', visit_types, visit_types),
+            by_claim_visit: ('touched_claim_visits', claim_visit_types, audit_decided_by_settlement()),
+        },
     }) -}}
 {%- endmacro %}
 
@@ -1196,7 +1208,10 @@ rule_type in ({{ audit_decided_by_settlement_types() }})
     that statement only (set local, then back to the defaults): for the ~59k visits of a night of
     1 M lines the planner chose a hash semi join over a sequential scan of the whole mart (4.7 M findings on a
     30 M-line city: 2.2 s, and growing with the history), where one (hospital_code, visit_id)
-    probe per visit took 0.8 s (docs/scale-out.md §7.6). The R22 reads go through the partial
+    probe per visit took 0.8 s (docs/scale-out.md §7.6); it probes only the touched visits that do not
+    sort after the mart's greatest stored visit of their hospital among the findings it reads
+    (pg_temp.fct_audit_findings__<set>_stored; most of a night's visits are new, with nothing
+    stored: macro stored_key_bounds). The R22 reads go through the partial
     index of the readmission findings (the model's post-hook). Everything (the rule library or the
     hospital registry changed): every stored finding deleted, unlogged (no finding is then older
     than fct_audit_summary_monthly, which counts everything again: audit_summary_by_difference). -#}
@@ -1255,11 +1270,21 @@ rule_type in ({{ audit_decided_by_settlement_types() }})
             select ctid as row_ctid, * from {{ this }} limit 0;
             {% for predicate in keys.predicates -%}
             {%- if predicate in keys.probed -%}
+            {%- set set_name, types, indexed = keys.probed_sets[predicate] -%}
+            {%- set touched = 'pg_temp.' ~ keys.temp_prefix ~ set_name -%}
+            {{ analysed_temp_table(keys.temp_prefix ~ set_name ~ '_stored',
+                'select touched.hospital_code, touched.visit_id from ' ~ touched ~ ' as touched left join ('
+                ~ stored_key_bounds(this, touched, ['hospital_code'], ['visit_id'], indexed) ~ ') as bound'
+                ~ ' on touched.hospital_code = bound.hospital_code where '
+                ~ below_stored_max('touched.visit_id', 'bound', 'visit_id', ['hospital_code'])) }};
             set local enable_hashjoin = off;
             set local enable_mergejoin = off;
+            {%- set read = types ~ ' and (hospital_code, visit_id) in (select hospital_code, visit_id from ' ~ touched ~ '_stored)' %}
+            {% else -%}
+            {%- set read = predicate -%}
             {% endif -%}
             insert into pg_temp.{{ keys.temp_prefix }}stored
-            select ctid, * from {{ this }} as finding where {{ predicate }};
+            select ctid, * from {{ this }} as finding where {{ read }};
             {%- if predicate in keys.probed %}
             set local enable_hashjoin to default;
             set local enable_mergejoin to default;

@@ -309,7 +309,9 @@ $last_batch_statistics$
     above its prefix's maximum is not looked up at all. Exact whatever order the keys come in: a
     value above the greatest stored value equals none of them; a prefix with nothing stored has a
     null maximum (nothing to find); a key whose prefix has no bound row is probed. -#}
-{% macro stored_key_bounds(relation, keys_relation, prefix, columns) -%}
+{#- filter (optional): a condition on the stored rows (unqualified columns) that the probes add, so
+    that the bound reads the same partial index as they do. -#}
+{% macro stored_key_bounds(relation, keys_relation, prefix, columns, filter=none) -%}
     select
         {%- for p in prefix %}
         night_prefix.{{ p }},
@@ -318,9 +320,13 @@ $last_batch_statistics$
         (
             select max(bound.{{ c }})
             from {{ relation }} as bound
+            where true
             {%- for p in prefix %}
-            {{ 'where' if loop.first else 'and' }} bound.{{ p }} = night_prefix.{{ p }}
+              and bound.{{ p }} = night_prefix.{{ p }}
             {%- endfor %}
+            {%- if filter %}
+              and {{ filter }}
+            {%- endif %}
         ) as stored_max_{{ c }}{{ ',' if not loop.last }}
         {%- endfor %}
     {%- if prefix %}
