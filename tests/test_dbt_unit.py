@@ -1515,6 +1515,16 @@ def test_pre_hook_temporary_tables_are_analysed_from_a_small_sample(built):
             cur.execute("rollback")
 
 
+def _probe_check_target(cur, settlement_id: str) -> None:
+    """probe_check.target: 20,000 settlements of three hospitals, numbered g = 1..20000 as the SQL
+    expression settlement_id of g says, amount g, under the unique index target_key."""
+    cur.execute("drop schema if exists probe_check cascade; create schema probe_check")
+    cur.execute("create table probe_check.target as select 'H' || (g % 3) as hospital_code,"
+                f" {settlement_id} as settlement_id, g::numeric as amount from generate_series(1, 20000) as g")
+    cur.execute("create unique index target_key on probe_check.target (hospital_code, settlement_id)")
+    cur.execute("analyze probe_check.target")
+
+
 def _probed_delete_insert(url: str, night: str) -> str:
     """The SQL of strategy delete_insert_probed for probe_check.target and the night's table."""
     return render_sql(url, (
@@ -1535,11 +1545,7 @@ def test_delete_insert_probes_the_stored_rows_of_a_small_night(built):
     replaced, new keys added, the rest untouched."""
     conn, _runs, url = built
     with conn.cursor() as cur:
-        cur.execute("drop schema if exists probe_check cascade; create schema probe_check")
-        cur.execute("create table probe_check.target as select 'H' || (g % 3) as hospital_code, 'S' || g as settlement_id,"
-                    " g::numeric as amount from generate_series(1, 20000) as g")
-        cur.execute("create unique index on probe_check.target (hospital_code, settlement_id)")
-        cur.execute("analyze probe_check.target")
+        _probe_check_target(cur, "'S' || g")
         # a small night: 900 stored settlements re-sent, 100 new; a catch-up: 2,000 re-sent
         cur.execute("create table probe_check.small as select 'H' || (g % 3) as hospital_code, 'S' || g as settlement_id,"
                     " -g::numeric as amount from generate_series(19101, 20100) as g")
@@ -1593,12 +1599,8 @@ def test_probes_skip_the_keys_after_every_stored_key(built):
     among the stored ones are probed, and the rows left are the same."""
     conn, _runs, url = built
     with conn.cursor() as cur:
-        cur.execute("drop schema if exists probe_check cascade; create schema probe_check")
         # serial numbers, as a HIS writes them: S + 8 digits, per hospital in order
-        cur.execute("create table probe_check.target as select 'H' || (g % 3) as hospital_code,"
-                    " 'S' || lpad(g::text, 8, '0') as settlement_id, g::numeric as amount from generate_series(1, 20000) as g")
-        cur.execute("create unique index target_key on probe_check.target (hospital_code, settlement_id)")
-        cur.execute("analyze probe_check.target")
+        _probe_check_target(cur, "'S' || lpad(g::text, 8, '0')")
         # 300 stored settlements re-sent (some old, some recent) and 700 new ones; then a night whose
         # new keys sort among the stored ones (another numbering: every key probed)
         cur.execute("create table probe_check.serial as select 'H' || (g % 3) as hospital_code,"
