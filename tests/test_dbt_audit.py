@@ -859,8 +859,8 @@ def test_mart_reads_a_touched_visit_without_its_line_rules(built):
     assert "Filter" not in plan, plan  # the rule types are the index's predicate: no row read to be dropped
 
 
-# the bound of that read (macro stored_key_bounds, with the read's finding types): the mart's
-# greatest stored visit of a hospital among those findings
+# the bound of that read (macro stored_key_bounds, with the predicate of the partial index the
+# read goes through): the mart's greatest stored visit of a hospital among that index's findings
 MART_VISIT_BOUNDS = {
     "by visit": ("select max(bound.visit_id) from marts_build.fct_audit_findings as bound where true"
                  " and bound.hospital_code = %s and subject_type = 'fee_line' and rule_type not in ('sex', 'age', 'hospital_level')",
