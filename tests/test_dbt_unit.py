@@ -1591,45 +1591,65 @@ def _probe_loops(plan: dict, index: str) -> list[int]:
 
 def test_probes_skip_the_keys_after_every_stored_key(built):
     """A night's keys are mostly new, and a HIS numbers its settlements, visits and lines in order:
-    the new keys sort after every stored key of their hospital. The probes of the night's keys
-    (probed_delete here; int_claims_with_deductions' and int_evaluation_settlements' probes of the
-    stored settlements) descend a year-sized index for nothing. Each probe is now gated by the
-    greatest stored key of its hospital (macros stored_key_bounds, below_stored_max: one backward
-    index scan per hospital): a key above it is not looked up. Exact in any order: keys that sort
-    among the stored ones are probed, and the rows left are the same."""
+    the new keys sort after every key stored before in their hospital and numbering. The probes of
+    the night's keys (probed_delete here; int_claims_with_deductions' and int_evaluation_settlements'
+    probes of the stored settlements, the audit's stored reads by visit) descend a year-sized index
+    for nothing. Each probe is now gated by the greatest stored key of its hospital and stream, the
+    key's first three characters (macros stored_key_bounds, below_stored_max: one backward index
+    scan per stream): a key above it is not looked up. Two numberings per hospital here, as the
+    outpatient visits MZ… and the inpatient stays ZY… of the generator: a new MZ key sorts below the
+    hospital's greatest ZY key, and only its stream's bound skips it. In a collation that is not
+    known to compare byte by byte (any libc locale but C and POSIX, e.g. C.utf8) a stream's values
+    need not be one range of the index: the bound is the hospital's, and the new MZ keys are probed. Keys that are not serial numbers
+    (md5 here: more than 16 streams a hospital in the night) are probed without bounds. Exact in any
+    case: keys that sort among the stored ones are probed, and the rows left are the same."""
     conn, _runs, url = built
+    key = "case when g % 2 = 0 then 'MZ' else 'ZY' end || lpad(g::text, 8, '0')"
     with conn.cursor() as cur:
-        # serial numbers, as a HIS writes them: S + 8 digits, per hospital in order
-        _probe_check_target(cur, "'S' || lpad(g::text, 8, '0')")
-        # 300 stored settlements re-sent (some old, some recent) and 700 new ones; then a night whose
-        # new keys sort among the stored ones (another numbering: every key probed)
-        cur.execute("create table probe_check.serial as select 'H' || (g % 3) as hospital_code,"
-                    " 'S' || lpad(g::text, 8, '0') as settlement_id, -g::numeric as amount"
-                    " from generate_series(1, 19800) as g where g % 99 = 0"
-                    " union all select 'H' || (g % 3), 'S' || lpad(g::text, 8, '0'), -g::numeric"
-                    " from generate_series(19901, 20700) as g")
-        cur.execute("create table probe_check.interleaved as select 'H' || (g % 3) as hospital_code,"
-                    " 'S' || lpad(g::text, 8, '0') || 'X' as settlement_id, -g::numeric as amount"
-                    " from generate_series(1, 1000) as g")
-        cur.execute("analyze probe_check.serial; analyze probe_check.interleaved")
-        try:
-            cur.execute("select count(*), count(*) filter (where settlement_id <= 'S00020000') from probe_check.serial")
-            night, stored_keys = cur.fetchone()
-            assert (night, stored_keys) == (1000, 300)
-            for table, probed, deleted in (("serial", stored_keys, stored_keys), ("interleaved", 1000, 0)):
-                delete = _probed_delete_insert(url, table).split(";")[0]
-                assert "ctid = any" in delete
-                cur.execute("begin")
-                try:
-                    cur.execute("explain (analyze, format json) " + delete)
-                    plan = cur.fetchone()[0][0]["Plan"]
-                    assert sum(_probe_loops(plan, "target_key")) == probed, (table, plan)
-                    cur.execute("select count(*) from probe_check.target")
-                    assert cur.fetchone() == (20000 - deleted,)
-                finally:
-                    cur.execute("rollback")
-        finally:
-            cur.execute("drop schema probe_check cascade")
+        cur.execute("select collname from pg_collation where collprovider = 'c' and collcollate not in ('C', 'POSIX')"
+                    " and collencoding in (-1, 6) order by collname limit 1")
+        other = cur.fetchone()
+        for collation, new_probed in (("C", 0), (other[0] if other else None, 350)):
+            if collation is None:
+                pytest.skip("this PostgreSQL knows no libc collation but C and POSIX: the bound per hospital is untested")
+            collate = f' collate "{collation}"'
+            # serial numbers, as a HIS writes them: MZ or ZY + 8 digits, per hospital in order
+            _probe_check_target(cur, f"({key}){collate}")
+            # 300 stored settlements re-sent (some old, some recent) and 700 new ones (350 MZ, 350 ZY);
+            # then a night whose new keys sort among the stored ones (another numbering: every key probed)
+            cur.execute("create table probe_check.serial as select 'H' || (g % 3) as hospital_code,"
+                        f" ({key}){collate} as settlement_id, -g::numeric as amount"
+                        " from generate_series(1, 19800) as g where g % 99 = 0"
+                        f" union all select 'H' || (g % 3), ({key}){collate}, -g::numeric"
+                        " from generate_series(19901, 20700) as g")
+            cur.execute("create table probe_check.interleaved as select 'H' || (g % 3) as hospital_code,"
+                        f" ({key} || 'X'){collate} as settlement_id, -g::numeric as amount"
+                        " from generate_series(1, 1000) as g")
+            # keys that are not serial numbers: more than 16 streams a hospital, probed without bounds
+            cur.execute("create table probe_check.random as select 'H' || (g % 3) as hospital_code,"
+                        f" md5(g::text){collate} as settlement_id, -g::numeric as amount"
+                        " from generate_series(1, 1000) as g")
+            cur.execute("analyze probe_check.serial; analyze probe_check.interleaved; analyze probe_check.random")
+            try:
+                cur.execute("select count(*), count(target.settlement_id) from probe_check.serial"
+                            " left join probe_check.target using (hospital_code, settlement_id)")
+                night, stored_keys = cur.fetchone()
+                assert (night, stored_keys) == (1000, 300)
+                for table, probed, deleted in (("serial", stored_keys + new_probed, stored_keys), ("interleaved", 1000, 0),
+                                               ("random", 1000, 0)):
+                    delete = _probed_delete_insert(url, table).split(";")[0]
+                    assert "ctid = any" in delete
+                    cur.execute("begin")
+                    try:
+                        cur.execute("explain (analyze, format json) " + delete)
+                        plan = cur.fetchone()[0][0]["Plan"]
+                        assert sum(_probe_loops(plan, "target_key")) == probed, (collation, table, plan)
+                        cur.execute("select count(*) from probe_check.target")
+                        assert cur.fetchone() == (20000 - deleted,)
+                    finally:
+                        cur.execute("rollback")
+            finally:
+                cur.execute("drop schema probe_check cascade")
 
 
 def _check_sample_statistics(cur, sql: str, default_target: str) -> None:

@@ -812,14 +812,14 @@ rule_type in ({{ audit_decided_by_settlement_types() }})
         {%- set part -%}
         select candidate.*
         from {{ relation }} as touched
-        left join ({{ stored_key_bounds(this, relation, ['hospital_code'], ['visit_id']) }}) as bound
-            on touched.hospital_code = bound.hospital_code
+        left join ({{ stored_key_bounds(this, relation, ['hospital_code'], 'visit_id') }}) as bound
+            on {{ stored_key_bound_on('bound', 'touched', ['hospital_code'], 'visit_id', this) }}
         cross join lateral (
             select visit_rows.ctid as row_ctid, visit_rows.*
             from {{ this }} as visit_rows
             where visit_rows.hospital_code = touched.hospital_code
               and visit_rows.visit_id = touched.visit_id
-              and {{ below_stored_max('touched.visit_id', 'bound', 'visit_id', ['hospital_code']) }}
+              and {{ below_stored_max('touched.visit_id', 'bound', 'visit_id') }}
               {%- if rule_types %}
               and visit_rows.rule_type in ({{ audit_sql_list(rule_types) }})
               {%- else %}
@@ -1274,9 +1274,9 @@ rule_type in ({{ audit_decided_by_settlement_types() }})
             {%- set touched = 'pg_temp.' ~ keys.temp_prefix ~ set_name -%}
             {{ analysed_temp_table(keys.temp_prefix ~ set_name ~ '_stored',
                 'select touched.hospital_code, touched.visit_id from ' ~ touched ~ ' as touched left join ('
-                ~ stored_key_bounds(this, touched, ['hospital_code'], ['visit_id'], indexed) ~ ') as bound'
-                ~ ' on touched.hospital_code = bound.hospital_code where '
-                ~ below_stored_max('touched.visit_id', 'bound', 'visit_id', ['hospital_code'])) }};
+                ~ stored_key_bounds(this, touched, ['hospital_code'], 'visit_id', indexed) ~ ') as bound'
+                ~ ' on ' ~ stored_key_bound_on('bound', 'touched', ['hospital_code'], 'visit_id', this) ~ ' where '
+                ~ below_stored_max('touched.visit_id', 'bound', 'visit_id')) }};
             set local enable_hashjoin = off;
             set local enable_mergejoin = off;
             {%- set read = types ~ ' and (hospital_code, visit_id) in (select hospital_code, visit_id from ' ~ touched ~ '_stored)' %}

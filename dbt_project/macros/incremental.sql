@@ -277,63 +277,136 @@ $last_batch_statistics$
     filter, on the alias `candidate`): one probe of target's index on the keys per row of
     keys_relation (a lateral `offset 0` subquery, never pulled up into a hash join against a scan of
     the whole target), the rows found deleted by ctid. keys_relation should hold distinct keys. A
-    key whose last column sorts after every stored value of its prefix (the other key columns) is
-    not probed (stored_key_bounds below; the index leading with the keys serves the bound too). -#}
+    key whose last column sorts after every stored value of its prefix (the other key columns) and
+    stream is not probed (stored_key_bounds below; the index leading with the keys serves the
+    bound too). -#}
 {% macro probed_delete(target, keys_relation, keys, filter=none) -%}
     {%- set prefix = keys[:-1] -%}
     delete from {{ target }} as stored
     where stored.ctid = any (array(
         select found.ctid
         from {{ keys_relation }} as night
-        left join ({{ stored_key_bounds(target, keys_relation, prefix, [keys[-1]]) }}) as bound
-            on {% for p in prefix %}bound.{{ p }} = night.{{ p }} and {% endfor %}true
+        left join ({{ stored_key_bounds(target, keys_relation, prefix, keys[-1]) }}) as bound
+            on {{ stored_key_bound_on('bound', 'night', prefix, keys[-1], target) }}
         cross join lateral (
             select candidate.ctid
             from {{ target }} as candidate
             where {% for k in keys %}candidate.{{ k }} = night.{{ k }}{{ ' and ' if not loop.last }}{% endfor %}
               {%- if filter %} and {{ filter }}{% endif %}
-              and {{ below_stored_max('night.' ~ keys[-1], 'bound', keys[-1], prefix) }}
+              and {{ below_stored_max('night.' ~ keys[-1], 'bound', keys[-1]) }}
             offset 0
         ) as found
     ))
 {%- endmacro %}
 
 {#- The probes of a night's keys into a year-sized index mostly find nothing: a HIS's serial
-    numbers (settlement, visit, line ids) grow, so most of a night's keys sort after every key of
-    their hospital stored before. stored_key_bounds selects, per distinct value of the prefix
-    columns in keys_relation (none: one row), the greatest stored value in relation of each of
-    columns: one backward probe of an index leading with the prefix and the column per prefix
-    (PostgreSQL plans max() as the last entry of an index scan). below_stored_max is the gate a
-    lateral probe adds for a key value against that bound (joined as `bound`, a left join on the
-    prefix): it refers to the outer row only, so PostgreSQL plans it as a one-time filter and a key
-    above its prefix's maximum is not looked up at all. Exact whatever order the keys come in: a
-    value above the greatest stored value equals none of them; a prefix with nothing stored has a
-    null maximum (nothing to find); a key whose prefix has no bound row is probed. -#}
+    numbers (settlement, visit, line ids) grow, so most of a night's keys sort after every key
+    stored before in their hospital and numbering. stored_key_bounds selects, per distinct value in
+    keys_relation of the prefix columns and of the stream of night_key (key_stream: the first
+    three characters of a text key, which tell a hospital's numberings apart, e.g. outpatient
+    MZ0…, inpatient ZY0…, planned stays ZY8…; a key of another type is one stream), the greatest
+    value of column stored in relation with that prefix and stream: one backward probe of an index
+    leading with the prefix and the column (PostgreSQL plans max() as the last entry of an index
+    scan). below_stored_max is the gate a lateral probe adds
+    for a key value against that bound (joined as `bound` by stored_key_bound_on, a left join): it
+    refers to the outer row only, so PostgreSQL plans it as a one-time filter and a key above its
+    stream's maximum is not looked up at all.
+    Exact whatever the keys are: a value above the greatest stored value of its stream equals none
+    of them (an equal value has the same first characters); a stream with nothing stored has a null
+    maximum (nothing to find); a key whose bound row is missing or not bounded is probed. A stream's
+    values are found as the range [stream, stream_end) of the index, stream_end the stream with its
+    last character's code incremented: that range holds every value starting with the stream only
+    in a byte-wise collation (the libc locales C and POSIX: key_ordering); in any other, each
+    stream's bound is the greatest stored value of its whole prefix (one bound per hospital, as
+    before streams). A stream whose last character is not ASCII is not bounded, nor are the streams of a
+    prefix that has more than 16 in the night (keys that are not serial numbers, e.g. random ids:
+    their bounds would cost as many index descents as the probes they save). -#}
 {#- filter (optional): a condition on the stored rows (unqualified columns) that the probes add, so
-    that the bound reads the same partial index as they do. -#}
-{% macro stored_key_bounds(relation, keys_relation, prefix, columns, filter=none) -%}
+    that the bound reads the same partial index as they do. night_key: the column of keys_relation
+    whose values are probed against column (default: column). -#}
+{% macro stored_key_bounds(relation, keys_relation, prefix, column, filter=none, night_key=none) -%}
+    {%- set ordering = key_ordering(relation, column) -%}
     select
         {%- for p in prefix %}
-        night_prefix.{{ p }},
+        night_stream.{{ p }},
         {%- endfor %}
-        {%- for c in columns %}
-        (
-            select max(bound.{{ c }})
+        night_stream.key_stream,
+        night_stream.bounded,
+        case when night_stream.bounded then (
+            select max(bound.{{ column }})
             from {{ relation }} as bound
             where true
             {%- for p in prefix %}
-              and bound.{{ p }} = night_prefix.{{ p }}
+              and bound.{{ p }} = night_stream.{{ p }}
             {%- endfor %}
+            {%- if ordering.bytewise %}
+              and bound.{{ column }} >= night_stream.key_stream
+              and bound.{{ column }} < night_stream.key_stream_end
+            {%- endif %}
             {%- if filter %}
               and {{ filter }}
             {%- endif %}
-        ) as stored_max_{{ c }}{{ ',' if not loop.last }}
-        {%- endfor %}
-    {%- if prefix %}
-    from (select distinct {{ prefix | join(', ') }} from {{ keys_relation }} as night_keys) as night_prefix
-    {%- endif %}
+        ) end as stored_max_{{ column }}
+    from (
+        select
+            streams.*,
+            {%- if ordering.streamed %}
+            streams.key_stream_end is not null
+                and count(*) over ({{ 'partition by ' ~ (prefix | join(', ')) if prefix }}) <= 16 as bounded
+            {%- else %}
+            true as bounded
+            {%- endif %}
+        from (
+            select
+                night_streams.*,
+                case
+                    when ascii(right(night_streams.key_stream, 1)) between 1 and 126
+                        then left(night_streams.key_stream, -1) || chr(ascii(right(night_streams.key_stream, 1)) + 1)
+                end as key_stream_end
+            from (
+                select distinct
+                    {%- for p in prefix %}
+                    night_keys.{{ p }},
+                    {%- endfor %}
+                    {{ key_stream('night_keys.' ~ (night_key or column), ordering) }} as key_stream
+                from {{ keys_relation }} as night_keys
+            ) as night_streams
+        ) as streams
+    ) as night_stream
 {%- endmacro %}
 
-{% macro below_stored_max(value, bound, column, prefix) -%}
-    coalesce({{ value }} <= {{ bound }}.stored_max_{{ column }}, {{ bound ~ '.' ~ prefix[0] ~ ' is null' if prefix else 'false' }})
+{#- A key's stream: its first three characters if it is text (ordering: key_ordering), else one
+    stream. -#}
+{% macro key_stream(value, ordering) -%}
+    {{ 'left(' ~ value ~ ', 3)' if ordering.streamed else "''::text" }}
+{%- endmacro %}
+
+{#- The join condition of a night's keys (alias night, the value probed in night_key) to their
+    stored_key_bounds row (alias bound) of relation's column (default: night_key). -#}
+{% macro stored_key_bound_on(bound, night, prefix, night_key, relation, column=none) -%}
+    {%- for p in prefix %}{{ bound }}.{{ p }} = {{ night }}.{{ p }} and {% endfor -%}
+    {{ bound }}.key_stream = {{ key_stream(night ~ '.' ~ night_key, key_ordering(relation, column or night_key)) }}
+{%- endmacro %}
+
+{% macro below_stored_max(value, bound, column) -%}
+    coalesce({{ value }} <= {{ bound }}.stored_max_{{ column }}, not {{ bound }}.bounded, {{ bound }}.key_stream is null)
+{%- endmacro %}
+
+{#- How relation's column orders its values: streamed, it is text (a collatable type), whose keys
+    stored_key_bounds bounds per stream; bytewise, it compares byte by byte (its collation, or the
+    database's default, is the libc locale C or POSIX, as C, POSIX and ucs_basic are), so that the
+    values starting with a string are one range of its index. -#}
+{% macro key_ordering(relation, column) -%}
+    {%- if not execute -%}{{ return({'streamed': false, 'bytewise': false}) }}{%- endif -%}
+    {%- set found = run_query(
+        "select attribute.attcollation <> 0, case when key_collation.collprovider = 'd'"
+        ~ " then key_database.datcollate in ('C', 'POSIX') and coalesce(to_jsonb(key_database) ->> 'datlocprovider', 'c') = 'c'"
+        ~ " else key_collation.collprovider = 'c' and key_collation.collcollate in ('C', 'POSIX') end"
+        ~ " from pg_attribute as attribute"
+        ~ " left join pg_collation as key_collation on key_collation.oid = attribute.attcollation"
+        ~ " cross join pg_database as key_database"
+        ~ " where attribute.attrelid = to_regclass('" ~ relation ~ "') and attribute.attname = '" ~ column ~ "'"
+        ~ " and key_database.datname = current_database()") -%}
+    {%- if found.rows | length == 0 -%}{{ return({'streamed': false, 'bytewise': false}) }}{%- endif -%}
+    {{ return({'streamed': found.rows[0][0], 'bytewise': found.rows[0][0] and found.rows[0][1]}) }}
 {%- endmacro %}

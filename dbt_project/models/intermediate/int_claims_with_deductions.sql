@@ -166,12 +166,12 @@ touched_visits as (
 
 ),
 
-stored_bounds as (
+visit_bounds as (
 
-    -- the greatest visit_id and reversal_of stored per hospital of the touched visits (every
-    -- hospital of the re-classified settlements): the night's new visits and settlements sort
-    -- after them, and their probes below are skipped (macro stored_key_bounds)
-    {{ stored_key_bounds(this, 'touched_visits', ['hospital_code'], ['visit_id', 'reversal_of']) }}
+    -- the greatest visit_id stored per hospital and numbering (macro stored_key_bounds: the
+    -- visit's first characters) of the touched visits: the night's new visits sort after them, and
+    -- their probes below are skipped
+    {{ stored_key_bounds(this, 'touched_visits', ['hospital_code'], 'visit_id') }}
 
 ),
 
@@ -226,14 +226,14 @@ claims as (
         {% for c, t in stored_derived %}stored.{{ c }} as _stored_{{ c }}{% if not loop.last %},
         {% endif %}{% endfor %}
     from touched_visits
-    left join stored_bounds as bound
-        on touched_visits.hospital_code = bound.hospital_code
+    left join visit_bounds as bound
+        on {{ stored_key_bound_on('bound', 'touched_visits', ['hospital_code'], 'visit_id', this) }}
     cross join lateral (
         select *
         from {{ this }} as stored
         where stored.hospital_code = touched_visits.hospital_code
           and stored.visit_id = touched_visits.visit_id
-          and {{ below_stored_max('touched_visits.visit_id', 'bound', 'visit_id', ['hospital_code']) }}
+          and {{ below_stored_max('touched_visits.visit_id', 'bound', 'visit_id') }}
         offset 0
     ) as stored
     left join changed_claims
@@ -267,14 +267,14 @@ reversed_settlements as materialized (
         from (
             select claims.hospital_code, claims.settlement_id, stored_reversal.settlement_id as reversal_id
             from claims
-            left join stored_bounds as bound
-                on claims.hospital_code = bound.hospital_code
+            left join ({{ stored_key_bounds(this, 'claims', ['hospital_code'], 'reversal_of', night_key='settlement_id') }}) as bound
+                on {{ stored_key_bound_on('bound', 'claims', ['hospital_code'], 'settlement_id', this, 'reversal_of') }}
             cross join lateral (
                 select stored.settlement_id
                 from {{ this }} as stored
                 where stored.hospital_code = claims.hospital_code
                   and stored.reversal_of = claims.settlement_id
-                  and {{ below_stored_max('claims.settlement_id', 'bound', 'reversal_of', ['hospital_code']) }}
+                  and {{ below_stored_max('claims.settlement_id', 'bound', 'reversal_of') }}
                 offset 0
             ) as stored_reversal
         ) as stored_links

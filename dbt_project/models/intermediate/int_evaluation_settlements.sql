@@ -107,14 +107,14 @@ from current_contributions
 -- into a scan of the whole table, whatever the planner guesses of the night's size), unless the
 -- settlement sorts after every stored one of its hospital (a new settlement, most of a night;
 -- macro stored_key_bounds)
-left join ({{ stored_key_bounds(this, 'current_contributions', ['hospital_code'], ['settlement_id']) }}) as bound
-    on current_contributions.hospital_code = bound.hospital_code
+left join ({{ stored_key_bounds(this, 'current_contributions', ['hospital_code'], 'settlement_id') }}) as bound
+    on {{ stored_key_bound_on('bound', 'current_contributions', ['hospital_code'], 'settlement_id', this) }}
 left join lateral (
     select *
     from {{ this }} as stored
     where stored.hospital_code = current_contributions.hospital_code
       and stored.settlement_id = current_contributions.settlement_id
-      and {{ below_stored_max('current_contributions.settlement_id', 'bound', 'settlement_id', ['hospital_code']) }}
+      and {{ below_stored_max('current_contributions.settlement_id', 'bound', 'settlement_id') }}
     offset 0
 ) as stored on true
 {% endif %}
