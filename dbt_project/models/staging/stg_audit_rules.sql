@@ -1,7 +1,14 @@
+{{ config(materialized='table') }}
+
 -- 智能审核规则库 (effective library): the rows of the latest load of the packaged national library
 -- (ledger file_kind reference:audit_rules_national) and of the latest load of the bureau's own
 -- reference/audit_rules.csv (reference:audit_rules); a bureau row replaces the national row of the
 -- same rule_id. Either file may be absent (no rows from it).
+--
+-- A table, where the rest of staging is views: the incremental audit models ask every night whether
+-- the library changed since their watermark (macro reference_changed_since: its max(load_id)),
+-- thirteen times in a night; through the view each question recomputed the library (15,113 rows,
+-- 40-160 ms; about a second a night on the 30 M-claim year, docs/scale-out.md §6).
 with source as (
 
     select
