@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from decimal import Decimal as D
+from pathlib import Path
 
 import pytest
 from conftest import render_sql, reset_warehouse
@@ -413,6 +414,11 @@ def built(warehouse, tmp_path_factory):
     _snapshot(cur, "audit_incremental_d")
     transform.build(B, marts_schema="marts_check", url=url, full_refresh=True)
     _snapshot(cur, "audit_full_d", marts="marts_check")
+    # night E: nothing new; the library, without a readmission rule since D, unchanged since the
+    # last build: R22 has nothing to find and nothing stored
+    transform.build(B, marts_schema="marts_build", url=url)
+    compiled = Path(os.environ["DBT_TARGET_PATH"]) / "compiled" / "yibao" / "models" / "intermediate"
+    snapshots["E_r22"] = (compiled / "int_audit_readmission.sql").read_text(encoding="utf-8")
     yield conn, snapshots
     for schema in ("audit_incremental_c", "audit_full_c", "audit_incremental_d", "audit_full_d"):
         cur.execute(f"drop schema if exists {schema} cascade")
@@ -612,6 +618,17 @@ def test_night_d_rule_removed(built):
         H1,
     )
     assert march == (D("101.35"),)  # S9 78.60 + S10 22.75
+
+
+def test_r22_idle_without_readmission_rules(built):
+    """A library without a readmission rule (the national one; here the bureau's after night D),
+    unchanged since R22's last build: R22 reads no stay (on the 30 M-claim year it read its touched
+    patients' stays every night, 53k pages, for nothing: docs/scale-out.md §6) and holds nothing.
+    Night D itself, the library changed, re-derived everything (test_night_d_rule_removed)."""
+    conn, snapshots = built
+    sql = snapshots["E_r22"]
+    assert "touched_patients" not in sql and "and false" in sql, sql
+    assert _rows(conn, "select count(*) from intermediate.int_audit_readmission") == [(0,)]
 
 
 def test_audit_summary_monthly(built):

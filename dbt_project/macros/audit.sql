@@ -212,6 +212,24 @@
     {%- endif %}
 {%- endmacro %}
 
+{#- True when the effective library holds a rule of rule_type that satisfies condition (columns of
+    stg_audit_rules). A model whose rule family has no rule, on a night when the library did not
+    change since its last build (not everything), has nothing to find and nothing stored: the
+    build that saw the library change deleted every finding and found none, and each build since
+    found none (R22 on a library without readmission rules, as the national one: its touched
+    patients' stays were read every night for nothing; docs/scale-out.md §6). -#}
+{% macro audit_library_has(rule_type, condition='true') -%}
+    {%- if not execute -%}{{ return(true) }}{%- endif -%}
+    {{- return(run_query(
+        "select exists (select 1 from " ~ ref('stg_audit_rules') ~ " where rule_type = '" ~ rule_type
+        ~ "' and " ~ condition ~ ")").rows[0][0]) -}}
+{%- endmacro %}
+
+{#- R22's night has nothing to do: not everything, and no readmission rule (audit_library_has). -#}
+{% macro audit_readmission_idle(everything) -%}
+    {{- return(not everything and not audit_library_has('readmission', 'days is not null')) -}}
+{%- endmacro %}
+
 {#- True when the model must re-derive every group (first build, or a reference file changed). -#}
 {% macro audit_findings_everything(wm, references=[]) -%}
     {%- if wm is none -%}
@@ -650,11 +668,13 @@ rule_type in ({{ audit_decided_by_settlement_types() }})
 {%- endmacro %}
 
 {#- Pre-hook of int_audit_readmission (R22): delete the stored findings of the (hospital, patient)
-    pairs re-derived tonight, and those on a settlement re-derived tonight. -#}
+    pairs re-derived tonight, and those on a settlement re-derived tonight; nothing when R22 is
+    idle (audit_readmission_idle: nothing stored). -#}
 {% macro audit_readmission_delete_touched() -%}
-    {%- if execute and is_incremental() -%}
-        {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
-        {{ audit_delete_touched(audit_findings_everything(wm, ['stg_audit_rules']), [
+    {%- set wm = incremental_watermark(ref('stg_load_ledger')) if execute and is_incremental() else none -%}
+    {%- set everything = audit_findings_everything(wm, ['stg_audit_rules']) if wm is not none else true -%}
+    {%- if wm is not none and not audit_readmission_idle(everything) -%}
+        {{ audit_delete_touched(everything, [
             (audit_claims_touched_patients(wm),
                 [('hospital_code', 'hospital_code'), ('patient_key', 'patient_key')]),
             (audit_claims_touched(wm, ['hospital_code', 'settlement_id']),

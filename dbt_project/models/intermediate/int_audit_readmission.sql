@@ -23,10 +23,12 @@
 -- their stored findings and the findings on the re-derived settlements themselves (a stay
 -- corrected to another patient), and the pairs of those settlements' earlier patients
 -- (_prior_patient_keys: the former patient's other stays are re-walked without the stay). Every
--- pair when the rule library changed.
+-- pair when the rule library changed. Nothing when the library has no readmission rule and did not
+-- change since (macro audit_readmission_idle: nothing to find, nothing stored).
 
 {%- set wm = incremental_watermark(ref('stg_load_ledger')) %}
 {%- set everything = audit_findings_everything(wm, ['stg_audit_rules']) %}
+{%- set idle = audit_readmission_idle(everything) %}
 
 with
 
@@ -39,7 +41,7 @@ rules as (
 
 ),
 
-{% if not everything %}
+{% if not everything and not idle %}
 touched_patients as materialized (
 
     {{ audit_claims_touched_patients(wm) }}
@@ -68,7 +70,9 @@ stays as (
       and patient_key is not null
       and admission_date is not null
       and principal_diagnosis_code is not null
-      {% if not everything %}
+      {% if idle %}
+      and false
+      {% elif not everything %}
       and (hospital_code, patient_key) in (select hospital_code, patient_key from touched_patients)
       {% endif %}
 
