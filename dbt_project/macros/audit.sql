@@ -824,7 +824,7 @@ rule_type in ({{ audit_decided_by_settlement_types() }})
     which changes nothing below): one (hospital_code, visit_id) probe per touched
     visit (`offset 0`; joined to the touched visits, the join was estimated at 6k rows for 177k and
     hashed against a scan of the whole table, 2.4 s at 4.5 M rows), but for a visit that sorts
-    after every stored visit of its hospital (a new visit: macro stored_key_bounds). -#}
+    after every stored visit of its hospital (a new visit: macro stored_key_bound_join). -#}
 {% macro audit_deductible_stored_rows() -%}
     {%- set parts = [] -%}
     {%- for relation, rule_types in [(audit_touched_visits_relation(), none),
@@ -832,8 +832,7 @@ rule_type in ({{ audit_decided_by_settlement_types() }})
         {%- set part -%}
         select candidate.*
         from {{ relation }} as touched
-        left join ({{ stored_key_bounds(this, relation, ['hospital_code'], 'visit_id') }}) as bound
-            on {{ stored_key_bound_on('bound', 'touched', ['hospital_code'], 'visit_id', this) }}
+        {{ stored_key_bound_join(this, relation, 'touched', ['hospital_code'], 'visit_id') }}
         cross join lateral (
             select visit_rows.ctid as row_ctid, visit_rows.*
             from {{ this }} as visit_rows
@@ -1108,7 +1107,7 @@ rule_type in ({{ audit_decided_by_settlement_types() }})
     {#- probed_sets: for each probed predicate, its key set, its findings' types, and the predicate
         of the partial index its read goes through; the stored read probes only the visits of the
         set that do not sort after the mart's greatest stored visit of their hospital among that
-        index's findings (a new visit has nothing stored: macro stored_key_bounds;
+        index's findings (a new visit has nothing stored: macro stored_key_bound_join;
         audit_findings_mart_delete_touched). The bound repeats the index's predicate alone, so
         that the planner reads it from that index (its last entry for the hospital). -#}
     {%- set by_window = "rule_type in (" ~ audit_window_rule_types() ~ ") and exists (select 1 from " ~ t ~ "touched_windows as windows where windows.patient_key = finding.patient_key and windows.rule_id = finding.rule_id and finding.charge_date >= windows.from_date)" -%}
@@ -1231,7 +1230,7 @@ rule_type in ({{ audit_decided_by_settlement_types() }})
     probe per visit took 0.8 s (docs/scale-out.md §7.6); it probes only the touched visits that do not
     sort after the mart's greatest stored visit of their hospital among the findings it reads
     (pg_temp.fct_audit_findings__<set>_stored; most of a night's visits are new, with nothing
-    stored: macro stored_key_bounds). The R22 reads go through the partial
+    stored: macro stored_key_bound_join). The R22 reads go through the partial
     index of the readmission findings (the model's post-hook). Everything (the rule library or the
     hospital registry changed): every stored finding deleted, unlogged (no finding is then older
     than fct_audit_summary_monthly, which counts everything again: audit_summary_by_difference). -#}
@@ -1293,9 +1292,8 @@ rule_type in ({{ audit_decided_by_settlement_types() }})
             {%- set set_name, types, indexed = keys.probed_sets[predicate] -%}
             {%- set touched = 'pg_temp.' ~ keys.temp_prefix ~ set_name -%}
             {{ analysed_temp_table(keys.temp_prefix ~ set_name ~ '_stored',
-                'select touched.hospital_code, touched.visit_id from ' ~ touched ~ ' as touched left join ('
-                ~ stored_key_bounds(this, touched, ['hospital_code'], 'visit_id', indexed) ~ ') as bound'
-                ~ ' on ' ~ stored_key_bound_on('bound', 'touched', ['hospital_code'], 'visit_id', this) ~ ' where '
+                'select touched.hospital_code, touched.visit_id from ' ~ touched ~ ' as touched '
+                ~ stored_key_bound_join(this, touched, 'touched', ['hospital_code'], 'visit_id', indexed) ~ ' where '
                 ~ below_stored_max('touched.visit_id', 'bound', 'visit_id')) }};
             set local enable_hashjoin = off;
             set local enable_mergejoin = off;

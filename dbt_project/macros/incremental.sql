@@ -278,7 +278,7 @@ $last_batch_statistics$
     keys_relation (a lateral `offset 0` subquery, never pulled up into a hash join against a scan of
     the whole target), the rows found deleted by ctid. keys_relation should hold distinct keys. A
     key whose last column sorts after every stored value of its prefix (the other key columns) and
-    stream is not probed (stored_key_bounds below; the index leading with the keys serves the
+    stream is not probed (stored_key_bound_join below; the index leading with the keys serves the
     bound too). -#}
 {% macro probed_delete(target, keys_relation, keys, filter=none) -%}
     {%- set prefix = keys[:-1] -%}
@@ -286,8 +286,7 @@ $last_batch_statistics$
     where stored.ctid = any (array(
         select found.ctid
         from {{ keys_relation }} as night
-        left join ({{ stored_key_bounds(target, keys_relation, prefix, keys[-1]) }}) as bound
-            on {{ stored_key_bound_on('bound', 'night', prefix, keys[-1], target) }}
+        {{ stored_key_bound_join(target, keys_relation, 'night', prefix, keys[-1]) }}
         cross join lateral (
             select candidate.ctid
             from {{ target }} as candidate
@@ -301,15 +300,15 @@ $last_batch_statistics$
 
 {#- The probes of a night's keys into a year-sized index mostly find nothing: a HIS's serial
     numbers (settlement, visit, line ids) grow, so most of a night's keys sort after every key
-    stored before in their hospital and numbering. stored_key_bounds selects, per distinct value in
-    keys_relation of the prefix columns and of the stream of night_key (key_stream: the first
-    three characters of a text key, which tell a hospital's numberings apart, e.g. outpatient
-    MZ0…, inpatient ZY0…, planned stays ZY8…; a key of another type is one stream), the greatest
-    value of column stored in relation with that prefix and stream: one backward probe of an index
-    leading with the prefix and the column (PostgreSQL plans max() as the last entry of an index
-    scan). below_stored_max is the gate a lateral probe adds
-    for a key value against that bound (joined as `bound` by stored_key_bound_on, a left join): it
-    refers to the outer row only, so PostgreSQL plans it as a one-time filter and a key above its
+    stored before in their hospital and numbering. stored_key_bound_join left-joins the night's
+    keys (alias night) to their bound (alias `bound`, one catalog look-up of the column's ordering):
+    stored_key_bounds selects, per distinct value in keys_relation of the prefix columns and of
+    the stream of night_key (key_stream: the first three characters of a text key, which tell a
+    hospital's numberings apart, e.g. outpatient MZ0…, inpatient ZY0…, planned stays ZY8…; a key
+    of another type is one stream), the greatest value of column stored in relation with that
+    prefix and stream: one backward probe of an index leading with the prefix and the column
+    (PostgreSQL plans max() as the last entry of an index scan). below_stored_max is the gate a lateral probe adds for a key value against that bound:
+    it refers to the outer row only, so PostgreSQL plans it as a one-time filter and a key above its
     stream's maximum is not looked up at all.
     Exact whatever the keys are: a value above the greatest stored value of its stream equals none
     of them (an equal value has the same first characters); a stream with nothing stored has a null
@@ -318,14 +317,20 @@ $last_batch_statistics$
     last character's code incremented: that range holds every value starting with the stream only
     in a byte-wise collation (the libc locales C and POSIX: key_ordering); in any other, each
     stream's bound is the greatest stored value of its whole prefix (one bound per hospital, as
-    before streams). A stream whose last character is not ASCII is not bounded, nor are the streams of a
-    prefix that has more than 16 in the night (keys that are not serial numbers, e.g. random ids:
-    their bounds would cost as many index descents as the probes they save). -#}
+    before streams). A stream whose last character is not ASCII is not bounded, nor are the
+    streams of a prefix that has more than 16 in the night (keys that are not serial numbers, e.g.
+    random ids: their bounds would cost as many index descents as the probes they save). -#}
 {#- filter (optional): a condition on the stored rows (unqualified columns) that the probes add, so
     that the bound reads the same partial index as they do. night_key: the column of keys_relation
     whose values are probed against column (default: column). -#}
-{% macro stored_key_bounds(relation, keys_relation, prefix, column, filter=none, night_key=none) -%}
+{% macro stored_key_bound_join(relation, keys_relation, night, prefix, column, filter=none, night_key=none) -%}
     {%- set ordering = key_ordering(relation, column) -%}
+    left join ({{ stored_key_bounds(relation, keys_relation, prefix, column, ordering, filter, night_key) }}) as bound
+        on {% for p in prefix %}bound.{{ p }} = {{ night }}.{{ p }} and {% endfor -%}
+           bound.key_stream = {{ key_stream(night ~ '.' ~ (night_key or column), ordering) }}
+{%- endmacro %}
+
+{% macro stored_key_bounds(relation, keys_relation, prefix, column, ordering, filter, night_key) -%}
     select
         {%- for p in prefix %}
         night_stream.{{ p }},
@@ -379,13 +384,6 @@ $last_batch_statistics$
     stream. -#}
 {% macro key_stream(value, ordering) -%}
     {{ 'left(' ~ value ~ ', 3)' if ordering.streamed else "''::text" }}
-{%- endmacro %}
-
-{#- The join condition of a night's keys (alias night, the value probed in night_key) to their
-    stored_key_bounds row (alias bound) of relation's column (default: night_key). -#}
-{% macro stored_key_bound_on(bound, night, prefix, night_key, relation, column=none) -%}
-    {%- for p in prefix %}{{ bound }}.{{ p }} = {{ night }}.{{ p }} and {% endfor -%}
-    {{ bound }}.key_stream = {{ key_stream(night ~ '.' ~ night_key, key_ordering(relation, column or night_key)) }}
 {%- endmacro %}
 
 {% macro below_stored_max(value, bound, column) -%}

@@ -166,15 +166,6 @@ touched_visits as (
 
 ),
 
-visit_bounds as (
-
-    -- the greatest visit_id stored per hospital and numbering (macro stored_key_bounds: the
-    -- visit's first characters) of the touched visits: the night's new visits sort after them, and
-    -- their probes below are skipped
-    {{ stored_key_bounds(this, 'touched_visits', ['hospital_code'], 'visit_id') }}
-
-),
-
 claims as (
 
     select
@@ -226,8 +217,9 @@ claims as (
         {% for c, t in stored_derived %}stored.{{ c }} as _stored_{{ c }}{% if not loop.last %},
         {% endif %}{% endfor %}
     from touched_visits
-    left join visit_bounds as bound
-        on {{ stored_key_bound_on('bound', 'touched_visits', ['hospital_code'], 'visit_id', this) }}
+    -- the greatest visit_id stored per hospital and numbering: the night's new visits sort after
+    -- it, and their probes below are skipped (macro stored_key_bound_join)
+    {{ stored_key_bound_join(this, 'touched_visits', 'touched_visits', ['hospital_code'], 'visit_id') }}
     cross join lateral (
         select *
         from {{ this }} as stored
@@ -267,8 +259,7 @@ reversed_settlements as materialized (
         from (
             select claims.hospital_code, claims.settlement_id, stored_reversal.settlement_id as reversal_id
             from claims
-            left join ({{ stored_key_bounds(this, 'claims', ['hospital_code'], 'reversal_of', night_key='settlement_id') }}) as bound
-                on {{ stored_key_bound_on('bound', 'claims', ['hospital_code'], 'settlement_id', this, 'reversal_of') }}
+            {{ stored_key_bound_join(this, 'claims', 'claims', ['hospital_code'], 'reversal_of', night_key='settlement_id') }}
             cross join lateral (
                 select stored.settlement_id
                 from {{ this }} as stored

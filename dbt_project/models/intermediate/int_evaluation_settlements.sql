@@ -106,9 +106,8 @@ from current_contributions
 -- the stored row of each settlement, probed through the unique index (`offset 0`: never turned
 -- into a scan of the whole table, whatever the planner guesses of the night's size), unless the
 -- settlement sorts after every stored one of its hospital (a new settlement, most of a night;
--- macro stored_key_bounds)
-left join ({{ stored_key_bounds(this, 'current_contributions', ['hospital_code'], 'settlement_id') }}) as bound
-    on {{ stored_key_bound_on('bound', 'current_contributions', ['hospital_code'], 'settlement_id', this) }}
+-- macro stored_key_bound_join)
+{{ stored_key_bound_join(this, 'current_contributions', 'current_contributions', ['hospital_code'], 'settlement_id') }}
 left join lateral (
     select *
     from {{ this }} as stored
