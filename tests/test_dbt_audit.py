@@ -419,6 +419,14 @@ def built(warehouse, tmp_path_factory):
     transform.build(B, marts_schema="marts_build", url=url)
     compiled = Path(os.environ["DBT_TARGET_PATH"]) / "compiled" / "yibao" / "models" / "intermediate"
     snapshots["E_r22"] = (compiled / "int_audit_readmission.sql").read_text(encoding="utf-8")
+    # night F: nothing new again; the findings mart, which re-copied everything in night E (the
+    # finding models were rebuilt by the full refresh after D), follows them incrementally again
+    log = transform.log_dir() / "dbt.log"
+    logged = log.stat().st_size if log.exists() else 0
+    transform.build(B, marts_schema="marts_build", url=url)
+    with log.open("rb") as f:
+        f.seek(logged)
+        snapshots["F_log"] = f.read().decode("utf-8", "replace")
     yield conn, snapshots
     for schema in ("audit_incremental_c", "audit_full_c", "audit_incremental_d", "audit_full_d"):
         cur.execute(f"drop schema if exists {schema} cascade")
@@ -629,6 +637,24 @@ def test_r22_idle_without_readmission_rules(built):
     sql = snapshots["E_r22"]
     assert "touched_patients" not in sql and "and false" in sql, sql
     assert _rows(conn, "select count(*) from intermediate.int_audit_readmission") == [(0,)]
+
+
+def test_claims_key_sets_idle_without_their_findings(built):
+    """Night F: no readmission rule and no readmission finding left, so the findings mart does not
+    gather the hospital x patient and settlement key sets from the night's settlements (~0.5 s of
+    every claims night on the 30 M-claim year, docs/scale-out.md §6); the R14 findings it holds
+    keep the re-settled visits' set, and R14's matches keep int_audit_claim_rules' own. Exactness
+    where the sets are gathered: the night C and D comparisons with a full rebuild (SY re-settled,
+    X1 re-sent for another patient)."""
+    conn, snapshots = built
+    log = snapshots["F_log"]
+    for name in ("touched_stays", "touched_settlements"):
+        assert f"fct_audit_findings: key set {name} not gathered" in log, log[-3000:]
+    assert "key set touched_claim_visits not gathered" not in log
+    assert "int_audit_claim_rules: the re-settled visits not gathered" not in log
+    assert _rows(
+        conn, "select count(*) from marts_build.fct_audit_findings where rule_type = 'inpatient_only'"
+    )[0][0] > 0
 
 
 def test_audit_summary_monthly(built):

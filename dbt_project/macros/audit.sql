@@ -225,6 +225,23 @@
         ~ "' and " ~ condition ~ ")").rows[0][0]) -}}
 {%- endmacro %}
 
+{#- True when none of `reads`, (relation, predicate) pairs, holds a row. A key set that only
+    those reads use selects nothing whatever its keys: the findings mart's and R14/R19's key sets
+    gathered from the night's settlements, in a city whose finding families they serve hold
+    nothing (no fee lines: ~0.5 s of every claims night on the 30 M-claim year, for nothing;
+    docs/scale-out.md §6). Each predicate is that of an index of its relation where one is
+    partial to it, so that the answer is one index descent. -#}
+{% macro audit_holds_none(reads) -%}
+    {%- if not execute -%}{{ return(false) }}{%- endif -%}
+    {%- set query -%}
+        select not (false
+        {%- for relation, predicate in reads %}
+            or exists (select 1 from {{ relation }} where {{ predicate }})
+        {%- endfor %})
+    {%- endset -%}
+    {{- return(run_query(query).rows[0][0]) -}}
+{%- endmacro %}
+
 {#- R22's night has nothing to do: not everything, and no readmission rule (audit_library_has). -#}
 {% macro audit_readmission_idle(everything) -%}
     {{- return(not everything and not audit_library_has('readmission', 'days is not null')) -}}
@@ -651,14 +668,21 @@ rule_type in ({{ audit_decided_by_settlement_types() }})
 {%- endmacro %}
 
 {#- Pre-hook of int_audit_claim_rules (R14/R19): delete the stored findings of the visits it
-    re-derives tonight. -#}
+    re-derives tonight. The visits re-settled tonight are among them unless no match of R14/R19
+    exists (tonight's included) and nothing is stored: a settlement then decides no finding and
+    deletes none (a city without fee lines; audit_holds_none). -#}
 {% macro audit_claim_rules_delete_touched() -%}
     {%- if execute and is_incremental() -%}
         {%- set wm = incremental_watermark(ref('stg_load_ledger')) -%}
         {%- if audit_everything_since(wm) -%}
             delete from {{ this }}
         {%- else -%}
-            {{ audit_touched_visits_tables(wm, windows=false, claims=true) }};
+            {%- set claims = not audit_holds_none([
+                (ref('int_audit_rule_matches'), audit_decided_by_settlement()), (this, 'true')]) -%}
+            {%- if not claims %}
+            {%- do log(this.identifier ~ ": the re-settled visits not gathered (no R14/R19 match or finding is held)", info=true) %}
+            {%- endif %}
+            {{ audit_touched_visits_tables(wm, windows=false, claims=claims) }};
             {{ audit_delete_touched(false, [('select hospital_code, visit_id from ' ~ audit_touched_visits_relation(),
                 [('hospital_code', 'hospital_code'), ('visit_id', 'visit_id')])]) }}
         {%- endif -%}
@@ -1110,6 +1134,9 @@ rule_type in ({{ audit_decided_by_settlement_types() }})
         index's findings (a new visit has nothing stored: macro stored_key_bound_join;
         audit_findings_mart_delete_touched). The bound repeats the index's predicate alone, so
         that the planner reads it from that index (its last entry for the hospital). -#}
+    {#- idle_unless: the key sets gathered from the night's settlements, with the reads that use
+        them; a set whose reads hold no row selects nothing and is left empty (audit_holds_none: a
+        city without fee lines, a library without readmission rules) -#}
     {%- set by_window = "rule_type in (" ~ audit_window_rule_types() ~ ") and exists (select 1 from " ~ t ~ "touched_windows as windows where windows.patient_key = finding.patient_key and windows.rule_id = finding.rule_id and finding.charge_date >= windows.from_date)" -%}
     {%- set by_stay = "rule_type = 'readmission' and (hospital_code, patient_key) in (select hospital_code, patient_key from " ~ t ~ "touched_stays)" -%}
     {%- set by_settlement = "rule_type = 'readmission' and (hospital_code, subject_id) in (select hospital_code, settlement_id from " ~ t ~ "touched_settlements)" -%}
@@ -1135,6 +1162,11 @@ rule_type in ({{ audit_decided_by_settlement_types() }})
         },
         'predicates': [by_visit, by_claim_visit, by_line, by_window, by_stay, by_settlement],
         'probed': [by_visit, by_claim_visit],
+        'idle_unless': {
+            'touched_claim_visits': [(this, claim_visit_types)],
+            'touched_stays': [(ref('int_audit_readmission'), 'true'), (this, "rule_type = 'readmission'")],
+            'touched_settlements': [(ref('int_audit_readmission'), 'true'), (this, "rule_type = 'readmission'")],
+        },
         'probed_sets': {
             by_visit: ('touched_visits', visit_types, visit_types),
             by_claim_visit: ('touched_claim_visits', claim_visit_types, audit_decided_by_settlement()),
@@ -1279,7 +1311,13 @@ rule_type in ({{ audit_decided_by_settlement_types() }})
         {%- else -%}
             {%- set keys = audit_findings_mart_keys(wm) -%}
             {% for name, sql in keys.sets.items() -%}
+            {%- if name in keys.idle_unless and audit_holds_none(keys.idle_unless[name]) %}
+            {#- no finding that this set selects, stored or tonight: its keys are not gathered -#}
+            {%- do log(this.identifier ~ ": key set " ~ name ~ " not gathered (nothing it selects is held)", info=true) %}
+            {{ analysed_temp_table(keys.temp_prefix ~ name, 'select * from (' ~ sql(wm) ~ ') as idle where false') }};
+            {%- else %}
             {{ analysed_temp_table(keys.temp_prefix ~ name, sql(wm)) }};
+            {%- endif %}
             {% endfor -%}
             set local random_page_cost = 1.1;
             {{ analysed_temp_table(keys.temp_prefix ~ 'night', audit_findings_mart_select(false, wm)) }};
