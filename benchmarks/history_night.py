@@ -45,8 +45,10 @@ load average. A
 second table gives the server's I/O in each step of both nights (``pg_stat_io``, ``pg_stat_wal``):
 the pages read from outside shared buffers and the seconds spent waiting for them (the benchmark
 sets ``track_io_timing`` on its databases), the WAL written and its full-page images; then the six
-tables that read the most pages in each night. It shows how much of the night on the year is
-reading a history that does not fit in memory, and which table it reads.
+tables that read the most pages in each night, and the tables read by sequential scans for 10,000
+rows or more (``pg_stat_all_tables.seq_tup_read``). It shows how much of the night on the year is
+reading a history that does not fit in memory, which table it reads, and any plan that scans the
+history where it should probe it.
 ``--repeat N`` times the two nights N times in turn (a fresh copy of the year and a fresh empty
 database each time) and prints each pair's table, every ratio and their median, and the ratio of
 the fastest night on the year to the fastest night on nothing (the least disturbed run of each
@@ -91,6 +93,8 @@ class NightTiming:
     io: dict[str, dict[str, float]] = field(default_factory=dict)
     # the tables that read the most pages from outside shared buffers in the night: (table, heap, index)
     relation_reads: list[tuple[str, int, int]] = field(default_factory=list)
+    # the tables read by sequential scans for SEQ_ROWS_LISTED rows or more in the night: (table, rows)
+    seq_scans: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def total(self) -> float:
@@ -227,18 +231,26 @@ def _instrument(name: str) -> None:
 
 
 RELATION_READS_SQL = """
-    select relid, schemaname || '.' || relname,
-           coalesce(heap_blks_read, 0) + coalesce(toast_blks_read, 0), coalesce(idx_blks_read, 0) + coalesce(tidx_blks_read, 0)
-    from pg_statio_all_tables
-    where schemaname not in ('pg_catalog', 'information_schema', 'pg_toast')
+    select io.relid, io.schemaname || '.' || io.relname,
+           coalesce(io.heap_blks_read, 0) + coalesce(io.toast_blks_read, 0),
+           coalesce(io.idx_blks_read, 0) + coalesce(io.tidx_blks_read, 0),
+           coalesce(scans.seq_tup_read, 0)
+    from pg_statio_all_tables as io
+    join pg_stat_all_tables as scans on scans.relid = io.relid
+    where io.schemaname not in ('pg_catalog', 'information_schema', 'pg_toast')
+      and io.schemaname not like 'pg_temp%'
 """
 
+# a table read by sequential scans for at least this many rows in a night is listed: on the year, a
+# night's read of the history (a plan that scans what it should probe)
+SEQ_ROWS_LISTED = 10_000
 
-def _relation_reads() -> dict[int, tuple[str, int, int]]:
-    """(name, table pages, index pages) read from outside shared buffers per table of the database in use,
-    so far, by the table's oid: the publish step swaps marts_build and marts, so that a name names
-    another table after the night than before it."""
-    return {relid: (name, heap, idx) for relid, name, heap, idx in _rows(pg.url(), RELATION_READS_SQL)}
+
+def _relation_reads() -> dict[int, tuple[str, int, int, int]]:
+    """(name, table pages, index pages read from outside shared buffers, rows read by sequential
+    scans) per table of the database in use, so far, by the table's oid: the publish step swaps
+    marts_build and marts, so that a name names another table after the night than before it."""
+    return {relid: (name, heap, idx, seq) for relid, name, heap, idx, seq in _rows(pg.url(), RELATION_READS_SQL)}
 
 
 def _io_counters() -> dict[str, float]:
@@ -344,12 +356,14 @@ def run_night(label: str, landing: Path, through: dt.date, run_id: str) -> Night
     step("gx_marts", lambda: pipeline.validate_marts(through, run_id))
     step("publish", lambda: pipeline.publish(through, run_id, loaded["files_loaded"]))
     after = _relation_reads()
-    reads = []
-    for relid, (name, heap, idx) in after.items():
+    reads, scans = [], []
+    for relid, (name, heap, idx, seq) in after.items():
         # named as during the night when it existed before it (a published mart: marts_build.* then)
-        name, heap_before, idx_before = before.get(relid, (name, 0, 0))
+        name, heap_before, idx_before, seq_before = before.get(relid, (name, 0, 0, 0))
         reads.append((name, heap - heap_before, idx - idx_before))
+        scans.append((name, seq - seq_before))
     timing.relation_reads = sorted((r for r in reads if r[1] + r[2] > 0), key=lambda r: -(r[1] + r[2]))[:6]
+    timing.seq_scans = sorted((r for r in scans if r[1] >= SEQ_ROWS_LISTED), key=lambda r: -r[1])
     return timing
 
 
@@ -465,6 +479,9 @@ def report(runs: list[NightTiming], year_rows: dict, night_claims: int, args, lo
     for r in nights:
         lines.append(f"pages read, {r.label} (table + its indexes): "
                      + (", ".join(f"{n} {h:,} + {i:,}" for n, h, i in r.relation_reads) or "none"))
+    for r in nights:
+        lines.append(f"rows read by sequential scans, {r.label} (tables over {SEQ_ROWS_LISTED:,}): "
+                     + (", ".join(f"{n} {k:,}" for n, k in r.seq_scans) or "none"))
     lines.append("")
     for r in runs:
         models = ", ".join(f"{m} {t:.1f} s" for m, t in r.slowest_models) or "n/a"

@@ -114,17 +114,21 @@ Touched since the watermark:
       and surgeries.period_month is not null
 {%- endmacro %}
 
-{#- The (hospital_code, surgery_id) pairs touched since wm (see the header). -#}
+{#- The (hospital_code, surgery_id) pairs touched since wm (see the header). The visits of the
+    re-derived settlements (~92k a night) are probed one by one into the usage lines'
+    (hospital_code, visit_id) index (`offset 0`): joined, the planner hashed them against a scan of
+    every usage line, 0.9-1.0 s on the 30 M-claim year (849k lines) against 0.4-0.5 s probed. A
+    visit that sorts after every visit with a usage line in its hospital and numbering has none
+    (macro stored_key_bound_join: tonight's lines are in the table already) and is not probed:
+    90k of the 91k on that year, whose usage lines are all on inpatient stays
+    (docs/scale-out.md §6). -#}
 {% macro r9_touched_surgeries(wm) -%}
-    select versions.hospital_code, versions.surgery_id
-    {{ r9_changed_line_versions(wm) }}
-      and versions.surgery_id is not null
-    union
-    select lines.hospital_code, lines.surgery_id
-    from (
+    {%- set lines_relation = ref('int_usage_priced_against_payment_standard') -%}
+    with visits as (
         select changed.hospital_code, changed.visit_id
         from {{ ref('int_claims_with_deductions') }} as changed
         where changed._batch_at > '{{ wm.batch_at }}'::timestamptz
+          and changed.visit_id is not null
         union
         -- the visits a re-sent settlement was on before (it has earlier versions)
         select versions.hospital_code, versions.visit_id
@@ -135,11 +139,25 @@ Touched since the watermark:
         where changed._batch_at > '{{ wm.batch_at }}'::timestamptz
           and (changed._prior_settlement_dates <> '[]'::jsonb
                or changed._prior_insurance_type_codes <> '[]'::jsonb)
-    ) as visits
-    inner join {{ ref('int_usage_priced_against_payment_standard') }} as lines
-        on lines.hospital_code = visits.hospital_code
-       and lines.visit_id = visits.visit_id
-    where lines.surgery_id is not null
+          and versions.visit_id is not null
+    )
+
+    select versions.hospital_code, versions.surgery_id
+    {{ r9_changed_line_versions(wm) }}
+      and versions.surgery_id is not null
+    union
+    select visit_lines.hospital_code, visit_lines.surgery_id
+    from visits
+    {{ stored_key_bound_join(lines_relation, 'visits', 'visits', ['hospital_code'], 'visit_id') }}
+    cross join lateral (
+        select lines.hospital_code, lines.surgery_id
+        from {{ lines_relation }} as lines
+        where lines.hospital_code = visits.hospital_code
+          and lines.visit_id = visits.visit_id
+          and lines.surgery_id is not null
+          and {{ below_stored_max('visits.visit_id', 'bound', 'visit_id') }}
+        offset 0
+    ) as visit_lines
 {%- endmacro %}
 
 {#- Pre-hook of int_surgery_consumable_costs: the surgeries the build re-derives, as an analysed

@@ -29,11 +29,14 @@ with files as (
     where business_date is not null
       and business_date <= {{ as_of_date() }}
       {%- if is_incremental() %}
-      and business_date in (
-          select business_date
+      -- the night's dates as an array: the ledger is read through its business_date index (as a
+      -- semi-join the planner hashed the dates against a scan of the whole ledger, and found
+      -- them by a scan as well: 97 ms against 11 ms on a year's 110k files; docs/scale-out.md §6)
+      and business_date = any (array(
+          select distinct business_date
           from {{ ref('stg_load_ledger') }}
           where {{ loaded_since(wm) }}
-      )
+      ))
       {%- endif %}
 
 ),
