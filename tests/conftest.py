@@ -58,6 +58,19 @@ def reset_warehouse() -> None:
     db.bootstrap()
 
 
+def dbt_log_of(build):
+    """Run ``build()`` and return what it wrote to dbt.log (the macros' ``log(..., info=true)``
+    lines among it) and its result."""
+    from yibao import transform
+
+    log = transform.log_dir() / "dbt.log"
+    start = log.stat().st_size if log.exists() else 0
+    result = build()
+    with log.open("rb") as f:
+        f.seek(start)
+        return f.read().decode("utf-8", "replace"), result
+
+
 def render_sql(url: str, jinja: str, as_of) -> str:
     """The SQL that dbt renders for `jinja` in this project (dbt compile --inline, no model run)."""
     from dbt.cli.main import dbtRunner

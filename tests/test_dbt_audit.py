@@ -29,7 +29,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
-from conftest import render_sql, reset_warehouse
+from conftest import dbt_log_of, render_sql, reset_warehouse
 
 from yibao import transform
 
@@ -421,12 +421,7 @@ def built(warehouse, tmp_path_factory):
     snapshots["E_r22"] = (compiled / "int_audit_readmission.sql").read_text(encoding="utf-8")
     # night F: nothing new again; the findings mart, which re-copied everything in night E (the
     # finding models were rebuilt by the full refresh after D), follows them incrementally again
-    log = transform.log_dir() / "dbt.log"
-    logged = log.stat().st_size if log.exists() else 0
-    transform.build(B, marts_schema="marts_build", url=url)
-    with log.open("rb") as f:
-        f.seek(logged)
-        snapshots["F_log"] = f.read().decode("utf-8", "replace")
+    snapshots["F_log"], _ = dbt_log_of(lambda: transform.build(B, marts_schema="marts_build", url=url))
     yield conn, snapshots
     for schema in ("audit_incremental_c", "audit_full_c", "audit_incremental_d", "audit_full_d"):
         cur.execute(f"drop schema if exists {schema} cascade")

@@ -19,7 +19,7 @@ import datetime as dt
 from decimal import Decimal as D
 
 import pytest
-from conftest import render_sql, reset_warehouse
+from conftest import dbt_log_of, render_sql, reset_warehouse
 
 from yibao import transform
 
@@ -477,12 +477,8 @@ def built(warehouse, tmp_path_factory):
     runs["B"] = transform.build(B, marts_schema="marts", url=url)
     load_night(cur, "C")
     load_reference(cur, ["vbp_products"])  # re-delivered snapshot: every line re-priced
-    log = transform.log_dir() / "dbt.log"
-    logged = log.stat().st_size if log.exists() else 0
-    runs["C"] = transform.build(C, marts_schema="marts_build", url=url, unit_tests=True)
-    with log.open("rb") as f:
-        f.seek(logged)
-        runs["C_log"] = f.read().decode("utf-8", "replace")
+    runs["C_log"], runs["C"] = dbt_log_of(
+        lambda: transform.build(C, marts_schema="marts_build", url=url, unit_tests=True))
     runs["check"] = transform.build(
         C, marts_schema="marts_check", url=url, full_refresh=True, unit_tests=True
     )

@@ -220,9 +220,7 @@
     patients' stays were read every night for nothing; docs/scale-out.md §6). -#}
 {% macro audit_library_has(rule_type, condition='true') -%}
     {%- if not execute -%}{{ return(true) }}{%- endif -%}
-    {{- return(run_query(
-        "select exists (select 1 from " ~ ref('stg_audit_rules') ~ " where rule_type = '" ~ rule_type
-        ~ "' and " ~ condition ~ ")").rows[0][0]) -}}
+    {{- return(not audit_holds_none([(ref('stg_audit_rules'), "rule_type = '" ~ rule_type ~ "' and " ~ condition)])) -}}
 {%- endmacro %}
 
 {#- True when none of `reads`, (relation, predicate) pairs, holds a row. A key set that only
