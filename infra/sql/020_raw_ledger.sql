@@ -27,6 +27,10 @@ create unique index if not exists load_ledger_file_uq
     on raw.load_ledger (file_kind, coalesce(hospital_code, ''), coalesce(business_date, date '0001-01-01'), sha256);
 -- the files of the business dates an incremental build has not seen (macro incremental_watermark)
 create index if not exists load_ledger_business_date_idx on raw.load_ledger (business_date);
+-- each hospital's fee_detail deliveries in date order: its first delivery is one probe
+-- (the raw gate's fee_detail_nights, yibao.quality), not a read of the whole ledger
+create index if not exists load_ledger_fee_detail_idx on raw.load_ledger (hospital_code, business_date)
+    where file_kind = 'fee_detail' and status = 'loaded';
 
 -- One row per load step: which business-date folders its walk for late and changed files listed.
 -- walked_from null: every folder up to the night (a full walk); an ordinary night lists only the

@@ -79,70 +79,100 @@ drop view if exists audit.dq_night, audit.dq_night_purchase, audit.dq_night_usag
 -- is not pulled up into a semi-join, so it stays a hashed sub-plan computed once): joined, the
 -- planner estimated the run's loads at one row (`run_id = current_setting(…)`, whatever the run)
 -- and nested a scan of the raw table per load of the night, whose cost grew with the table.
+-- The run's row is read once per query (`with r as materialized`): on the inner side of a nested
+-- loop, audit.dq_runs itself was scanned again for every load of the night (or every row joined),
+-- a table that grows by two runs every night a bureau keeps.
 create view audit.dq_night as
+with r as materialized (
+    select * from audit.dq_runs
+    where stage = 'raw' and run_id = current_setting('yibao.dq_run_id', true)
+)
 select r.run_id, r.night_date, r.min_load_id, r.max_load_id
-from audit.dq_runs r
-where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true);
+from r;
 
 create view audit.dq_night_purchase as
+with r as materialized (
+    select * from audit.dq_runs
+    where stage = 'raw' and run_id = current_setting('yibao.dq_run_id', true)
+)
 select r.run_id, r.night_date, t.*
-from audit.dq_runs r
+from r
 join raw.purchase t on t.load_id between r.min_load_id and r.max_load_id
-where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true)
-  and (t.load_id in (select l.load_id from audit.dq_run_loads l
+where (t.load_id in (select l.load_id from audit.dq_run_loads l
                      where l.run_id = current_setting('yibao.dq_run_id', true))) is true;
 
 create view audit.dq_night_usage as
+with r as materialized (
+    select * from audit.dq_runs
+    where stage = 'raw' and run_id = current_setting('yibao.dq_run_id', true)
+)
 select r.run_id, r.night_date, t.*
-from audit.dq_runs r
+from r
 join raw.usage t on t.load_id between r.min_load_id and r.max_load_id
-where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true)
-  and (t.load_id in (select l.load_id from audit.dq_run_loads l
+where (t.load_id in (select l.load_id from audit.dq_run_loads l
                      where l.run_id = current_setting('yibao.dq_run_id', true))) is true;
 
 create view audit.dq_night_claim as
+with r as materialized (
+    select * from audit.dq_runs
+    where stage = 'raw' and run_id = current_setting('yibao.dq_run_id', true)
+)
 select r.run_id, r.night_date, t.*
-from audit.dq_runs r
+from r
 join raw.claim t on t.load_id between r.min_load_id and r.max_load_id
-where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true)
-  and (t.load_id in (select l.load_id from audit.dq_run_loads l
+where (t.load_id in (select l.load_id from audit.dq_run_loads l
                      where l.run_id = current_setting('yibao.dq_run_id', true))) is true;
 
 create view audit.dq_night_fee_detail as
+with r as materialized (
+    select * from audit.dq_runs
+    where stage = 'raw' and run_id = current_setting('yibao.dq_run_id', true)
+)
 select r.run_id, r.night_date, t.*
-from audit.dq_runs r
+from r
 join audit.dq_run_loads l on l.run_id = r.run_id
-join raw.fee_detail t on t.load_id = l.load_id and t.load_id between r.min_load_id and r.max_load_id
-where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true);
+join raw.fee_detail t on t.load_id = l.load_id and t.load_id between r.min_load_id and r.max_load_id;
 
 -- The rule library rows loaded in the night (national file and bureau file alike: file_kind says
 -- which). Reference data has no hospital: hospital_code is null, as the row checks group by it.
 create view audit.dq_night_audit_rules as
+with r as materialized (
+    select * from audit.dq_runs
+    where stage = 'raw' and run_id = current_setting('yibao.dq_run_id', true)
+)
 select r.run_id, r.night_date, g.file_kind, null::text as hospital_code, t.*
-from audit.dq_runs r
+from r
 join audit.dq_run_loads l on l.run_id = r.run_id
 join raw.load_ledger g on g.load_id = l.load_id
-join raw.ref_audit_rules t on t.load_id = l.load_id
-where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true);
+join raw.ref_audit_rules t on t.load_id = l.load_id;
 
 create view audit.dq_night_loads as
+with r as materialized (
+    select * from audit.dq_runs
+    where stage = 'raw' and run_id = current_setting('yibao.dq_run_id', true)
+)
 select r.run_id, r.night_date, t.*
-from audit.dq_runs r
+from r
 join audit.dq_run_loads l on l.run_id = r.run_id
-join raw.load_ledger t on t.load_id = l.load_id
-where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true);
+join raw.load_ledger t on t.load_id = l.load_id;
 
 create view audit.dq_night_quarantine as
+with r as materialized (
+    select * from audit.dq_runs
+    where stage = 'raw' and run_id = current_setting('yibao.dq_run_id', true)
+)
 select r.run_id, r.night_date, t.*
-from audit.dq_runs r
+from r
 join audit.dq_run_loads l on l.run_id = r.run_id
-join raw.quarantine t on t.load_id = l.load_id
-where r.stage = 'raw' and r.run_id = current_setting('yibao.dq_run_id', true);
+join raw.quarantine t on t.load_id = l.load_id;
 
 create view audit.dq_marts_run as
+with r as materialized (
+    select * from audit.dq_runs
+    where stage = 'marts' and run_id = current_setting('yibao.dq_run_id', true)
+)
 select r.run_id, r.night_date as as_of_date, r.schema_name
-from audit.dq_runs r
-where r.stage = 'marts' and r.run_id = current_setting('yibao.dq_run_id', true);
+from r;
 
 create view audit.dq_night_row_findings as
 select f.check_name, f.hospital_code, f.failed, f.detail

@@ -341,10 +341,17 @@ _NIGHT_POPULATIONS = {
     " union select business_date from audit.dq_night_loads where run_id = %(run_id)s"
     " and file_kind in ('purchase', 'usage', 'claim') and business_date is not null) as d"
     " where h.load_id = (select max(load_id) from raw.ref_hospitals) and h.hospital_code is not null group by 1",
-    # fee_detail (optional): the nights of the run after a hospital's first fee_detail delivery
-    "fee_detail_nights": "select f.hospital_code, count(distinct d.business_date)"
-    " from (select hospital_code, min(business_date) as first_date from raw.load_ledger"
-    " where file_kind = 'fee_detail' and status = 'loaded' group by 1) as f"
+    # fee_detail (optional): the nights of the run after a hospital's first fee_detail delivery;
+    # each hospital's first delivery is one probe of the ledger's partial index
+    # load_ledger_fee_detail_idx, hospital after hospital (the ledger grows every night)
+    "fee_detail_nights": "with recursive f (hospital_code, first_date) as ("
+    "(select hospital_code, business_date from raw.load_ledger where file_kind = 'fee_detail'"
+    " and status = 'loaded' and business_date is not null order by hospital_code, business_date limit 1)"
+    " union all select n.hospital_code, n.business_date from f cross join lateral"
+    " (select hospital_code, business_date from raw.load_ledger where file_kind = 'fee_detail'"
+    " and status = 'loaded' and business_date is not null and hospital_code > f.hospital_code"
+    " order by hospital_code, business_date limit 1) as n)"
+    " select f.hospital_code, count(distinct d.business_date) from f"
     " join (select night_date as business_date from audit.dq_night where run_id = %(run_id)s"
     " union select business_date from audit.dq_night_loads where run_id = %(run_id)s"
     " and file_kind in ('purchase', 'usage', 'claim', 'fee_detail') and business_date is not null) as d"
