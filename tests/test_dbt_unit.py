@@ -1264,6 +1264,49 @@ def test_purchase_resent_for_payment_reprices_nothing(built):
     _assert_marts_equal(conn, "marts_build", "marts_check")
 
 
+def test_purchase_groups_follow_a_moved_line(built):
+    """int_purchase_reference_prices and fct_platform_purchasing_monthly are built by touched
+    group: a night computes again the (hospital, code, date) and (hospital, month) groups of every
+    version of the purchase lines it loaded. A new line P9 (another brand, November, off the
+    platform) adds its groups; re-sent with another code and date (October) it leaves them, which
+    are removed, not kept stale; re-sent as a return it sets no reference price, and its day's
+    group is removed. After each night both tables equal a full rebuild, and a group no line of
+    the night was ever in (P1's) is not rewritten."""
+    conn, _, url = built
+    transform.build(C, marts_schema="marts_build", url=url)  # catch up (earlier tests rebuilt through B)
+    prices = ("select hospital_code, consumable_code, delivery_date, reference_price, reference_purchase_line_id"
+              " from intermediate.int_purchase_reference_prices")
+    months = ("select hospital_code, purchase_month, purchase_amount, off_platform_amount, purchase_line_count,"
+              " off_platform_line_count, off_platform_share from {schema}.fct_platform_purchasing_monthly")
+    p1_group = (H1, STENT, dt.date(2025, 1, 5))
+
+    def p1_written():
+        return _rows(conn, "select _batch_at from intermediate.int_purchase_reference_prices"
+                     " where hospital_code = %s and consumable_code = %s and delivery_date = %s", *p1_group)
+
+    def night(day, rows, expect_prices, expect_months):
+        before = p1_written()
+        _deliver(conn, "purchase", day, f"moved/purchase_{day:%m%d}.csv", rows)
+        transform.build(C, marts_schema="marts_build", url=url)
+        assert p1_written() == before != [], "a group untouched tonight is not rewritten"
+        incremental = sorted(_rows(conn, prices), key=repr)
+        got = {(code, day_) for (_, code, day_, _, line) in incremental if line == "P9"}
+        assert got == expect_prices
+        got = {month for (_, month, *_rest) in _rows(conn, months.format(schema="marts_build"))}
+        assert got & {dt.date(2025, 10, 1), dt.date(2025, 11, 1)} == expect_months
+        transform.build(C, marts_schema="marts_check", url=url, full_refresh=True)
+        assert sorted(_rows(conn, prices), key=repr) == incremental
+        _assert_marts_equal(conn, "marts_build", "marts_check")
+
+    november, october = dt.date(2025, 11, 20), dt.date(2025, 10, 7)
+    night(dt.date(2025, 12, 18), [purchase("P9", november, "2", "650.00", code=STENT_OTHER, platform=False)],
+          {(STENT_OTHER, november)}, {dt.date(2025, 11, 1)})
+    night(dt.date(2025, 12, 19), [purchase("P9", october, "2", "650.00", platform=False)],
+          {(STENT, october)}, {dt.date(2025, 10, 1)})
+    night(dt.date(2025, 12, 22), [purchase("P9", october, "-2", "650.00", platform=False)],
+          set(), {dt.date(2025, 10, 1)})
+
+
 R9_MODELS = {
     "int_surgery_consumable_costs": (
         "hospital_code, surgery_id, visit_id, principal_diagnosis_code, period_month, line_count,"

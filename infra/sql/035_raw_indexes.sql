@@ -15,3 +15,9 @@ create index if not exists usage_natural_key_idx
     on raw.usage (hospital_code, usage_id, business_date, load_id, source_row);
 create index if not exists purchase_natural_key_idx
     on raw.purchase (hospital_code, purchase_line_id, business_date, load_id, source_row);
+-- The purchase models built by touched groups (dbt macros/purchases.sql) read one hospital's lines
+-- of a delivery date and code (int_purchase_reference_prices) or of a month of delivery
+-- (fct_platform_purchasing_monthly) through this index, not every purchase line of the history.
+-- A year of a city is ~61k purchase lines (~170 a night): its write cost is negligible.
+create index if not exists purchase_delivery_idx
+    on raw.purchase (hospital_code, delivery_date, consumable_code);
