@@ -1264,47 +1264,58 @@ def test_purchase_resent_for_payment_reprices_nothing(built):
     _assert_marts_equal(conn, "marts_build", "marts_check")
 
 
-def test_purchase_groups_follow_a_moved_line(built):
+def test_purchase_models_follow_a_moved_line(built):
     """int_purchase_reference_prices and fct_platform_purchasing_monthly are built by touched
-    group: a night computes again the (hospital, code, date) and (hospital, month) groups of every
-    version of the purchase lines it loaded. A new line P9 (another brand, November, off the
-    platform) adds its groups; re-sent with another code and date (October) it leaves them, which
-    are removed, not kept stale; re-sent as a return it sets no reference price, and its day's
-    group is removed. After each night both tables equal a full rebuild, and a group no line of
-    the night was ever in (P1's) is not rewritten."""
+    group, int_vbp_purchases_in_cycle by touched line: a night computes again the (hospital, code,
+    date) and (hospital, month) groups of every version of the purchase lines it loaded, and
+    matches those lines again. A new line P9 (another brand, November, off the platform) adds its
+    groups; re-sent with another code and date (October) it leaves them, which are removed, not
+    kept stale; re-sent as a return it sets no reference price, and its day's group is removed;
+    re-sent with a code under no VBP batch it leaves batch B1. After each night the three tables
+    equal a full rebuild, and a group or line no version of the night was ever in (P1's) is not
+    rewritten."""
     conn, _, url = built
     transform.build(C, marts_schema="marts_build", url=url)  # catch up (earlier tests rebuilt through B)
     prices = ("select hospital_code, consumable_code, delivery_date, reference_price, reference_purchase_line_id"
               " from intermediate.int_purchase_reference_prices")
     months = ("select hospital_code, purchase_month, purchase_amount, off_platform_amount, purchase_line_count,"
-              " off_platform_line_count, off_platform_share from {schema}.fct_platform_purchasing_monthly")
-    p1_group = (H1, STENT, dt.date(2025, 1, 5))
+              " off_platform_line_count, off_platform_share from marts_build.fct_platform_purchasing_monthly")
+    cycle = ("select hospital_code, purchase_line_id, batch_id, product_group, consumable_code, quantity, unit_price,"
+             " amount, selected_price, is_selected_product, is_price_violation, delivery_date, paid_date"
+             " from intermediate.int_vbp_purchases_in_cycle")
 
     def p1_written():
-        return _rows(conn, "select _batch_at from intermediate.int_purchase_reference_prices"
-                     " where hospital_code = %s and consumable_code = %s and delivery_date = %s", *p1_group)
+        return _rows(
+            conn,
+            "select 'price', _batch_at from intermediate.int_purchase_reference_prices"
+            " where hospital_code = %s and consumable_code = %s and delivery_date = %s"
+            " union all select 'cycle', _batch_at from intermediate.int_vbp_purchases_in_cycle"
+            " where hospital_code = %s and purchase_line_id = 'P1'",
+            H1, STENT, dt.date(2025, 1, 5), H1)
 
-    def night(day, rows, expect_prices, expect_months):
+    def night(day, rows, expect_prices, expect_months, expect_batches):
         before = p1_written()
         _deliver(conn, "purchase", day, f"moved/purchase_{day:%m%d}.csv", rows)
         transform.build(C, marts_schema="marts_build", url=url)
-        assert p1_written() == before != [], "a group untouched tonight is not rewritten"
-        incremental = sorted(_rows(conn, prices), key=repr)
-        got = {(code, day_) for (_, code, day_, _, line) in incremental if line == "P9"}
-        assert got == expect_prices
-        got = {month for (_, month, *_rest) in _rows(conn, months.format(schema="marts_build"))}
+        assert p1_written() == before and len(before) == 2, "a group or line untouched tonight is not rewritten"
+        incremental = {q: sorted(_rows(conn, q), key=repr) for q in (prices, cycle)}
+        assert {(code, d) for (_, code, d, _, line) in incremental[prices] if line == "P9"} == expect_prices
+        got = {month for (_, month, *_rest) in _rows(conn, months)}
         assert got & {dt.date(2025, 10, 1), dt.date(2025, 11, 1)} == expect_months
+        assert [batch for (_, line, batch, *_rest) in incremental[cycle] if line == "P9"] == expect_batches
         transform.build(C, marts_schema="marts_check", url=url, full_refresh=True)
-        assert sorted(_rows(conn, prices), key=repr) == incremental
+        assert {q: sorted(_rows(conn, q), key=repr) for q in (prices, cycle)} == incremental
         _assert_marts_equal(conn, "marts_build", "marts_check")
 
     november, october = dt.date(2025, 11, 20), dt.date(2025, 10, 7)
     night(dt.date(2025, 12, 18), [purchase("P9", november, "2", "650.00", code=STENT_OTHER, platform=False)],
-          {(STENT_OTHER, november)}, {dt.date(2025, 11, 1)})
+          {(STENT_OTHER, november)}, {dt.date(2025, 11, 1)}, ["B1"])
     night(dt.date(2025, 12, 19), [purchase("P9", october, "2", "650.00", platform=False)],
-          {(STENT, october)}, {dt.date(2025, 10, 1)})
+          {(STENT, october)}, {dt.date(2025, 10, 1)}, ["B1"])
     night(dt.date(2025, 12, 22), [purchase("P9", october, "-2", "650.00", platform=False)],
-          set(), {dt.date(2025, 10, 1)})
+          set(), {dt.date(2025, 10, 1)}, ["B1"])
+    night(dt.date(2025, 12, 23), [purchase("P9", october, "-2", "650.00", code="C0303011234567800000", platform=False)],
+          set(), {dt.date(2025, 10, 1)}, [])
 
 
 R9_MODELS = {
