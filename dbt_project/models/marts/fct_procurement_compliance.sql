@@ -39,7 +39,11 @@ purchases as (
 
 ),
 
-group_purchases as (
+-- computed once (`materialized`): the agreed volumes come out of their latest-snapshot joins
+-- estimated at one row (312 on the bench city), and the planner then nested this aggregate inside
+-- a loop over them, aggregating every purchase line of the cycles again for each agreed row
+-- (272 ms on a year's 17,494 lines against 37 ms, and growing with the lines of the cycle)
+group_purchases as materialized (
 
     select
         agreed.batch_id,

@@ -7,7 +7,7 @@
         {'columns': ['hospital_code', 'settlement_id'], 'unique': true},
         {'columns': ['_batch_at']},
     ],
-    post_hook="delete from {{ this }} where _batch_at = now() and not _is_deduction"
+    post_hook=["delete from {{ this }} where _batch_at = now() and not _is_deduction", "{{ last_batch_statistics() }}"]
 ) }}
 
 -- R6 deductions by settlement: one row per effective settlement whose visit carries unreasonable
