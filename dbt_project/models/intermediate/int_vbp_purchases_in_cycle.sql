@@ -86,7 +86,10 @@ selected_codes as (
 
 ),
 
-matched as (
+-- computed once (`materialized`): joined below to the night's lines, which PostgreSQL estimates at
+-- one row, it was nested inside a loop over them and matched every line again for each (201 x 201
+-- probes of the natural-key index, 0.36 s, on the 30 M-claim year's night)
+matched as materialized (
 
     select
         -- ids
