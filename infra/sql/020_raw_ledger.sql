@@ -27,6 +27,9 @@ create unique index if not exists load_ledger_file_uq
     on raw.load_ledger (file_kind, coalesce(hospital_code, ''), coalesce(business_date, date '0001-01-01'), sha256);
 -- the files of the business dates an incremental build has not seen (macro incremental_watermark)
 create index if not exists load_ledger_business_date_idx on raw.load_ledger (business_date);
+-- the files loaded since the last publish (the marts gate's month_with_claims_has_budget reads
+-- the first of them: through the primary key, PostgreSQL walked every file of the history)
+create index if not exists load_ledger_loaded_at_idx on raw.load_ledger (loaded_at);
 -- each hospital's fee_detail deliveries in date order: its first delivery is one probe
 -- (the raw gate's fee_detail_nights, yibao.quality), not a read of the whole ledger
 create index if not exists load_ledger_fee_detail_idx on raw.load_ledger (hospital_code, business_date)
