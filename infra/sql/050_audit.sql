@@ -82,6 +82,10 @@ drop view if exists audit.dq_night, audit.dq_night_purchase, audit.dq_night_usag
 -- The run's row is read once per query (`with r as materialized`): on the inner side of a nested
 -- loop, audit.dq_runs itself was scanned again for every load of the night (or every row joined),
 -- a table that grows by two runs every night a bureau keeps.
+-- The run's ledger and quarantine rows are probed per load of the run (a lateral `offset 0`):
+-- PostgreSQL cannot know which run the setting names and estimates its loads at the average run's,
+-- a catch-up's thousands, for which it hashed a sequential scan of the whole ledger (or quarantine)
+-- even on a night of 300 files.
 create view audit.dq_night as
 with r as materialized (
     select * from audit.dq_runs
@@ -154,7 +158,7 @@ with r as materialized (
 select r.run_id, r.night_date, t.*
 from r
 join audit.dq_run_loads l on l.run_id = r.run_id
-join raw.load_ledger t on t.load_id = l.load_id;
+cross join lateral (select * from raw.load_ledger t where t.load_id = l.load_id offset 0) as t;
 
 create view audit.dq_night_quarantine as
 with r as materialized (
@@ -164,7 +168,7 @@ with r as materialized (
 select r.run_id, r.night_date, t.*
 from r
 join audit.dq_run_loads l on l.run_id = r.run_id
-join raw.quarantine t on t.load_id = l.load_id;
+cross join lateral (select * from raw.quarantine t where t.load_id = l.load_id offset 0) as t;
 
 create view audit.dq_marts_run as
 with r as materialized (
