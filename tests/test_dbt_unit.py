@@ -948,8 +948,9 @@ def test_quarter_patient_count_kept_by_difference(built):
     # more settlement of a patient the quarter already counts (the count does not move)
     (counted_patient,), = _rows(
         conn,
-        "select min(patient_key) from intermediate.int_evaluation_settlements"
-        " where hospital_code = %s and quarter_start = %s", *group,
+        "select min(claims.patient_key) from intermediate.int_evaluation_settlements as counted"
+        " join intermediate.int_claims_with_deductions as claims using (hospital_code, settlement_id)"
+        " where counted.hospital_code = %s and counted.quarter_start = %s", *group,
     )
     _deliver_claims(conn, dt.date(2025, 12, 11), "late/new_patient_2.csv",
                     [claim("SNEW2", "VNEW2", ts(2025, 12, 11), "200.00", patient="PNEW1"),
@@ -1033,16 +1034,16 @@ def _assert_partial_index(conn, table, model) -> int:
 
 
 def _patient_indexes(conn, table) -> list[str]:
-    """The column lists of the table's indexes that involve patient_key."""
+    """The column lists of the table's indexes that involve patient_key or hospital_patient."""
     return [d.split("USING btree ")[1] for (d,) in _rows(
         conn,
         "select pg_get_indexdef(indexrelid) from pg_index where indrelid = %s::regclass"
-        " and pg_get_indexdef(indexrelid) like '%%patient_key%%' order by 1",
+        " and pg_get_indexdef(indexrelid) like '%%patient%%' order by 1",
         table,
     )]
 
 
-EVALUATION_PATIENT_INDEX = "(hospital_code, quarter_start, patient_key)"
+EVALUATION_PATIENT_INDEX = "(quarter_start, hospital_patient)"
 
 
 def _drop_index(cur, oid) -> None:
@@ -1061,9 +1062,8 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
     recorded predicate, each by one index partial to the current predicate, recorded in its
     comment; fct_audit_findings' index, unchanged, is kept (same OID), and its full (hospital_code,
     visit_id) index is replaced by one partial to all but R11-R13, and int_audit_line_rules' one
-    dropped; a full refresh keeps them.
-    And the index on the patient key's 64-bit hash that 4c27d94 gave int_evaluation_settlements by
-    its (hospital_code, quarter_start, patient_key) index again."""
+    dropped; a full refresh keeps them. int_evaluation_settlements keeps its (quarter_start,
+    hospital_patient) index."""
     conn, _, url = built
     transform.build(C, marts_schema="marts_build", url=url)  # catch up (earlier tests rebuilt through B)
     icwd, matches, findings, evaluation = (
@@ -1081,11 +1081,6 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
         _drop_index(cur, oids[matches])
         cur.execute("create index on intermediate.int_audit_rule_matches (patient_key, rule_id)"
                     " where rule_type in ('daily_quantity', 'min_interval_days')")
-        cur.execute("select indexrelid::regclass::text from pg_index where indrelid = %s::regclass"
-                    " and pg_get_indexdef(indexrelid) like '%%quarter_start, patient_key%%'", (evaluation,))
-        cur.execute(f"drop index {cur.fetchone()[0]}")
-        cur.execute("create index on intermediate.int_evaluation_settlements"
-                    " (hospital_code, quarter_start, hashtextextended(patient_key, 0))")
         assert _rows(conn, MART_VISIT_INDEX, findings) == [(MART_VISIT_PREDICATE,)]
         cur.execute(MART_VISIT_INDEX.replace("pg_get_expr(indpred, indrelid)", "indexrelid::regclass::text"),
                     (findings,))
@@ -1095,9 +1090,6 @@ def test_upgrade_refreshes_only_the_tables_of_a_non_incremental_version(built):
         cur.execute(f"create index on {LINE_RULES} (hospital_code, visit_id)")  # as earlier versions were
     assert _rows(conn, MART_VISIT_INDEX, findings) == [(None,)]
     assert _rows(conn, MART_VISIT_INDEX, LINE_RULES) == [(None,)]
-    assert _patient_indexes(conn, evaluation) == [
-        "(hospital_code, quarter_start, hashtextextended(patient_key, (0)::bigint))"
-    ]
     assert [(p, c) for _, p, c in _indexes_on(conn, icwd, "int_claims_with_deductions")] == [(None, None)]
     assert _rows(conn, EARLIER_MATCHES_INDEX, matches) == [
         ("(rule_type = ANY (ARRAY['daily_quantity'::text, 'min_interval_days'::text]))",)
@@ -1169,6 +1161,39 @@ def test_upgrade_adding_a_kept_column_refreshes_the_settlement_models_alone(buil
             " and table_name = %s and column_name = '_replaces_stored'",
             model,
         ) == [(1,)]
+    assert transform.build(C, marts_schema="marts_check", url=url, full_refresh=True).full_refreshed == ["*"]
+    _assert_marts_equal(conn, "marts_build", "marts_check")
+
+
+def test_upgrade_to_the_hospital_patient_key_rebuilds_the_evaluation_settlements_alone(built):
+    """The first night after the upgrade that keyed R10's patients by hospital_patient (a 16-byte
+    uuid) finds int_evaluation_settlements as the earlier version wrote it: patient_key and
+    _counted_patient_key (text) and a (hospital_code, quarter_start, patient_key) index. The model
+    alone is rebuilt with --full-refresh, the quarter totals are then aggregated again (the counted
+    contributions are unknown after a full build), the table has only the (quarter_start,
+    hospital_patient) patient index, and the marts equal a full rebuild's."""
+    conn, _, url = built
+    transform.build(C, marts_schema="marts_build", url=url)  # catch up (earlier tests rebuilt through B)
+    evaluation = "intermediate.int_evaluation_settlements"
+    with conn.cursor() as cur:  # the earlier version's columns and index
+        cur.execute(f"alter table {evaluation} drop column hospital_patient, drop column _counted_hospital_patient,"
+                    " add column patient_key text, add column _counted_patient_key text")
+        cur.execute(f"create index on {evaluation} (hospital_code, quarter_start, patient_key)")
+    assert _patient_indexes(conn, evaluation) == ["(hospital_code, quarter_start, patient_key)"]
+    icwd = "select count(*), min(_batch_at), max(_batch_at) from intermediate.int_claims_with_deductions"
+    before = _rows(conn, icwd)
+
+    run = transform.build(C, marts_schema="marts_build", url=url)
+
+    assert run.full_refreshed == ["int_evaluation_settlements"]
+    assert run.statuses["int_evaluation_quarter_totals"] == "success"
+    assert _rows(conn, icwd) == before  # upstream stayed incremental
+    assert _patient_indexes(conn, evaluation) == [EVALUATION_PATIENT_INDEX]
+    (with_key,), = _rows(conn, "select count(*) from intermediate.int_claims_with_deductions where patient_key is not null")
+    assert with_key > 0
+    assert _rows(conn, "select count(*) from intermediate.int_evaluation_settlements as e"
+                 " join intermediate.int_claims_with_deductions as c using (hospital_code, settlement_id)"
+                 " where e.hospital_patient = md5(c.hospital_code || '/' || c.patient_key)::uuid") == [(with_key,)]
     assert transform.build(C, marts_schema="marts_check", url=url, full_refresh=True).full_refreshed == ["*"]
     _assert_marts_equal(conn, "marts_build", "marts_check")
 

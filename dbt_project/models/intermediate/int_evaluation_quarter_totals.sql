@@ -16,7 +16,7 @@
 --
 -- Incremental, by difference: every settlement re-classified since this table was written
 -- (int_evaluation_settlements._batch_at) adds its current contribution and takes back the one
--- counted here before (_counted_*). count(distinct patient_key) is not additive, so the patients
+-- counted here before (_counted_*). count(distinct hospital_patient) is not additive, so the patients
 -- of those settlements are counted per (hospital, quarter, patient): their settlements now (an
 -- index probe of int_evaluation_settlements) and before (now minus the night's difference); a
 -- quarter's patient count changes by the patients going from 0 settlements to some, or back. A
@@ -51,7 +51,7 @@ changed as (
 differences as (
 
     select
-        hospital_code, quarter_start, patient_key, 1 as settlements, is_inpatient,
+        hospital_code, quarter_start, hospital_patient, 1 as settlements, is_inpatient,
         total_amount, personal_paid_amount
     from changed
     where quarter_start is not null
@@ -59,7 +59,7 @@ differences as (
     union all
 
     select
-        hospital_code, _counted_quarter_start, _counted_patient_key, -1, _counted_is_inpatient,
+        hospital_code, _counted_quarter_start, _counted_hospital_patient, -1, _counted_is_inpatient,
         -_counted_total_amount, -_counted_personal_paid_amount
     from changed
     where _counted_quarter_start is not null
@@ -76,17 +76,16 @@ patients as (
         now_counted.settlements as settlements_now,
         now_counted.settlements - touched.difference as settlements_before
     from (
-        select hospital_code, quarter_start, patient_key, sum(settlements) as difference
+        select hospital_code, quarter_start, hospital_patient, sum(settlements) as difference
         from differences
-        where patient_key is not null
+        where hospital_patient is not null
         group by 1, 2, 3
     ) as touched
     cross join lateral (
         select count(*) as settlements
         from {{ ref('int_evaluation_settlements') }} as contributions
-        where contributions.hospital_code = touched.hospital_code
-          and contributions.quarter_start = touched.quarter_start
-          and contributions.patient_key = touched.patient_key
+        where contributions.quarter_start = touched.quarter_start
+          and contributions.hospital_patient = touched.hospital_patient
         offset 0
     ) as now_counted
 
@@ -164,7 +163,7 @@ aggregated as (
         hospital_code,
         quarter_start,
         count(*) as settlement_count,
-        count(distinct patient_key) as patient_count,
+        count(distinct hospital_patient) as patient_count,
         count(*) filter (where is_inpatient) as inpatient_settlement_count,
         coalesce(sum(total_amount) filter (where is_inpatient), 0) as inpatient_total_amount,
         count(total_amount) filter (where is_inpatient) as inpatient_amount_count,

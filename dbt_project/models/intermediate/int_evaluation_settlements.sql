@@ -6,10 +6,7 @@
     indexes=[
         {'columns': ['hospital_code', 'settlement_id'], 'unique': true},
         {'columns': ['_batch_at']},
-    ],
-    post_hook=[
-        "{{ ensure_index(['hospital_code', 'quarter_start', 'patient_key'],
-                         replaces=['hospital_code', 'quarter_start', 'hashtextextended(patient_key, (0)::bigint)']) }}",
+        {'columns': ['quarter_start', 'hospital_patient']},
     ]
 ) }}
 
@@ -29,13 +26,21 @@
 -- quarter totals are aggregated again from scratch. Written by the replace_stored strategy
 -- (macros/incremental.sql): only a row with a stored version (_replaces_stored, from the probe
 -- below) deletes it first; a new settlement is inserted without a probe. The quarter's patients
--- are counted through the (hospital_code, quarter_start, patient_key) index, read alone (a
--- post-hook, macros/indexes.sql; it replaces the index on a 64-bit hash of the key that 4c27d94
--- built: smaller, but its probes read the rows, which a cold night pays in random reads;
--- docs/scale-out.md §6).
+-- are counted through the (quarter_start, hospital_patient) index, read alone.
+--
+-- hospital_patient is the settlement's patient at its hospital, md5(hospital_code || '/' ||
+-- patient_key) as a uuid: 16 bytes where the 64-character patient_key took 65, so the table and
+-- its patient index are about half as large. That index is keyed by patient, so a night's
+-- settlements land on random leaves of its quarter: the night writes (and, after a checkpoint,
+-- logs in full) about one leaf per settlement, and fewer leaves is less of both (the quarter's
+-- last night of a 30 M-claim year: 307 MB of WAL for the night's insert with patient_key, 164 MB
+-- with hospital_patient; docs/scale-out.md §6). The hash is the patient's identity within
+-- R10, as patient_key (an HMAC) is everywhere: two patients of one hospital would need equal 128-bit
+-- hashes to be counted once. An earlier version kept patient_key here, indexed by (hospital_code,
+-- quarter_start, patient_key); a table it wrote has no hospital_patient and is rebuilt once.
 
 {%- set wm = incremental_watermark() %}
-{%- do require_columns_or_full_refresh(['_replaces_stored']) %}
+{%- do require_columns_or_full_refresh(['_replaces_stored', 'hospital_patient']) %}
 {%- if is_incremental() %}
     {%- set totals = recorded_incremental_watermark(
         api.Relation.create(database=this.database, schema=this.schema, identifier='int_evaluation_quarter_totals')) %}
@@ -52,7 +57,7 @@ current_contributions as (
             when not claims.is_reversal and not claims.is_reversed and claims.settlement_date is not null
                 then date_trunc('quarter', claims.settlement_date)::date
         end as quarter_start,
-        claims.patient_key,
+        md5(claims.hospital_code || '/' || claims.patient_key)::uuid as hospital_patient,
         coalesce(categories.is_inpatient, false) as is_inpatient,
         claims.total_amount,
         (coalesce(claims.account_paid_amount, 0) + coalesce(claims.cash_paid_amount, 0))::numeric(18, 2)
@@ -70,7 +75,7 @@ select
     -- ids
     current_contributions.hospital_code,
     current_contributions.settlement_id,
-    current_contributions.patient_key,
+    current_contributions.hospital_patient,
     -- dates
     current_contributions.quarter_start,
     -- flags
@@ -83,7 +88,7 @@ select
     {%- set counted = "stored._batch_at <= '" ~ totals[2] ~ "'::timestamptz" if totals is not none else "false" %}
     case when stored.settlement_id is null or {{ counted }} then true else stored._counted_known end
         as _counted_known,
-    {% for c in ['quarter_start', 'patient_key', 'is_inpatient', 'total_amount', 'personal_paid_amount'] -%}
+    {% for c in ['quarter_start', 'hospital_patient', 'is_inpatient', 'total_amount', 'personal_paid_amount'] -%}
     case
         when stored.settlement_id is null then null
         when {{ counted }} then stored.{{ c }}
@@ -93,7 +98,7 @@ select
     stored.settlement_id is not null as _replaces_stored,
     {% else %}
     false as _counted_known,
-    {% for c in ['quarter_start', 'patient_key', 'is_inpatient', 'total_amount', 'personal_paid_amount'] -%}
+    {% for c in ['quarter_start', 'hospital_patient', 'is_inpatient', 'total_amount', 'personal_paid_amount'] -%}
     case when false then current_contributions.{{ c }} end as _counted_{{ c }},
     {% endfor %}
     false as _replaces_stored,
