@@ -323,7 +323,7 @@ def run_night(label: str, landing: Path, through: dt.date, run_id: str) -> Night
     # last parsed one (a copy of the year, a fresh empty database) parsed the project in full
     # (~2.3 s) inside its timed dbt step, and a night run right after another on the same database
     # did not: a quarter's night (2025-03-31) had been timed without it, the same night on nothing
-    # with it (2026-12-07).
+    # with it (2026-12-06).
     from yibao import transform
 
     t = time.perf_counter()

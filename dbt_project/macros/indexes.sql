@@ -15,7 +15,7 @@
     read back from pg_index to set the comment.
     `include`: non-key columns stored in the index (`create index … include (…)`), so that a query
     reading only those columns is an index-only scan; recorded in the comment with the predicate
-    (a changed list rebuilds the index once). `replaces`: as for ensure_index, the key columns of
+    (a changed list rebuilds the index once). `replaces`: the key columns of
     an index an earlier version of the model had instead, dropped when found.
     Do not lead the key with a column the predicate fixes (`rule_type = 'x'`): the planner drops
     the implied condition from the index scan, which then reads the whole index once per probe
@@ -72,18 +72,11 @@ $partial_index$
 {#- Post-hook: a (full) index on `columns` of this model's table, created when the table has none
     on exactly these columns (dbt's `indexes` config creates its indexes only with the table, so an
     existing table, built before the index was added, gets it here once; an unchanged night costs
-    one catalog query). `replaces`: the columns of an index that an earlier version of the model
-    had instead, dropped when found. A column may be an expression, written as pg_get_indexdef
-    prints it (e.g. 'hashtextextended(patient_key, (0)::bigint)'). -#}
-{% macro ensure_index(columns, replaces=none) -%}
+    one catalog query). -#}
+{% macro ensure_index(columns) -%}
 {%- set cols = columns | join(', ') -%}
 do $ensure_index$
-declare
-    earlier record;
 begin
-    {%- if replaces %}
-    {{ _drop_indexes_on(replaces, 'earlier') }}
-    {%- endif %}
     if not exists (select 1 from pg_index where {{ _btree_index_on(cols) }} and indpred is null) then
         create index on {{ this }} ({{ cols }});
     end if;
@@ -106,7 +99,7 @@ $drop_index_on$
 {%- endmacro %}
 
 {#- PL/pgSQL (inside a do block declaring the record `var`): drop every index of this model's
-    table on exactly `columns` (an earlier version's index; ensure_index's and partial_index's
+    table on exactly `columns` (an earlier version's index; partial_index's
     `replaces`). -#}
 {% macro _drop_indexes_on(columns, var) -%}
     for {{ var }} in select indexrelid::regclass as name from pg_index where {{ _btree_index_on(columns | join(', ')) }} loop
