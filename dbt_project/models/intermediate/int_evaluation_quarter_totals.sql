@@ -68,8 +68,17 @@ differences as (
 
 patients as (
 
-    -- each touched patient's settlements in the quarter now (an index probe; `offset 0`: never a
-    -- scan of the whole table) and before this build (now minus the difference)
+    -- each touched patient's settlements in the quarter now (an index probe per patient: the
+    -- `limit` keeps the subquery from being merged into a scan of the whole table) and before this
+    -- build (now minus the difference). The probe counts no further than it needs to: with a
+    -- difference d > 0 the patient is new to the quarter if there are exactly d settlements now,
+    -- with d <= 0 the patient left it if there are none, so greatest(d, 0) + 1 of them are enough
+    -- (a count c capped there gives c > 0 and c - d = 0 exactly when the full count does, and
+    -- c = 0 with c - d > 0 exactly when it does). Most patients of a night already had a
+    -- settlement in the quarter: their probe stops at the second entry, mostly an earlier night's
+    -- (visible from the index alone), instead of reading every one, tonight's from the table (the
+    -- quarter's last night of a 30 M-claim year: 37k table reads instead of 109k, 0.65 s instead
+    -- of 0.77 s; docs/scale-out.md §6).
     select
         touched.hospital_code,
         touched.quarter_start,
@@ -83,10 +92,13 @@ patients as (
     ) as touched
     cross join lateral (
         select count(*) as settlements
-        from {{ ref('int_evaluation_settlements') }} as contributions
-        where contributions.quarter_start = touched.quarter_start
-          and contributions.hospital_patient = touched.hospital_patient
-        offset 0
+        from (
+            select
+            from {{ ref('int_evaluation_settlements') }} as contributions
+            where contributions.quarter_start = touched.quarter_start
+              and contributions.hospital_patient = touched.hospital_patient
+            limit greatest(touched.difference, 0) + 1
+        ) as enough
     ) as now_counted
 
 ),
