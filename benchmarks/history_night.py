@@ -110,6 +110,7 @@ class NightTiming:
 # about a second of a step can show in the next one.
 # the server's settings a night's figures depend on most, printed with them
 SERVER_SETTINGS = ("shared_buffers", "wal_buffers", "max_wal_size", "synchronous_commit")
+SERVER_SETTINGS_SQL = "select " + ", ".join(f"current_setting('{name}')" for name in SERVER_SETTINGS)
 IO_COUNTERS = ("reads", "read_ms", "writes", "write_ms", "wal_bytes", "wal_fpi")
 IO_SQL = """
     select coalesce(sum(io.reads), 0), coalesce(sum(io.read_time), 0),
@@ -464,7 +465,7 @@ def report(runs: list[NightTiming], year_rows: dict, night_claims: int, args, lo
         + ", ".join(f"{k} {v:,}" for k, v in year_rows.items())
         + f"; the night: {night_claims:,} claims, {on_empty.rows_loaded:,} rows in {on_empty.files_loaded} files",
         f"load average before / after: {load_avg[0]} / {load_avg[1]} (cores: {os.cpu_count()}); server: "
-        + ", ".join(f"{name} {_scalar(pg.url(), f'show {name}')}" for name in SERVER_SETTINGS),
+        + ", ".join(f"{name} {value}" for name, value in zip(SERVER_SETTINGS, _rows(pg.url(), SERVER_SETTINGS_SQL)[0])),
         "",
         f"{'step':<10}" + (f"{'year catch-up s':>17}" if year else "")
         + f"{'night on year s':>17}{'night on empty s':>18}{'ratio':>8}"
